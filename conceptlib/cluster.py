@@ -1,0 +1,157 @@
+"""k-means on latent images and concept-layer maps; decoded cluster centres.
+
+See: paper sections 3.5 (step 1) and 4; chapters ``ch-augmentation`` and
+``ch-clustering``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+
+from conceptlib.metrics import cluster_scores, match_clusters
+from conceptlib.model import ConvVAE
+
+
+@torch.no_grad()
+def encode_features(
+    model: ConvVAE,
+    x: torch.Tensor,
+    what: str = "latent",
+    batch_size: int = 1000,
+) -> np.ndarray:
+    """Features to cluster, one row per image.
+
+    Args:
+        model: a trained model.
+        x: ``(N, 28, 28)`` uint8 images.
+        what: ``latent`` for the posterior-mean latent image ``(L*7*7)``;
+            ``hidden`` for the concept-layer maps ``(C*H*W)`` computed from it.
+        batch_size: batch size.
+
+    Returns:
+        ``(N, D)`` float32 features.
+    """
+    from conceptlib.train import to_input
+
+    device = next(model.parameters()).device
+    model.eval()
+    rows = []
+    for start in range(0, len(x), batch_size):
+        mu, _ = model.encode(to_input(x[start : start + batch_size], device))
+        feat = mu if what == "latent" else model.decode(mu)[1]
+        rows.append(feat.float().flatten(1).cpu().numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """A k-means clustering of one set of features.
+
+    Attributes:
+        index: ``(M,)`` which images were clustered (a seeded subsample).
+        assignment: ``(M,)`` cluster of each clustered image.
+        centres: ``(k, D)`` cluster centres.
+        labels: ``(M,)`` true labels of the clustered images.
+        scores: NMI, ARI, purity against ``labels``.
+        matching: Hungarian ``{cluster: label}``.
+    """
+
+    index: np.ndarray
+    assignment: np.ndarray
+    centres: np.ndarray
+    labels: np.ndarray
+    scores: dict[str, float]
+    matching: dict[int, int]
+
+    def centres_by_label(self) -> tuple[np.ndarray, list[int]]:
+        """Centres ordered by their matched label (unmatched clusters last)."""
+        order = sorted(
+            range(len(self.centres)), key=lambda c: self.matching.get(c, 1e9)
+        )
+        return self.centres[order], [self.matching.get(c, -1) for c in order]
+
+
+def fit_kmeans(
+    features: np.ndarray,
+    labels: np.ndarray,
+    num_clusters: int,
+    seed: int = 0,
+    n_init: int = 4,
+    max_points: int | None = None,
+) -> Clustering:
+    """Cluster ``features`` with scikit-learn k-means and score against ``labels``.
+
+    Args:
+        features: ``(N, D)``; labels: ``(N,)``.
+        num_clusters: k.
+        seed: ``random_state`` of k-means and of the subsample.
+        n_init: k-means restarts.
+        max_points: cluster at most this many points (a stratified-by-chance,
+            seeded subsample); None for all.
+    """
+    index = np.arange(len(features))
+    if max_points is not None and len(features) > max_points:
+        rng = np.random.default_rng(seed)
+        index = np.sort(rng.choice(len(features), max_points, replace=False))
+    feats = features[index]
+    km = KMeans(num_clusters, n_init=n_init, random_state=seed).fit(feats)
+    assignment = km.labels_.astype(np.int64)
+    lab = labels[index]
+    return Clustering(
+        index=index,
+        assignment=assignment,
+        centres=km.cluster_centers_.astype(np.float32),
+        labels=lab,
+        scores=cluster_scores(lab, assignment),
+        matching=match_clusters(lab, assignment),
+    )
+
+
+@torch.no_grad()
+def decode_centres(
+    model: ConvVAE, centres: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode latent cluster centres.
+
+    Args:
+        model: the model whose latent space was clustered.
+        centres: ``(k, L*7*7)`` latent centres.
+
+    Returns:
+        Images ``(k, 28, 28)`` in [0, 1] and concept-layer maps ``(k, C, H, W)``.
+    """
+    device = next(model.parameters()).device
+    z = torch.as_tensor(centres, device=device).view(len(centres), -1, 7, 7)
+    logits, hidden = model.decode(z)
+    return torch.sigmoid(logits)[:, 0].cpu().numpy(), hidden.float().cpu().numpy()
+
+
+def representative_images(
+    model: ConvVAE,
+    x: torch.Tensor,
+    y: np.ndarray,
+    num_clusters: int = 10,
+    seed: int = 0,
+    n_init: int = 4,
+) -> tuple[np.ndarray, Clustering]:
+    """Section 3.5 step 1: one decoded cluster centre per digit.
+
+    Clusters the latent images of all training digits into ``num_clusters``,
+    decodes the centres and matches clusters to digits one-to-one (Hungarian).
+
+    Returns:
+        ``(10, 28, 28)`` uint8 centre image per digit (row d is digit d) and the
+        clustering itself.
+    """
+    feats = encode_features(model, x, "latent")
+    clustering = fit_kmeans(feats, y, num_clusters, seed=seed, n_init=n_init)
+    images, _ = decode_centres(model, clustering.centres)
+    out = np.zeros((10, 28, 28), dtype=np.uint8)
+    for cluster, digit in clustering.matching.items():
+        if 0 <= digit < 10:
+            out[digit] = np.rint(images[cluster] * 255).astype(np.uint8)
+    return out, clustering

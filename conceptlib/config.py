@@ -1,0 +1,311 @@
+"""Experiment configuration: frozen dataclasses, YAML profiles, overrides and hashing.
+
+One schema, three sizes (``smoke``, ``quick``, ``paper``). Each YAML profile in
+``conceptlib/configs/`` maps one-to-one onto :class:`ExperimentConfig`; unknown keys
+raise :class:`~conceptlib.errors.ConceptlibError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conceptlib.errors import ConceptlibError
+
+#: Raise whenever training semantics change, so cached runs are not reused.
+RUN_FORMAT = 1
+PROFILES = ("smoke", "quick", "paper")
+VARIANTS = ("baseline", "augmented", "concept")
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which digits to use. ``source`` is ``embedded`` or a path (IDX folder, npz)."""
+
+    source: str = "embedded"
+    num_train_digits: int = 60000  # subsample of the 60,000 training digits
+    num_test_digits: int = 10000  # subsample of the 10,000 test digits
+    val_fraction: float = 0.3  # the paper's 70/30 split, stratified
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ConceptConfig:
+    """How concept images are generated (paper sections 3.3 and 3.5)."""
+
+    catalogue: str = "mnist"  # a packaged catalogue name or a CSV path
+    per_concept: int = 3000  # training concept images per concept
+    test_per_concept: int = 200  # held-out concept images cut from test digits
+    p_train: float = 0.8  # probability of cutting from a training digit (else centre)
+    num_clusters: int = 10  # latent clusters for the representative images
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The fully convolutional VAE (paper section 3.1, Figure 1)."""
+
+    latent_channels: int = 4  # latent image is (latent_channels, 7, 7)
+    enc_channels: tuple[int, ...] = (16, 32, 64, 64)  # encoder layers 1-4
+    dec_channels: tuple[int, ...] = (64, 32, 32, 16)  # decoder layers 1-4
+    concept_layer: int = 3  # 1-based index of the decoder layer with the concepts
+    bottleneck_kernel: int = 3  # kernel of encoder layer 4 and decoder layer 1 (7x7)
+    concept_activation: str = "sigmoid"  # on the concept channels: sigmoid | relu
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Reconstruction, KL and concept loss weights (paper sections 3.1 and 3.4)."""
+
+    recon: str = "bce"  # bce (section 3.1) | mse (section 3.4)
+    beta: float = 1.0  # weight of the KL term
+    concept_weight: float = 10.0  # lambda: weight of the concept loss
+    concept_target: str = "exclusive"  # other concept channels pushed to zero
+    concept_loss: str = "mse"  # mse (paper 3.4) | bce (on the concept logits)
+    kl_warmup_epochs: float = 0.0  # beta rises linearly from 0 over these epochs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings."""
+
+    num_epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    channels_last: bool = False
+    eval_batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """k-means settings for the four clusterings of section 4."""
+
+    n_init: int = 4
+    max_points: int = 5000  # subsample per clustering (layer-3 maps are large)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines a run; its hash keys the run cache."""
+
+    profile: str = "quick"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    concepts: ConceptConfig = field(default_factory=ConceptConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+_SECTIONS = {f.name: f.type for f in fields(ExperimentConfig)}
+_SECTION_TYPES = {
+    "data": DataConfig,
+    "concepts": ConceptConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+    "cluster": ClusterConfig,
+}
+_CHOICES = {
+    ("model", "concept_activation"): ("sigmoid", "relu"),
+    ("loss", "recon"): ("bce", "mse"),
+    ("loss", "concept_target"): ("exclusive",),
+    ("loss", "concept_loss"): ("mse", "bce"),
+    ("train", "precision"): ("fp32", "bf16"),
+}
+
+
+def _coerce(where: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of ``default`` and convert where lossless."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, tuple):
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            return tuple(value)
+    type_name = type(default).__name__
+    raise ConceptlibError(f"config key {where}: expected {type_name}, got {value!r}")
+
+
+def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Range checks that the types alone cannot express."""
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ConceptlibError(
+                f"config key {section}.{key}: {value!r} is not one of {list(allowed)}"
+            )
+    checks = [
+        ("data.num_train_digits", 1 <= cfg.data.num_train_digits <= 60000),
+        ("data.num_test_digits", 1 <= cfg.data.num_test_digits <= 10000),
+        ("data.val_fraction", 0.0 < cfg.data.val_fraction < 1.0),
+        ("concepts.per_concept", cfg.concepts.per_concept >= 2),
+        ("concepts.test_per_concept", cfg.concepts.test_per_concept >= 1),
+        ("concepts.p_train", 0.0 <= cfg.concepts.p_train <= 1.0),
+        ("concepts.num_clusters", cfg.concepts.num_clusters >= 10),
+        ("model.latent_channels", cfg.model.latent_channels >= 1),
+        ("model.enc_channels", len(cfg.model.enc_channels) == 4),
+        ("model.dec_channels", len(cfg.model.dec_channels) == 4),
+        ("model.concept_layer", 1 <= cfg.model.concept_layer <= 4),
+        ("model.bottleneck_kernel", cfg.model.bottleneck_kernel in (1, 3, 5, 7)),
+        ("loss.beta", cfg.loss.beta >= 0),
+        ("loss.concept_weight", cfg.loss.concept_weight >= 0),
+        ("loss.kl_warmup_epochs", cfg.loss.kl_warmup_epochs >= 0),
+        ("train.num_epochs", cfg.train.num_epochs >= 1),
+        ("train.batch_size", cfg.train.batch_size >= 1),
+        ("train.lr", cfg.train.lr > 0),
+        ("train.eval_batch_size", cfg.train.eval_batch_size >= 1),
+        ("cluster.n_init", cfg.cluster.n_init >= 1),
+        ("cluster.max_points", cfg.cluster.max_points >= 20),
+    ]
+    for key, ok in checks:
+        if not ok:
+            raise ConceptlibError(f"config key {key}: value out of range")
+    if any(c < 1 for c in cfg.model.enc_channels + cfg.model.dec_channels):
+        raise ConceptlibError("config key model.*_channels: channels must be >= 1")
+    return cfg
+
+
+def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
+    """Build a validated config from nested plain data; unknown keys raise.
+
+    Args:
+        raw: nested mapping, as read from YAML.
+        where: a name for messages (usually the YAML path).
+
+    Returns:
+        The frozen, validated :class:`ExperimentConfig`.
+    """
+    if not isinstance(raw, dict):
+        raise ConceptlibError(f"{where}: expected a mapping at the top level")
+    base = ExperimentConfig()
+    top: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _SECTIONS:
+            raise ConceptlibError(
+                f"{where}: unknown config key {key!r} "
+                f"(known: {', '.join(sorted(_SECTIONS))})"
+            )
+        if key in _SECTION_TYPES:
+            section_cls = _SECTION_TYPES[key]
+            if not isinstance(value, dict):
+                raise ConceptlibError(f"{where}: config key {key!r} must be a mapping")
+            known = {f.name for f in fields(section_cls)}
+            default = getattr(base, key)
+            kwargs = {}
+            for sub, sub_value in value.items():
+                if sub not in known:
+                    raise ConceptlibError(
+                        f"{where}: unknown config key '{key}.{sub}' "
+                        f"(known: {', '.join(sorted(known))})"
+                    )
+                kwargs[sub] = _coerce(f"{key}.{sub}", sub_value, getattr(default, sub))
+            top[key] = dataclasses.replace(default, **kwargs)
+        else:
+            top[key] = _coerce(key, value, getattr(base, key))
+    return _validate(dataclasses.replace(base, **top))
+
+
+def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Plain nested data (tuples become lists), ready for YAML or JSON."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars).
+
+    Args:
+        cfg: the starting config.
+        overrides: e.g. ``["train.num_epochs=3", "loss.concept_weight=20"]``.
+    """
+    raw = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConceptlibError(f"override {item!r}: expected section.key=value")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConceptlibError(f"override {item!r}: cannot parse value") from None
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConceptlibError(f"override {item!r}: unknown config key {key!r}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConceptlibError(f"override {item!r}: unknown config key {key!r}")
+        node[parts[-1]] = value
+    return from_dict(raw, where="overrides")
+
+
+def load_config(profile: str | os.PathLike = "quick", overrides=()) -> ExperimentConfig:
+    """Load a profile by name (``smoke``, ``quick``, ``paper``) or a YAML path.
+
+    Args:
+        profile: profile name or path to a YAML file.
+        overrides: ``section.key=value`` strings applied last.
+    """
+    text_profile = str(profile)
+    if text_profile in PROFILES:
+        path = CONFIG_DIR / f"{text_profile}.yaml"
+    else:
+        path = Path(text_profile)
+        if path.suffix not in (".yaml", ".yml"):
+            raise ConceptlibError(
+                f"unknown profile {text_profile!r} (known: {', '.join(PROFILES)}, "
+                "or a .yaml path)"
+            )
+        if not path.is_file():
+            raise ConceptlibError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConceptlibError(f"{path}: cannot read YAML ({reason})") from None
+    cfg = from_dict(raw if raw is not None else {}, where=str(path))
+    return apply_overrides(cfg, list(overrides)) if overrides else cfg
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The config as YAML text (round-trips through :func:`from_dict`)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def config_hash(payload: dict[str, Any] | ExperimentConfig, length: int = 12) -> str:
+    """Short SHA-256 of the canonical sorted JSON of ``payload`` plus ``RUN_FORMAT``."""
+    if isinstance(payload, ExperimentConfig):
+        payload = to_dict(payload)
+    text = json.dumps({"run_format": RUN_FORMAT, **payload}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def default_profile() -> str:
+    """``$CONCEPTLIB_PROFILE`` if set, else ``paper`` on a CUDA GPU, else ``quick``."""
+    env = os.environ.get("CONCEPTLIB_PROFILE")
+    if env:
+        return env
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "quick"

@@ -1,0 +1,150 @@
+"""Reconstruction, KL and concept losses: pure functions returning per-image parts.
+
+See: paper sections 3.1 (BCE), 3.4 (concept loss, MSE); chapter ``ch-training``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from conceptlib.config import LossConfig
+
+#: Labels 0-9 are digits; concept k has label FIRST_CONCEPT_LABEL + k.
+FIRST_CONCEPT_LABEL = 10
+
+
+def recon_loss(
+    logits: torch.Tensor, x: torch.Tensor, kind: str = "bce"
+) -> torch.Tensor:
+    """Per-image reconstruction loss, summed over the 784 pixels.
+
+    Args:
+        logits: ``(B, 1, 28, 28)`` decoder output before the sigmoid.
+        x: ``(B, 1, 28, 28)`` targets in [0, 1].
+        kind: ``bce`` (nats per image) or ``mse`` (summed squared error per image).
+
+    Returns:
+        ``(B,)`` loss per image.
+    """
+    logits = logits.float()
+    if kind == "bce":
+        per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    else:
+        per_pixel = (torch.sigmoid(logits) - x) ** 2
+    return per_pixel.flatten(1).sum(1)
+
+
+def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-image KL(q(z|x) || N(0, I)), summed over latent elements (nats).
+
+    Args:
+        mu, logvar: ``(B, L, 7, 7)``.
+
+    Returns:
+        ``(B,)``; exactly 0 where ``mu = 0`` and ``logvar = 0``.
+    """
+    mu, logvar = mu.float(), logvar.float()
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).flatten(1).sum(1)
+
+
+def concept_targets(
+    x: torch.Tensor, labels: torch.Tensor, num_concepts: int, size: int = 28
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exclusive targets for the concept channels.
+
+    For a sample of concept k, channel k should equal the concept image and every
+    other concept channel should be zero. Digits (labels < 10) get no target.
+
+    Args:
+        x: ``(B, 1, 28, 28)`` images.
+        labels: ``(B,)`` labels; concept k has label ``10 + k``.
+        num_concepts: K.
+        size: spatial size of the concept layer (images are average-pooled to it).
+
+    Returns:
+        targets ``(B, K, size, size)`` and mask ``(B,)`` (True for concept samples).
+    """
+    mask = labels >= FIRST_CONCEPT_LABEL
+    k = (labels - FIRST_CONCEPT_LABEL).clamp(min=0, max=num_concepts - 1)
+    img = x if x.shape[-1] == size else F.adaptive_avg_pool2d(x, size)
+    onehot = F.one_hot(k, num_concepts).to(img.dtype) * mask.unsqueeze(1).to(img.dtype)
+    return onehot[:, :, None, None] * img, mask  # (B, K, size, size)
+
+
+def concept_loss(
+    hidden: torch.Tensor,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    num_concepts: int,
+    kind: str = "mse",
+) -> torch.Tensor:
+    """Per-image concept loss on the K concept channels, summed over their pixels.
+
+    Summed like the reconstruction loss it stands beside; zero for digits.
+
+    Args:
+        hidden: ``(B, C, H, W)``, ``C >= K``: the concept-layer *activation* for
+            ``mse`` (the paper's squared error), its *pre-activation* (logits of the
+            sigmoid) for ``bce`` (binary cross-entropy).
+        x: ``(B, 1, 28, 28)`` images; labels: ``(B,)``.
+        num_concepts: K.
+        kind: ``mse`` or ``bce``.
+
+    Returns:
+        ``(B,)``; for ``mse`` exactly 0 where the concept channels equal the targets.
+    """
+    target, mask = concept_targets(x, labels, num_concepts, hidden.shape[-1])
+    h = hidden[:, :num_concepts].float()
+    if kind == "bce":
+        err = F.binary_cross_entropy_with_logits(h, target.float(), reduction="none")
+    else:
+        err = (h - target.float()) ** 2
+    return err.flatten(1).sum(1) * mask.float()
+
+
+@dataclass
+class LossParts:
+    """The total loss to minimise and its batch-mean parts (floats are per image)."""
+
+    total: torch.Tensor  # scalar, what backward() is called on
+    recon: torch.Tensor  # mean recon loss per image
+    kl: torch.Tensor  # mean KL per image
+    concept: torch.Tensor  # mean concept loss per *concept* image (0 if none)
+
+
+def total_loss(
+    out,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: LossConfig,
+    num_concepts: int,
+    use_concept: bool,
+    beta: float | None = None,
+) -> LossParts:
+    """``mean(recon + beta * kl + lambda * concept)`` over the batch.
+
+    Args:
+        out: a :class:`~conceptlib.model.VAEOutput`.
+        x: ``(B, 1, 28, 28)``; labels: ``(B,)``.
+        cfg: loss weights; ``cfg.concept_weight`` is lambda.
+        num_concepts: K.
+        use_concept: add the concept loss (the ``concept`` variant) or not.
+        beta: the KL weight to use now (default ``cfg.beta``; see KL warm-up).
+    """
+    recon = recon_loss(out.logits, x, cfg.recon)
+    kl = kl_loss(out.mu, out.logvar)
+    per_image = recon + (cfg.beta if beta is None else beta) * kl
+    hidden = out.hidden_pre if cfg.concept_loss == "bce" else out.hidden
+    concept = concept_loss(hidden, x, labels, num_concepts, cfg.concept_loss)
+    if use_concept:
+        per_image = per_image + cfg.concept_weight * concept
+    num_concept = (labels >= FIRST_CONCEPT_LABEL).sum().clamp(min=1)
+    return LossParts(
+        total=per_image.mean(),
+        recon=recon.detach().mean(),
+        kl=kl.detach().mean(),
+        concept=concept.detach().sum() / num_concept,
+    )

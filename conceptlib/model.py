@@ -1,0 +1,177 @@
+"""The fully convolutional VAE of the paper's Figure 1, with the concept layer exposed.
+
+Encoder: five conv layers, 28 -> 14 -> 7, the last emitting mean and log-variance
+*images* of shape ``(latent_channels, 7, 7)``; no dense layer anywhere. Decoder: five
+transposed-conv layers back to 28 x 28; decoder layer ``concept_layer`` (3 by default,
+28 x 28) carries one channel per concept. Losses are not computed here.
+
+See: paper section 3.1 and Figure 1; chapter ``ch-training``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from conceptlib.config import ModelConfig
+from conceptlib.errors import ConceptlibError
+
+#: Spatial size of each decoder layer's output (layers 1..5).
+DECODER_SIZES = (7, 14, 28, 28, 28)
+
+
+@dataclass
+class VAEOutput:
+    """What :meth:`ConvVAE.forward` returns.
+
+    Attributes:
+        logits: ``(B, 1, 28, 28)`` pre-sigmoid reconstruction.
+        mu: ``(B, L, 7, 7)`` posterior mean (the latent image).
+        logvar: ``(B, L, 7, 7)`` posterior log-variance.
+        z: ``(B, L, 7, 7)`` the sample that was decoded.
+        hidden: ``(B, C, H, W)`` activation of the concept layer; its first
+            ``num_concepts`` channels are the concept channels.
+        hidden_pre: ``(B, C, H, W)`` the same layer before its activation.
+    """
+
+    logits: torch.Tensor
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+    hidden: torch.Tensor
+    hidden_pre: torch.Tensor
+
+    @property
+    def x_hat(self) -> torch.Tensor:
+        """``(B, 1, 28, 28)`` reconstruction in [0, 1]."""
+        return torch.sigmoid(self.logits)
+
+
+class ConceptActivation(nn.Module):
+    """Sigmoid (or ReLU) on the first ``num_concepts`` channels, ReLU on the rest."""
+
+    def __init__(self, num_concepts: int, kind: str) -> None:
+        super().__init__()
+        self.num_concepts = num_concepts
+        self.kind = kind
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        k = self.num_concepts
+        head = (
+            torch.sigmoid(h[:, :k]) if self.kind == "sigmoid" else torch.relu(h[:, :k])
+        )
+        return torch.cat([head, torch.relu(h[:, k:])], dim=1)
+
+
+def _conv(c_in: int, c_out: int, down: bool, kernel: int = 3) -> nn.Conv2d:
+    if down:
+        return nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1)
+    return nn.Conv2d(c_in, c_out, kernel_size=kernel, stride=1, padding=kernel // 2)
+
+
+def _deconv(c_in: int, c_out: int, up: bool, kernel: int = 3) -> nn.ConvTranspose2d:
+    if up:
+        return nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1)
+    return nn.ConvTranspose2d(
+        c_in, c_out, kernel_size=kernel, stride=1, padding=kernel // 2
+    )
+
+
+class ConvVAE(nn.Module):
+    """Fully convolutional VAE with a concept layer in the decoder.
+
+    Args:
+        cfg: the model section of the experiment config.
+        num_concepts: number of concepts in the catalogue (channels with concept loss).
+    """
+
+    def __init__(self, cfg: ModelConfig, num_concepts: int) -> None:
+        super().__init__()
+        e1, e2, e3, e4 = cfg.enc_channels
+        d1, d2, d3, d4 = cfg.dec_channels
+        latent = cfg.latent_channels
+        g = cfg.bottleneck_kernel  # 7: every 7 x 7 position sees the whole latent
+        concept_channels = cfg.dec_channels[cfg.concept_layer - 1]
+        if concept_channels < num_concepts:
+            raise ConceptlibError(
+                f"config key model.dec_channels: decoder layer {cfg.concept_layer} has "
+                f"{concept_channels} channels, fewer than the {num_concepts} concepts"
+            )
+        self.cfg = cfg
+        self.num_concepts = num_concepts
+        self.encoder = nn.Sequential(
+            _conv(1, e1, down=False), nn.ReLU(),  # (B, e1, 28, 28)
+            _conv(e1, e2, down=True), nn.ReLU(),  # (B, e2, 14, 14)
+            _conv(e2, e3, down=True), nn.ReLU(),  # (B, e3, 7, 7)
+            _conv(e3, e4, down=False, kernel=g), nn.ReLU(),  # (B, e4, 7, 7)
+            _conv(e4, 2 * latent, down=False),  # (B, 2L, 7, 7): mu and logvar
+        )  # fmt: skip
+        widths = [latent, d1, d2, d3, d4]
+        ups = [False, True, True, False]
+        blocks = []
+        for i in range(4):
+            kernel = g if i == 0 else 3
+            blocks.append(_deconv(widths[i], widths[i + 1], ups[i], kernel))
+        blocks.append(_deconv(d4, 1, up=False))  # (B, 1, 28, 28) logits
+        self.decoder = nn.ModuleList(blocks)
+        self.concept_act = ConceptActivation(num_concepts, cfg.concept_activation)
+
+    @property
+    def concept_size(self) -> int:
+        """Spatial size of the concept layer (28 for layers 3 and 4)."""
+        return DECODER_SIZES[self.cfg.concept_layer - 1]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 1, 28, 28)`` -> mean and log-variance, each ``(B, L, 7, 7)``."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode_all(
+        self, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B, L, 7, 7)`` -> logits, concept-layer activation and pre-activation."""
+        h = hidden = hidden_pre = z
+        last = len(self.decoder) - 1
+        for i, block in enumerate(self.decoder):
+            h = block(h)
+            if i + 1 == self.cfg.concept_layer:
+                hidden_pre = h
+                h = hidden = self.concept_act(h)
+            elif i < last:
+                h = torch.relu(h)
+        return h, hidden, hidden_pre
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, L, 7, 7)`` -> logits ``(B, 1, 28, 28)`` and the concept layer."""
+        logits, hidden, _ = self.decode_all(z)
+        return logits, hidden
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> VAEOutput:
+        """Encode, sample ``z = mu + sigma * eps`` (or take ``mu``), decode.
+
+        Args:
+            x: ``(B, 1, 28, 28)`` images in [0, 1].
+            sample: draw ``z`` with the reparameterisation trick; else ``z = mu``.
+            generator: the source of ``eps`` (for exact resumption and evaluation).
+        """
+        mu, logvar = self.encode(x)
+        z = mu
+        if sample:
+            eps = torch.randn(
+                mu.shape, generator=generator, device=mu.device, dtype=mu.dtype
+            )
+            z = mu + torch.exp(0.5 * logvar) * eps
+        logits, hidden, hidden_pre = self.decode_all(z)
+        return VAEOutput(logits, mu, logvar, z, hidden, hidden_pre)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,320 @@
+"""The whole pipeline of the paper, step by step, for one config and one seed.
+
+:class:`Pipeline` computes each step on first use and keeps it, so a chapter can
+ask for exactly the pieces it shows (``pipe.catalogue``, ``pipe.baseline``,
+``pipe.concepts``, ``pipe.run("concept")``, ``pipe.metrics()``...) and the command
+line can ask for everything. Trained variants come from the run cache when present.
+
+Steps (paper section in brackets):
+1. digits: MNIST, optionally a stratified subsample; the 70/30 digit split [3.2].
+2. ``baseline``: the VAE trained on the training split of the digits [3.1].
+3. representatives: 10 latent clusters of all training digits, decoded, matched to
+   digits [3.5 step 1, Figure 3].
+4. concepts: ``per_concept`` images per concept, p = ``p_train`` [3.3, 3.5].
+5. the augmented set: digits + concepts, each split 70/30 and joined [3.5].
+6. ``augmented`` and ``concept`` variants [3.4].
+7. measures on three splits and the four clusterings of section 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conceptlib.cluster import (
+    Clustering,
+    decode_centres,
+    encode_features,
+    fit_kmeans,
+    representative_images,
+)
+from conceptlib.concepts import (
+    Catalogue,
+    ConceptSet,
+    VariantModel,
+    fit_variants,
+    load_catalogue,
+    make_concepts,
+    stratified_split,
+)
+from conceptlib.config import VARIANTS, ExperimentConfig
+from conceptlib.data import MNIST, load_mnist
+from conceptlib.metrics import evaluate
+from conceptlib.train import Run, get_or_train, resolve_device
+
+SPLITS = ("val", "test_digits", "test_concepts")
+CLUSTERINGS = {
+    "digits_latent": "1. latent images of training digits (labels 0-9), 10 clusters",
+    "concepts_latent": "2. latent images of training concepts (labels 10-27), "
+    "K clusters",
+    "layer3_with_concept_loss": "3. concept-layer maps of training concepts, "
+    "concept variant, K clusters",
+    "layer3_without_concept_loss": "4. concept-layer maps of training concepts, "
+    "augmented variant, K clusters",
+}
+
+
+def subsample_stratified(y: np.ndarray, num: int, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified subsample of ``num`` items (all if fewer)."""
+    if num >= len(y):
+        return np.arange(len(y))
+    keep, _ = stratified_split(y, 1.0 - num / len(y), seed)
+    return keep
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images and labels as tensors, ready for training and evaluation.
+
+    Attributes:
+        x: ``(N, 28, 28)`` uint8; y: ``(N,)`` int64 (0-9 digits, 10+ concepts).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def of(cls, *parts: tuple[np.ndarray, np.ndarray]) -> ImageSet:
+        """Concatenate ``(x, y)`` numpy pairs."""
+        x = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts]).astype(np.int64)
+        return cls(torch.from_numpy(x), torch.from_numpy(y))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def counts(self) -> dict[str, int]:
+        """Number of digit and concept images."""
+        num_digits = int((self.y < 10).sum())
+        return {"digits": num_digits, "concepts": len(self) - num_digits}
+
+
+class Pipeline:
+    """One config, one seed: every step of the paper, computed on demand.
+
+    Args:
+        cfg: the experiment config (its ``seed`` is used throughout).
+        device: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`.
+        cache_dir: the run cache (trained variants).
+        progress: show progress bars.
+        mnist: an already loaded :class:`MNIST` (else ``cfg.data.source`` is read).
+    """
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        device: str | torch.device = "auto",
+        cache_dir: str | Path = "runs",
+        progress: bool = True,
+        mnist: MNIST | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = (
+            device if isinstance(device, torch.device) else resolve_device(device)
+        )
+        self.cache_dir = Path(cache_dir)
+        self.progress = progress
+        self._mnist = mnist
+        self._runs: dict[str, Run] = {}
+
+    # -- data ---------------------------------------------------------------------
+    @cached_property
+    def mnist(self) -> MNIST:
+        """The full MNIST as loaded from ``cfg.data.source``."""
+        return (
+            self._mnist if self._mnist is not None else load_mnist(self.cfg.data.source)
+        )
+
+    @cached_property
+    def digits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``x_train, y_train, x_test, y_test`` after the configured subsampling."""
+        d, m = self.cfg.data, self.mnist
+        tr = subsample_stratified(m.y_train, d.num_train_digits, d.split_seed)
+        te = subsample_stratified(m.y_test, d.num_test_digits, d.split_seed)
+        return m.x_train[tr], m.y_train[tr], m.x_test[te], m.y_test[te]
+
+    @cached_property
+    def digit_split(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stratified 70/30 split of the training digits (shared by all variants)."""
+        _, y, _, _ = self.digits
+        return stratified_split(y, self.cfg.data.val_fraction, self.cfg.data.split_seed)
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        """The concept catalogue named by ``cfg.concepts.catalogue``."""
+        return load_catalogue(self.cfg.concepts.catalogue)
+
+    @cached_property
+    def variants(self) -> VariantModel:
+        """The 2-means variants (e.g. open and closed 4) of the training digits."""
+        x, y, _, _ = self.digits
+        return fit_variants(x, y, self.catalogue, seed=self.cfg.data.split_seed)
+
+    # -- baseline and representatives ----------------------------------------------
+    @cached_property
+    def baseline(self) -> Run:
+        """The baseline VAE, trained on the training split of the digits only."""
+        return self.run("baseline")
+
+    @cached_property
+    def representatives(self) -> tuple[np.ndarray, Clustering]:
+        """Section 3.5 step 1: ``(10, 28, 28)`` uint8 decoded centre per digit."""
+        x, y, _, _ = self.digits
+        c = self.cfg
+        return representative_images(
+            self.baseline.model,
+            torch.from_numpy(x),
+            y,
+            num_clusters=c.concepts.num_clusters,
+            seed=c.cluster.seed,
+            n_init=c.cluster.n_init,
+        )
+
+    # -- concepts ------------------------------------------------------------------
+    @cached_property
+    def concepts(self) -> ConceptSet:
+        """The training concept images (section 3.5), cut from the training digits."""
+        x, y, _, _ = self.digits
+        rng = np.random.default_rng([self.cfg.seed, 1])
+        return make_concepts(
+            self.catalogue,
+            self.cfg.concepts.per_concept,
+            x,
+            y,
+            self.variants.assign(x, y),
+            rng,
+            centres=self.representatives[0],
+            p_train=self.cfg.concepts.p_train,
+        )
+
+    @cached_property
+    def test_concepts(self) -> ConceptSet:
+        """Held-out concept images, cut from the test digits only (no centres)."""
+        _, _, x, y = self.digits
+        rng = np.random.default_rng([self.cfg.seed, 2])
+        return make_concepts(
+            self.catalogue,
+            self.cfg.concepts.test_per_concept,
+            x,
+            y,
+            self.variants.assign(x, y),
+            rng,
+        )
+
+    @cached_property
+    def concept_split(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stratified 70/30 split of the concept images."""
+        return stratified_split(
+            self.concepts.y, self.cfg.data.val_fraction, self.cfg.data.split_seed
+        )
+
+    def dataset(self, variant: str, split: str) -> ImageSet:
+        """The images a variant trains on (``train``) or is evaluated on.
+
+        Args:
+            variant: ``baseline`` (digits only), ``augmented`` or ``concept``
+                (digits + concepts).
+            split: ``train``, ``val`` (the variant's own 30 %), ``test_digits`` or
+                ``test_concepts``.
+        """
+        x, y, x_test, y_test = self.digits
+        if split == "test_digits":
+            return ImageSet.of((x_test, y_test))
+        if split == "test_concepts":
+            return ImageSet.of((self.test_concepts.x, self.test_concepts.y))
+        which = {"train": 0, "val": 1}[split]
+        d_idx = self.digit_split[which]
+        parts = [(x[d_idx], y[d_idx])]
+        if variant != "baseline":
+            c_idx = self.concept_split[which]
+            parts.append((self.concepts.x[c_idx], self.concepts.y[c_idx]))
+        return ImageSet.of(*parts)
+
+    # -- training ------------------------------------------------------------------
+    def run(self, variant: str) -> Run:
+        """The trained ``variant`` (from the run cache, or trained now)."""
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}")
+        if variant not in self._runs:
+            train = self.dataset(variant, "train")
+            self._runs[variant] = get_or_train(
+                self.cfg,
+                variant,
+                train.x,
+                train.y,
+                len(self.catalogue),
+                cache_dir=self.cache_dir,
+                device=self.device,
+                progress=self.progress,
+            )
+        return self._runs[variant]
+
+    # -- measures ------------------------------------------------------------------
+    def evaluate(self, variant: str, split: str) -> dict[str, float]:
+        """Every measure of DESIGN.md for ``variant`` on ``split``."""
+        data = self.dataset(variant, split)
+        return evaluate(
+            self.run(variant).model,
+            data.x,
+            data.y,
+            batch_size=self.cfg.train.eval_batch_size,
+            seed=self.cfg.seed,
+        )
+
+    def metrics(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{variant: {split: {measure: value}}}`` for all variants and splits."""
+        return {v: {s: self.evaluate(v, s) for s in SPLITS} for v in VARIANTS}
+
+    def _subsample(self, num: int) -> np.ndarray:
+        cap = self.cfg.cluster.max_points
+        if num <= cap:
+            return np.arange(num)
+        rng = np.random.default_rng([self.cfg.cluster.seed, self.cfg.seed])
+        return np.sort(rng.choice(num, cap, replace=False))
+
+    @cached_property
+    def clusterings(self) -> dict[str, Clustering]:
+        """The four clusterings of section 4 (on seeded subsamples of the train split).
+
+        Clusterings 1 and 2 use the ``concept`` variant (the paper's trained model).
+        """
+        c = self.cfg.cluster
+        k = len(self.catalogue)
+        train = self.dataset("concept", "train")
+        digit_idx = np.flatnonzero(train.y.numpy() < 10)
+        concept_idx = np.flatnonzero(train.y.numpy() >= 10)
+        digit_idx = digit_idx[self._subsample(len(digit_idx))]
+        concept_idx = concept_idx[self._subsample(len(concept_idx))]
+        jobs = {
+            "digits_latent": ("concept", digit_idx, "latent", 10),
+            "concepts_latent": ("concept", concept_idx, "latent", k),
+            "layer3_with_concept_loss": ("concept", concept_idx, "hidden", k),
+            "layer3_without_concept_loss": ("augmented", concept_idx, "hidden", k),
+        }
+        out = {}
+        for name, (variant, idx, what, num) in jobs.items():
+            feats = encode_features(self.run(variant).model, train.x[idx], what)
+            out[name] = fit_kmeans(
+                feats, train.y.numpy()[idx], num, seed=c.seed, n_init=c.n_init
+            )
+        return out
+
+    def decoded_centres(self, name: str) -> tuple[np.ndarray, list[int]]:
+        """Pictures of a clustering's centres, ordered by matched label.
+
+        Latent clusterings are decoded to ``(k, 28, 28)`` images; concept-layer
+        clusterings are shown as the maximum over the concept channels.
+        """
+        clustering = self.clusterings[name]
+        centres, labels = clustering.centres_by_label()
+        if name.endswith("latent"):
+            images, _ = decode_centres(self.run("concept").model, centres)
+            return images, labels
+        k = len(self.catalogue)
+        size = self.run("concept").model.concept_size
+        maps = centres.reshape(len(centres), -1, size, size)[:, :k]
+        return maps.max(axis=1), labels

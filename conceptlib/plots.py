@@ -1,0 +1,129 @@
+"""Figures: each function takes arrays and returns a matplotlib ``Figure``.
+
+Plots never train or load anything. See: the paper's Figures 2-6.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+
+def plot_images(
+    images: np.ndarray,
+    titles: Sequence[str] | None = None,
+    ncols: int = 10,
+    size: float = 1.3,
+    suptitle: str | None = None,
+) -> Figure:
+    """A grid of grey images with optional titles (Figures 3-6).
+
+    Args:
+        images: ``(N, H, W)`` in [0, 1] (or any range; each panel is scaled alone).
+        titles: one short title per image.
+        ncols: panels per row.
+        size: inches per panel.
+        suptitle: an overall title.
+    """
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray")
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_catalogue(
+    names: Sequence[str], boxes: np.ndarray, prototypes: np.ndarray, ncols: int = 6
+) -> Figure:
+    """The concept catalogue (Figure 2): each concept's mean box on its source image.
+
+    Args:
+        names: K concept names.
+        boxes: ``(K, 4)`` mean boxes ``x, y, w, h``.
+        prototypes: ``(K, 28, 28)`` the mean training image of each concept's
+            source digit (and variant).
+        ncols: panels per row.
+    """
+    fig = plot_images(prototypes, list(names), ncols=ncols, size=1.7)
+    for ax, (x, y, w, h) in zip(fig.axes, boxes):
+        ax.add_patch(
+            Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", lw=1.5)
+        )
+    return fig
+
+
+def plot_gallery(images: np.ndarray, nrow: int, row_names: Sequence[str]) -> Figure:
+    """Rows of example images, one row per concept (a ``torchvision`` grid).
+
+    Args:
+        images: ``(K * nrow, 28, 28)`` uint8 or float, row-major by concept.
+        nrow: images per row.
+        row_names: K labels for the rows.
+    """
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    if x.max() > 1:
+        x = x / 255.0
+    grid = make_grid(x[:, None], nrow=nrow, padding=2, pad_value=0.5)
+    k = len(row_names)
+    fig, ax = plt.subplots(figsize=(nrow * 0.45 + 1.8, k * 0.45 + 0.3))
+    ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([2 + 30 * i + 14 for i in range(k)], list(row_names), fontsize=7)
+    ax.set_xticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curves(
+    histories: dict[str, list[dict[str, float]]], keys: Sequence[str] = ("recon", "kl")
+) -> Figure:
+    """Training loss parts per epoch for each variant (means per training image)."""
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False
+    )
+    for ax, key in zip(axes.flat, keys):
+        for name, hist in histories.items():
+            ax.plot(
+                [h["epoch"] for h in hist], [h[key] for h in hist], "o-", label=name
+            )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{key} (nats per training image)")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """Render a figure to PNG bytes (and close it)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write a figure as PNG atomically (temporary file, then rename)."""
+    from conceptlib.train import atomic_write_bytes
+
+    path = Path(path)
+    atomic_write_bytes(path, figure_png(fig, dpi))
+    return path

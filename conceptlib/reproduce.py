@@ -1,0 +1,312 @@
+"""``conceptlib reproduce``: every variant, measure, clustering and figure, over seeds.
+
+Writes ``<out>/metrics.json`` (``variants.<name>.<split>.<measure>`` are means over
+seeds; ``variants_std`` the standard deviations; ``per_seed`` each seed's values;
+``timings`` apart, so two runs with the same seed differ only there) and the PNG
+figures equivalent to the paper's Figures 2-6. Every file is written atomically;
+``metrics.json`` last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from conceptlib import __version__
+from conceptlib.concepts import make_concepts
+from conceptlib.config import VARIANTS, ExperimentConfig, to_dict
+from conceptlib.data import load_mnist
+from conceptlib.errors import ConceptlibError
+from conceptlib.pipeline import CLUSTERINGS, SPLITS, Pipeline
+from conceptlib.plots import (
+    plot_catalogue,
+    plot_gallery,
+    plot_images,
+    plot_learning_curves,
+    save_figure,
+)
+from conceptlib.train import atomic_write_text
+
+FIGURES = {
+    "figure2_catalogue.png": "the 18 concepts: mean box on the source digit's mean",
+    "figure2_gallery.png": "generated training concept images, one row per concept",
+    "figure3_representatives.png": "baseline: decoded latent cluster centres "
+    "(section 3.5 step 1)",
+    "figure3_digit_clusters.png": "concept variant: decoded centres of the digit "
+    "latent clusters",
+    "figure4_concept_clusters.png": "concept variant: decoded centres of the concept "
+    "latent clusters",
+    "figure5_layer3_with_concept_loss.png": "concept-layer cluster centres, with "
+    "concept loss",
+    "figure6_layer3_without_concept_loss.png": "concept-layer cluster centres, "
+    "without concept loss",
+    "learning_curves.png": "training loss parts per epoch",
+}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and machine facts recorded beside the numbers."""
+    import sklearn
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit_learn": sklearn.__version__,
+        "conceptlib": __version__,
+        "git_commit": commit or None,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+        "cpu_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+
+
+def _mean_std(values: list[Any]) -> tuple[Any, Any]:
+    """Elementwise mean and std (ddof=1 when there are several) of nested dicts."""
+    first = values[0]
+    if isinstance(first, dict):
+        pairs = {k: _mean_std([v[k] for v in values]) for k in first}
+        return {k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()}
+    arr = np.asarray(values, dtype=np.float64)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return float(arr.mean()), std
+
+
+def _check_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConceptlibError(
+            f"{out}: cannot create output folder ({exc.strerror})"
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConceptlibError(f"{out}: output folder is not writable")
+
+
+def write_figures(pipe: Pipeline, out: Path) -> list[str]:
+    """The figures of one pipeline (the first seed's) as PNG files in ``out``."""
+    cat = pipe.catalogue
+    x, y, _, _ = pipe.digits
+    variant_of = pipe.variants.assign(x, y)
+    protos = np.stack(
+        [
+            x[(y == d) & (variant_of == v)].mean(0) / 255.0
+            for d, v in zip(cat.digit, cat.variant)
+        ]
+    )
+    per_row = 8
+    rows = np.concatenate(
+        [pipe.concepts.x[pipe.concepts.y == lab][:per_row] for lab in cat.labels]
+    )
+    reps, rep_clusters = pipe.representatives
+    figures = {
+        "figure2_catalogue.png": plot_catalogue(cat.names, cat.box, protos),
+        "figure2_gallery.png": plot_gallery(rows, per_row, cat.names),
+        "figure3_representatives.png": plot_images(
+            reps / 255.0, [f"digit {d}" for d in range(10)]
+        ),
+        "learning_curves.png": plot_learning_curves(
+            {v: pipe.run(v).history for v in VARIANTS}
+        ),
+    }
+    names = {lab: n for lab, n in zip(cat.labels, cat.names)}
+    for key, fname, ncols in [
+        ("digits_latent", "figure3_digit_clusters.png", 10),
+        ("concepts_latent", "figure4_concept_clusters.png", 6),
+        ("layer3_with_concept_loss", "figure5_layer3_with_concept_loss.png", 6),
+        ("layer3_without_concept_loss", "figure6_layer3_without_concept_loss.png", 6),
+    ]:
+        images, labels = pipe.decoded_centres(key)
+        titles = [names.get(lab, f"digit {lab}" if lab >= 0 else "?") for lab in labels]
+        figures[fname] = plot_images(images, titles, ncols=ncols, size=1.5)
+    for fname, fig in figures.items():
+        save_figure(fig, out / fname)
+    return sorted(figures)
+
+
+def reproduce(
+    cfg: ExperimentConfig,
+    out: str | os.PathLike,
+    num_seeds: int = 1,
+    device: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    figures: bool = True,
+) -> dict[str, Any]:
+    """Run the whole pipeline for ``num_seeds`` seeds and write the results to ``out``.
+
+    Args:
+        cfg: the experiment config; seeds are ``cfg.seed, cfg.seed + 1, ...``.
+        out: output folder (created; existing files are replaced atomically).
+        num_seeds: how many seeds.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        cache_dir: the run cache (default ``<out>/runs``).
+        progress: progress bars and per-step messages on stderr.
+        figures: write the PNG figures.
+
+    Returns:
+        The metrics dictionary that was written to ``<out>/metrics.json``.
+    """
+    if num_seeds < 1:
+        raise ConceptlibError(f"--seeds {num_seeds}: must be at least 1")
+    out = Path(out)
+    _check_out(out)
+    cache = Path(cache_dir) if cache_dir is not None else out / "runs"
+    t_start = time.perf_counter()
+    mnist = load_mnist(cfg.data.source)
+
+    def say(msg: str) -> None:
+        if progress:
+            print(f"[conceptlib] {msg}", file=sys.stderr, flush=True)
+
+    per_seed, timings = [], {"seeds": []}
+    first: Pipeline | None = None
+    for i in range(num_seeds):
+        scfg = dataclasses.replace(cfg, seed=cfg.seed + i)
+        pipe = Pipeline(
+            scfg, device=device, cache_dir=cache, progress=progress, mnist=mnist
+        )
+        first = first or pipe
+        t_seed = time.perf_counter()
+        say(f"seed {scfg.seed}: baseline")
+        pipe.baseline  # noqa: B018  (trains or loads)
+        say(f"seed {scfg.seed}: representative images and concept images")
+        t0 = time.perf_counter()
+        pipe.concepts  # noqa: B018
+        t_concepts = time.perf_counter() - t0
+        runs = {}
+        for v in VARIANTS:
+            say(f"seed {scfg.seed}: variant {v}")
+            runs[v] = pipe.run(v)
+        say(f"seed {scfg.seed}: measures and clusterings")
+        variants = pipe.metrics()
+        clustering = {k: c.scores for k, c in pipe.clusterings.items()}
+        clustering["representatives_baseline"] = pipe.representatives[1].scores
+        per_seed.append(
+            {
+                "seed": scfg.seed,
+                "variants": variants,
+                "clustering": clustering,
+                "runs": {v: f"{v}-{r.key}" for v, r in runs.items()},
+                "epochs": {v: r.history for v, r in runs.items()},
+            }
+        )
+        timings["seeds"].append(
+            {
+                "seed": scfg.seed,
+                "seconds": time.perf_counter() - t_seed,
+                "concept_generation_seconds": t_concepts,
+                "train_seconds": {
+                    v: sum(h["seconds"] for h in r.history) for v, r in runs.items()
+                },
+                "loaded_from_cache": {v: r.loaded for v, r in runs.items()},
+            }
+        )
+    assert first is not None
+    variants_mean, variants_std = _mean_std([s["variants"] for s in per_seed])
+    clus_mean, clus_std = _mean_std([s["clustering"] for s in per_seed])
+    cat = first.catalogue
+    counts = {
+        "train_digits": len(first.digit_split[0]),
+        "val_digits": len(first.digit_split[1]),
+        "train_concepts": len(first.concept_split[0]),
+        "val_concepts": len(first.concept_split[1]),
+        "test_digits": len(first.digits[3]),
+        "test_concepts": len(first.test_concepts.y),
+        "concepts_from_centres": int(first.concepts.from_centre.sum()),
+    }
+    counts["total_augmented"] = sum(
+        counts[k]
+        for k in ("train_digits", "val_digits", "train_concepts", "val_concepts")
+    )
+    figure_files = write_figures(first, out) if figures else []
+    # time the paper's 54,000 concept images (3,000 per concept) on this machine
+    x, y, _, _ = first.digits
+    t0 = time.perf_counter()
+    make_concepts(
+        cat,
+        3000,
+        x,
+        y,
+        first.variants.assign(x, y),
+        np.random.default_rng(0),
+        first.representatives[0],
+        0.8,
+    )
+    timings["generate_54000_concepts_seconds"] = time.perf_counter() - t0
+    timings["total_seconds"] = time.perf_counter() - t_start
+    metrics = {
+        "profile": cfg.profile,
+        "seeds": [s["seed"] for s in per_seed],
+        "units": {
+            "recon_bce": "nats per image, summed over 784 pixels",
+            "recon_sse": "summed squared error per image",
+            "mse": "squared error per pixel",
+            "kl": "nats per image",
+            "neg_elbo": "recon_bce + kl, nats per image",
+            "concept_accuracy": "fraction of held-out concept images whose "
+            "highest-energy concept channel is their own",
+            "concept_iou": "IoU of the own channel > 0.5 with the concept ink > 0.5, "
+            "mean over concepts",
+        },
+        "splits": {
+            "val": "the variant's own 30 % validation split (baseline: digits only; "
+            "augmented, concept: digits + concepts)",
+            "test_digits": "official MNIST test digits",
+            "test_concepts": "concept images cut from the test digits",
+        },
+        "variants": variants_mean,
+        "variants_std": variants_std,
+        "clustering": clus_mean,
+        "clustering_std": clus_std,
+        "clusterings": CLUSTERINGS,
+        "dataset": counts,
+        "catalogue": {"source": Path(cat.source).name, "names": list(cat.names)},
+        "config": to_dict(cfg),
+        "environment": environment(first.device),
+        "figures": {f: FIGURES[f] for f in figure_files},
+        "per_seed": per_seed,
+        "timings": timings,
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    say(f"wrote {out / 'metrics.json'} in {timings['total_seconds']:.0f} s")
+    return metrics
+
+
+def format_table(metrics: dict[str, Any], split: str) -> str:
+    """A plain-text table of the measures of every variant on one split."""
+    cols = ["recon_bce", "recon_sse", "kl", "neg_elbo", "concept_accuracy"]
+    lines = [f"{split:<12}" + "".join(f"{c:>18}" for c in cols)]
+    for v, splits in metrics["variants"].items():
+        row, std = splits[split], metrics["variants_std"][v][split]
+        cells = []
+        for c in cols:
+            cells.append(
+                f"{row[c]:>10.3f} ±{std[c]:<6.3f}" if c in row else f"{'-':>18}"
+            )
+        lines.append(f"{v:<12}" + "".join(cells))
+    return "\n".join(lines)
+
+
+__all__ = ["FIGURES", "SPLITS", "format_table", "reproduce"]

@@ -1,0 +1,391 @@
+"""Training: Adam, seeded and resumable, with a run cache keyed by the config hash.
+
+A run lives in ``<cache>/<variant>-<hash>/``: ``config.yaml``, ``history.json`` (one
+record per epoch), ``checkpoint.pt`` (written atomically after every epoch, with the
+previous one kept as ``checkpoint.prev.pt``) and, once finished, ``model.pt``. The
+data order and the reparameterisation noise of epoch ``e`` come from generators
+seeded by ``(seed, e)``, so a run resumed from any epoch boundary is bitwise
+identical to an uninterrupted one (CPU, fp32).
+
+See: paper section 3.4; chapter ``ch-training``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from conceptlib.config import ExperimentConfig, config_hash, dump_config, to_dict
+from conceptlib.errors import ConceptlibError
+from conceptlib.losses import total_loss
+from conceptlib.model import ConvVAE
+
+CHECKPOINT_FORMAT = 1
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cpu`` or ``cuda`` as asked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConceptlibError(f"--device {name!r}: expected auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConceptlibError("--device cuda: no CUDA GPU is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; make torch deterministic where possible."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)  # only for third-party code; conceptlib never uses it
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def _epoch_generator(
+    seed: int, epoch: int, stream: int, device="cpu"
+) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+    return g
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Text version of :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file and a rename."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``); one-line error if bad."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConceptlibError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise ConceptlibError(
+            f"{path}: not a valid conceptlib checkpoint ({type(exc).__name__}"
+            f"{': ' + reason if reason else ''})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConceptlibError(f"{path}: not a conceptlib checkpoint (format missing)")
+    return state
+
+
+def build_model(cfg: ExperimentConfig, num_concepts: int) -> ConvVAE:
+    """A freshly initialised model, seeded by ``cfg.seed``."""
+    torch.manual_seed(cfg.seed)
+    return ConvVAE(cfg.model, num_concepts)
+
+
+def load_weights(
+    model: ConvVAE, state_dict: dict[str, torch.Tensor], where: str
+) -> None:
+    """Load weights, with a one-line error when they belong to another architecture."""
+    try:
+        model.load_state_dict(state_dict)
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise ConceptlibError(
+            f"{where}: weights do not fit this architecture ({detail[:160]})"
+        ) from None
+
+
+@dataclass
+class Run:
+    """A trained variant.
+
+    Attributes:
+        model: the trained model (eval mode, on the training device).
+        history: one dict per epoch (loss parts, seconds, images per second).
+        path: the run folder.
+        key: the run's hash.
+        variant: ``baseline``, ``augmented`` or ``concept``.
+        loaded: True when it came from the cache.
+    """
+
+    model: ConvVAE
+    history: list[dict[str, float]]
+    path: Path
+    key: str
+    variant: str
+    loaded: bool
+
+
+def run_key(cfg: ExperimentConfig, variant: str) -> str:
+    """Hash of everything that determines the trained weights of ``variant``."""
+    payload = to_dict(cfg)
+    payload.pop("cluster")  # clustering does not change training
+    payload["profile"] = None  # names do not change training either
+    payload["variant"] = variant
+    return config_hash(payload)
+
+
+def kl_weight(cfg: ExperimentConfig, progress: float) -> float:
+    """beta after ``progress`` epochs: linear warm-up over ``kl_warmup_epochs``."""
+    warm = cfg.loss.kl_warmup_epochs
+    return cfg.loss.beta * (min(1.0, progress / warm) if warm > 0 else 1.0)
+
+
+def _is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _batches(num: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches; under DDP each rank takes its own slice of each batch."""
+    perm = torch.randperm(num, generator=gen)
+    if dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        usable = (num // world) * world  # every rank gets the same number of samples
+        perm = perm[:usable].view(-1, world)[:, rank].contiguous()
+        batch_size = max(1, batch_size // world)
+    return list(perm.split(batch_size))
+
+
+def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = False):
+    """``(B, 28, 28)`` uint8 -> ``(B, 1, 28, 28)`` float in [0, 1] on ``device``."""
+    x = x_u8.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def train_vae(
+    cfg: ExperimentConfig,
+    variant: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_concepts: int,
+    run_dir: Path | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> tuple[ConvVAE, list[dict[str, float]]]:
+    """Train one variant, checkpointing after each epoch and resuming if possible.
+
+    Args:
+        cfg: the experiment config.
+        variant: ``concept`` adds the concept loss; others train without it.
+        x: ``(N, 28, 28)`` uint8 training images; y: ``(N,)`` labels (10+ = concept).
+        num_concepts: K, the number of concept channels.
+        run_dir: where checkpoints and history go (None: nothing is written).
+        device: where to train (default: CUDA when present).
+        progress: show a tqdm bar per epoch.
+
+    Returns:
+        The trained model (eval mode) and the per-epoch history.
+    """
+    device = device or resolve_device()
+    tc = cfg.train
+    model = build_model(cfg, num_concepts).to(device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    history: list[dict[str, float]] = []
+    start = 0
+    if run_dir is not None:
+        state = resume_state(run_dir)
+        if state is not None:
+            load_weights(model, state["model"], str(run_dir))
+            opt.load_state_dict(state["optimizer"])
+            history = json.loads(state["history"])
+            start = int(state["epoch"])
+    net: torch.nn.Module = model
+    if dist.is_initialized():
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    use_concept = variant == "concept"
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"
+    )
+    x_dev, y_dev = x.to(device), y.to(device)
+    for epoch in range(start, tc.num_epochs):
+        net.train()
+        order = _batches(len(x), tc.batch_size, _epoch_generator(cfg.seed, epoch, 0))
+        noise = _epoch_generator(cfg.seed, epoch, 1, device)
+        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "concept": 0.0}
+        seen = 0
+        t0 = time.perf_counter()
+        bar = tqdm(
+            order,
+            desc=f"{variant} epoch {epoch + 1}/{tc.num_epochs}",
+            disable=not (progress and _is_main()),
+            leave=False,
+            file=sys.stderr,
+        )
+        for i, idx in enumerate(bar):
+            idx = idx.to(device)
+            xb = to_input(x_dev[idx], device, tc.channels_last)
+            yb = y_dev[idx]
+            with autocast:
+                out = net(xb, generator=noise)
+            beta = kl_weight(cfg, epoch + i / len(order))
+            parts = total_loss(out, xb, yb, cfg.loss, num_concepts, use_concept, beta)
+            if not torch.isfinite(parts.total):
+                raise ConceptlibError(
+                    f"{variant}: loss became {parts.total.item()} in epoch {epoch + 1}: "
+                    "lower train.lr or loss.concept_weight"
+                )
+            opt.zero_grad(set_to_none=True)
+            parts.total.backward()
+            opt.step()
+            n = len(idx)
+            seen += n
+            for key, val in zip(
+                sums, (parts.total, parts.recon, parts.kl, parts.concept)
+            ):
+                sums[key] += float(val.detach()) * n
+            if i % 20 == 0 or i == len(order) - 1:
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(
+                    loss=f"{sums['loss'] / seen:.1f}",
+                    recon=f"{sums['recon'] / seen:.1f}",
+                    kl=f"{sums['kl'] / seen:.1f}",
+                    concept=f"{sums['concept'] / seen:.2f}",
+                    img_s=f"{rate:.0f}",
+                )
+        seconds = time.perf_counter() - t0
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
+        record["seconds"] = seconds
+        record["img_per_s"] = seen * world / max(seconds, 1e-9)
+        history.append(record)
+        if progress and _is_main():
+            tqdm.write(
+                f"{variant} epoch {epoch + 1} | loss {record['loss']:.1f} "
+                f"(recon {record['recon']:.1f}, kl {record['kl']:.1f}, "
+                f"concept {record['concept']:.2f}) | {seconds:.1f} s | "
+                f"{record['img_per_s'] / 1000:.1f}k img/s",
+                file=sys.stderr,
+            )
+        if run_dir is not None and _is_main():
+            save_checkpoint(run_dir, model, opt, epoch + 1, history, cfg, variant)
+    model.eval()
+    return model, history
+
+
+def save_checkpoint(run_dir, model, opt, epoch, history, cfg, variant) -> None:
+    """Atomically write ``checkpoint.pt`` (keeping the previous one) and history."""
+    run_dir = Path(run_dir)
+    last = run_dir / "checkpoint.pt"
+    if last.exists():
+        os.replace(last, run_dir / "checkpoint.prev.pt")
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "variant": variant,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "history": json.dumps(history),
+        "config": dump_config(cfg),
+    }
+    atomic_torch_save(state, last)
+    atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1))
+
+
+def resume_state(run_dir: Path) -> dict[str, Any] | None:
+    """The newest readable checkpoint in ``run_dir``, or None to start afresh.
+
+    A corrupt last checkpoint is reported with a warning and the previous one used.
+    """
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        try:
+            return load_checkpoint(path)
+        except ConceptlibError as exc:
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=2)
+    return None
+
+
+def get_or_train(
+    cfg: ExperimentConfig,
+    variant: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_concepts: int,
+    cache_dir: str | os.PathLike = "runs",
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> Run:
+    """Load ``variant`` from the run cache, or train it (resuming if interrupted).
+
+    Args:
+        cfg, variant, x, y, num_concepts: as for :func:`train_vae`.
+        cache_dir: the run cache; the run lives in ``<cache_dir>/<variant>-<hash>``.
+        device: where to train.
+        progress: show progress bars.
+    """
+    device = device or resolve_device()
+    key = run_key(cfg, variant)
+    run_dir = Path(cache_dir) / f"{variant}-{key}"
+    final = run_dir / "model.pt"
+    if final.exists():
+        state = load_checkpoint(final)
+        model = build_model(cfg, num_concepts)
+        load_weights(model, state["model"], str(final))
+        history = json.loads(state["history"])
+        if progress:
+            print(f"loaded run {variant}-{key} from {run_dir}", file=sys.stderr)
+        return Run(model.to(device).eval(), history, run_dir, key, variant, True)
+    if _is_main():
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        except OSError as exc:
+            raise ConceptlibError(
+                f"{run_dir}: cannot write run ({exc.strerror})"
+            ) from None
+    model, history = train_vae(
+        cfg, variant, x, y, num_concepts, run_dir, device, progress
+    )
+    if _is_main():
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "variant": variant,
+            "epoch": len(history),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "history": json.dumps(history),
+            "config": dump_config(cfg),
+        }
+        atomic_torch_save(state, final)
+    return Run(model, history, run_dir, key, variant, False)
