@@ -139,7 +139,7 @@ class Pipeline:
 
     @cached_property
     def digit_split(self) -> tuple[np.ndarray, np.ndarray]:
-        """The stratified 70/30 split of the training digits (shared by all variants)."""
+        """The stratified 70/30 split of the training digits (shared by variants)."""
         _, y, _, _ = self.digits
         return stratified_split(y, self.cfg.data.val_fraction, self.cfg.data.split_seed)
 

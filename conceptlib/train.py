@@ -261,7 +261,7 @@ def train_vae(
             parts = total_loss(out, xb, yb, cfg.loss, num_concepts, use_concept, beta)
             if not torch.isfinite(parts.total):
                 raise ConceptlibError(
-                    f"{variant}: loss became {parts.total.item()} in epoch {epoch + 1}: "
+                    f"{variant}: loss is {parts.total.item()} in epoch {epoch + 1}: "
                     "lower train.lr or loss.concept_weight"
                 )
             opt.zero_grad(set_to_none=True)
