@@ -20,7 +20,7 @@ import yaml
 from conceptlib.errors import ConceptlibError
 
 #: Raise whenever training semantics change, so cached runs are not reused.
-RUN_FORMAT = 1
+RUN_FORMAT = 2
 PROFILES = ("smoke", "quick", "paper")
 VARIANTS = ("baseline", "augmented", "concept")
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -58,6 +58,7 @@ class ModelConfig:
     concept_layer: int = 3  # 1-based index of the decoder layer with the concepts
     bottleneck_kernel: int = 3  # kernel of encoder layer 4 and decoder layer 1 (7x7)
     concept_activation: str = "sigmoid"  # on the concept channels: sigmoid | relu
+    concept_bias_init: float = -4.0  # initial bias of the concept channels (sparse)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,14 @@ class ConvVAE(nn.Module):
         blocks.append(_deconv(d4, 1, up=False))  # (B, 1, 28, 28) logits
         self.decoder = nn.ModuleList(blocks)
         self.concept_act = ConceptActivation(num_concepts, cfg.concept_activation)
+        if cfg.concept_activation == "sigmoid":
+            with torch.no_grad():
+                # concept maps are sparse: start the concept channels near zero (a
+                # sigmoid of -4 is 0.018) instead of 0.5, so the first updates of
+                # the concept loss do not drive the decoder towards "all off"
+                self.decoder[cfg.concept_layer - 1].bias[:num_concepts].fill_(
+                    cfg.concept_bias_init
+                )
 
     @property
     def concept_size(self) -> int:
