@@ -318,7 +318,14 @@ def stratified_split(
         Sorted ``train_idx`` and ``val_idx`` into ``labels``.
     """
     idx = np.arange(len(labels))
-    train, val = train_test_split(
-        idx, test_size=val_fraction, random_state=seed, stratify=labels
-    )
+    try:
+        train, val = train_test_split(
+            idx, test_size=val_fraction, random_state=seed, stratify=labels
+        )
+    except ValueError as exc:
+        raise ConceptlibError(
+            f"cannot split {len(labels)} images with {len(np.unique(labels))} labels "
+            f"{1 - val_fraction:.0%}/{val_fraction:.0%} by label ({exc}); "
+            "use more images"
+        ) from None
     return np.sort(train), np.sort(val)

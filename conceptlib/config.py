@@ -137,6 +137,11 @@ def _coerce(where: str, value: Any, default: Any) -> Any:
     elif isinstance(default, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif isinstance(default, str):
         if isinstance(value, str):
             return value
@@ -158,10 +163,10 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
                 f"config key {section}.{key}: {value!r} is not one of {list(allowed)}"
             )
     checks = [
-        ("data.num_train_digits", 1 <= cfg.data.num_train_digits <= 60000),
-        ("data.num_test_digits", 1 <= cfg.data.num_test_digits <= 10000),
+        ("data.num_train_digits", 100 <= cfg.data.num_train_digits <= 60000),
+        ("data.num_test_digits", 20 <= cfg.data.num_test_digits <= 10000),
         ("data.val_fraction", 0.0 < cfg.data.val_fraction < 1.0),
-        ("concepts.per_concept", cfg.concepts.per_concept >= 2),
+        ("concepts.per_concept", cfg.concepts.per_concept >= 10),
         ("concepts.test_per_concept", cfg.concepts.test_per_concept >= 1),
         ("concepts.p_train", 0.0 <= cfg.concepts.p_train <= 1.0),
         ("concepts.num_clusters", cfg.concepts.num_clusters >= 10),

@@ -37,6 +37,7 @@ from conceptlib.plots import (
 )
 from conceptlib.train import atomic_write_text
 
+LOSS_KEYS = ("epoch", "loss", "recon", "kl", "concept")
 FIGURES = {
     "figure2_catalogue.png": "the 18 concepts: mean box on the source digit's mean",
     "figure2_gallery.png": "generated training concept images, one row per concept",
@@ -209,7 +210,10 @@ def reproduce(
                 "variants": variants,
                 "clustering": clustering,
                 "runs": {v: f"{v}-{r.key}" for v, r in runs.items()},
-                "epochs": {v: r.history for v, r in runs.items()},
+                "epochs": {
+                    v: [{k: h[k] for k in LOSS_KEYS} for h in r.history]
+                    for v, r in runs.items()
+                },
             }
         )
         timings["seeds"].append(
@@ -219,6 +223,12 @@ def reproduce(
                 "concept_generation_seconds": t_concepts,
                 "train_seconds": {
                     v: sum(h["seconds"] for h in r.history) for v, r in runs.items()
+                },
+                "epoch_seconds": {
+                    v: [h["seconds"] for h in r.history] for v, r in runs.items()
+                },
+                "img_per_s": {
+                    v: [h["img_per_s"] for h in r.history] for v, r in runs.items()
                 },
                 "loaded_from_cache": {v: r.loaded for v, r in runs.items()},
             }

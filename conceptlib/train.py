@@ -159,6 +159,13 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
     payload = to_dict(cfg)
     payload.pop("cluster")  # clustering does not change training
     payload["profile"] = None  # names do not change training either
+    payload["train"].pop("eval_batch_size")
+    payload["concepts"].pop("test_per_concept")  # held-out images only
+    if variant == "baseline":
+        payload.pop("concepts")  # the baseline sees digits only
+    if variant != "concept":
+        for key in ("concept_weight", "concept_target", "concept_loss"):
+            payload["loss"].pop(key)
     payload["variant"] = variant
     return config_hash(payload)
 

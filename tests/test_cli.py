@@ -1,0 +1,246 @@
+"""Tests for conceptlib.cli: the catalogue listing, an end-to-end smoke reproduction
+and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conceptlib.cli import main
+from conceptlib.concepts import COLUMNS
+from conceptlib.config import VARIANTS
+from conceptlib.metrics import MEASURES
+from conceptlib.pipeline import CLUSTERINGS, SPLITS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ERROR_PREFIX = "conceptlib: error: "
+
+
+# -------------------------------------------------------------------- catalogue
+
+
+def test_catalogue_lists_18_concepts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["catalogue"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["label", "name", "digit"]
+    rows = lines[1:]
+    assert len(rows) == 18
+    assert [int(r.split()[0]) for r in rows] == list(range(10, 28))
+    assert rows[0].split()[1] == "zero_left_arc"
+    assert err == ""
+
+
+def test_catalogue_of_a_csv_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text(
+        ",".join(COLUMNS) + "\nalpha,1,0,3,4,5,6,1.5,a\nbeta,2,0,0,0,28,28,0,b\n"
+    )
+    assert main(["catalogue", str(path)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 2
+    assert rows[0].split() == ["10", "alpha", "1", "0", "3", "4", "5", "6", "1.5"]
+    assert rows[1].split()[1] == "beta"
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def _without_timings(metrics: dict) -> dict:
+    out = copy.deepcopy(metrics)
+    out.pop("timings")
+    out["environment"].pop("git_commit")  # others may commit between the two runs
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory: pytest.TempPathFactory, mnist_cache_dir):
+    """Run ``reproduce --profile smoke`` twice into the same folder."""
+    out = tmp_path_factory.mktemp("smoke") / "out"
+    argv = ["reproduce", "--profile", "smoke", "--out", str(out), "--quiet"]
+    results = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONCEPTLIB_CACHE", str(mnist_cache_dir))
+        for _ in range(2):
+            status = main(argv)
+            results.append((status, json.loads((out / "metrics.json").read_text())))
+    return out, results
+
+
+def test_reproduce_smoke_writes_metrics(smoke_runs) -> None:
+    out, [(status, metrics), _] = smoke_runs
+    assert status == 0
+    assert metrics["profile"] == "smoke"
+    assert metrics["seeds"] == [0]
+    assert set(metrics["variants"]) == set(VARIANTS)
+    for variant in VARIANTS:
+        assert set(metrics["variants"][variant]) == set(SPLITS)
+        for split in SPLITS:
+            values = metrics["variants"][variant][split]
+            for measure in MEASURES:
+                assert math.isfinite(values[measure]), (variant, split, measure)
+            assert values["neg_elbo"] == pytest.approx(
+                values["recon_bce"] + values["kl"]
+            )
+            assert values["mse"] == pytest.approx(values["recon_sse"] / 784)
+        concepts = metrics["variants"][variant]["test_concepts"]
+        assert 0 <= concepts["concept_accuracy"] <= 1, variant
+        # the baseline's validation split holds digits only
+        assert ("concept_accuracy" in metrics["variants"][variant]["val"]) == (
+            variant != "baseline"
+        )
+        assert "concept_accuracy" not in metrics["variants"][variant]["test_digits"]
+        std = metrics["variants_std"][variant]["test_digits"]
+        assert all(v == 0.0 for v in std.values())  # one seed
+    for name in CLUSTERINGS:
+        scores = metrics["clustering"][name]
+        assert set(scores) >= {"nmi", "ari", "purity"}, name
+        assert all(math.isfinite(v) for v in scores.values()), name
+        assert 0 <= scores["purity"] <= 1
+    counts = metrics["dataset"]
+    assert counts["test_digits"] == 500
+    assert counts["test_concepts"] == 18 * 20
+    assert counts["train_concepts"] + counts["val_concepts"] == 18 * 60
+    assert counts["train_digits"] + counts["val_digits"] == 2000
+    assert metrics["catalogue"]["names"][0] == "zero_left_arc"
+    assert metrics["config"]["profile"] == "smoke"
+
+
+def test_reproduce_smoke_writes_figures(smoke_runs) -> None:
+    out, [(_, metrics), _] = smoke_runs
+    figures = metrics["figures"]
+    assert len(figures) == 8
+    for name in figures:
+        path = out / name
+        assert path.is_file(), name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, name
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_reproduce_twice_uses_the_cache(smoke_runs) -> None:
+    out, [(_, first), (status, second)] = smoke_runs
+    assert status == 0
+    assert not any(first["timings"]["seeds"][0]["loaded_from_cache"].values())
+    assert all(second["timings"]["seeds"][0]["loaded_from_cache"].values())
+    assert set(second["timings"]["seeds"][0]["loaded_from_cache"]) == set(VARIANTS)
+    assert _without_timings(second) == _without_timings(first)
+    assert len(list((out / "runs").iterdir())) == len(VARIANTS)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _assert_one_line_error(
+    capsys: pytest.CaptureFixture[str], status: int, match: str
+) -> str:
+    out, err = capsys.readouterr()
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(ERROR_PREFIX)
+    assert "Traceback" not in err
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def _reproduce(tmp_path: Path, *extra: str) -> int:
+    return main(
+        ["reproduce", "--profile", "smoke", "--out", str(tmp_path / "out"), "--quiet"]
+        + list(extra)
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--profile", "nope"], "unknown profile 'nope'"),
+        (["--set", "train.nope=1"], "unknown config key 'train.nope'"),
+        (["--set", "train.num_epochs=zero"], "train.num_epochs: expected int"),
+        (["--set", "data.val_fraction=1.5"], "data.val_fraction"),
+        (["--data", "/nonexistent"], "/nonexistent: no such file or folder"),
+        (["--seeds", "0"], "--seeds 0: must be at least 1"),
+    ],
+)
+def test_bad_input_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    cache_env,
+    extra: list[str],
+    match: str,
+) -> None:
+    _assert_one_line_error(capsys, _reproduce(tmp_path, *extra), match)
+
+
+def test_missing_profile_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = _reproduce(tmp_path, "--profile", str(tmp_path / "none.yaml"))
+    _assert_one_line_error(capsys, status, "no such config file")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_device_cuda_without_gpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = _reproduce(tmp_path, "--device", "cuda")
+    _assert_one_line_error(capsys, status, "--device cuda: no CUDA GPU")
+    assert not (tmp_path / "out").exists()  # it failed before doing anything
+
+
+def test_catalogue_off_canvas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cache_env
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(",".join(COLUMNS) + "\nwide,3,0,20,4,10,10,1.0,too wide\n")
+    status = _reproduce(tmp_path, "--set", f"concepts.catalogue={path}")
+    line = _assert_one_line_error(capsys, status, "off the 28x28 canvas")
+    assert str(path) in line
+    assert not (tmp_path / "out" / "runs").exists() or not any(
+        (tmp_path / "out" / "runs").iterdir()
+    )  # nothing was trained
+
+
+def test_catalogue_command_bad_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(",".join(COLUMNS) + "\na,11,0,1,1,5,5,1,x\n")
+    _assert_one_line_error(
+        capsys, main(["catalogue", str(path)]), "unknown source digit 11"
+    )
+
+
+def test_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    status = main(
+        ["reproduce", "--profile", "smoke", "--out", str(blocker / "out"), "--quiet"]
+    )
+    _assert_one_line_error(capsys, status, "cannot create output folder")
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch: a few seconds
+def test_entry_point_exit_status(tmp_path: Path) -> None:
+    """``python -m conceptlib`` exits with status 2 and one line on stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "conceptlib", "reproduce", "--profile", "nope"]
+        + ["--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"{ERROR_PREFIX}unknown profile 'nope' (known: smoke, quick, paper, "
+        "or a .yaml path)"
+    ]
+    assert proc.stdout == ""
