@@ -1,6 +1,6 @@
 # conceptlib: build, test and reproduce.
 #
-#   make book    main job: reproduce the paper's results (the book comes later)
+#   make book    main job: run every chapter at PROFILE and build the book (_build/html)
 #   make test    unit tests, notebook checks (nbval) and lint
 #
 # Everything runs inside .venv, which `make venv` creates from requirements.txt.
@@ -28,7 +28,7 @@ PROFILE ?=
 .PHONY: help venv test lint reproduce book clean distclean
 
 help:
-	@echo "make book       reproduce the results (for now: same as 'make reproduce')"
+	@echo "make book       run the chapters at PROFILE, build the Jupyter Book in _build/html"
 	@echo "make test       pytest tests/, nbval on book/*.ipynb, ruff"
 	@echo "make reproduce  conceptlib reproduce --profile PROFILE --out out/PROFILE"
 	@echo "                PROFILE=smoke|quick|paper (default: paper with a CUDA GPU, else quick)"
@@ -58,8 +58,8 @@ test: venv
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 	@shopt -s nullglob; notebooks=(book/*.ipynb); \
 	if (( $${#notebooks[@]} )); then \
-	  echo "$(PY) -m pytest --nbval-lax -q book/"; \
-	  $(PY) -m pytest --nbval-lax -q book/; \
+	  echo "CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/"; \
+	  CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/; \
 	else \
 	  echo "no book/*.ipynb yet: skipping nbval"; \
 	fi
@@ -78,10 +78,19 @@ reproduce: venv
 	echo "$(VENV)/bin/conceptlib reproduce --profile $$profile --out out/$$profile $(ARGS)"; \
 	$(VENV)/bin/conceptlib reproduce --profile "$$profile" --out "out/$$profile" $(ARGS)
 
-# The main job. The book chapters (book/*.ipynb, _config.yml, _toc.yml) come later;
-# then this target will build the Jupyter Book from the results of `reproduce`
-# (e.g. `$(VENV)/bin/jupyter-book build .`). For now it only reproduces.
-book: venv reproduce
+# The main job: execute every chapter (book/*.ipynb) afresh at the profile and build
+# the HTML book in _build/html. The chapters train what they need into the shared run
+# cache runs/ (or load it from there). Executed outputs go to _build only; the
+# committed notebooks keep their smoke outputs (nbval compares against them). --all:
+# Sphinx would otherwise skip unchanged chapters and keep another profile's outputs.
+# Any warning or cell error fails the build.
+book: venv
+	@profile='$(PROFILE)'; \
+	if [[ -z "$$profile" ]]; then \
+	  profile=$$($(PY) -c "import torch;print('paper' if torch.cuda.is_available() else 'quick')"); \
+	fi; \
+	echo "CONCEPTLIB_PROFILE=$$profile $(VENV)/bin/jupyter-book build . --all -W -n --keep-going"; \
+	CONCEPTLIB_PROFILE="$$profile" $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
 # --------------------------------------------------------------------------- clean
 

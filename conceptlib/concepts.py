@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.model_selection import train_test_split
 
@@ -34,7 +35,7 @@ class Catalogue:
     Attributes:
         names: concept names; concept k gets label ``10 + k``.
         digit: ``(K,)`` source digit class.
-        variant: ``(K,)`` which 2-means variant of the digit (0 = the more common).
+        variant: ``(K,)`` which 2-means variant of the digit (see ``fit_variants``).
         box: ``(K, 4)`` float mean box ``x, y, w, h`` in pixels.
         sd: ``(K,)`` standard deviation of each box coordinate, pixels.
         descriptions: one phrase per concept.
@@ -157,10 +158,10 @@ def load_catalogue(name_or_path: str | os.PathLike = "mnist") -> Catalogue:
 
 @dataclass(frozen=True)
 class VariantModel:
-    """Prototype images of each digit's variants (2-means on pixels; 0 = most common).
+    """Prototype images of each digit's variants (k-means on pixels).
 
     Attributes:
-        centres: digit -> ``(V, 784)`` float centres, ordered by cluster size.
+        centres: digit -> ``(V, 784)`` float centres; row v is variant v.
     """
 
     centres: dict[int, np.ndarray]
@@ -185,8 +186,10 @@ def fit_variants(
 ) -> VariantModel:
     """Find the variants of each digit the catalogue splits (e.g. open and closed 4).
 
-    k-means with V clusters on the pixels of that digit's training images; clusters
-    are ordered by size, so variant 0 is the most common form.
+    k-means with V clusters on the pixels of that digit's training images. Cluster
+    ``c`` becomes variant ``v`` when its mean image puts the largest share of its
+    ink into the boxes of the concepts of variant ``v`` (a one-to-one Hungarian
+    matching), so the catalogue's boxes, not the cluster sizes, name the variants.
 
     Args:
         x: ``(N, 28, 28)`` uint8 training digits; y: ``(N,)`` labels.
@@ -202,7 +205,14 @@ def fit_variants(
         if len(flat) < num:
             raise ConceptlibError(f"too few training images of digit {d} for variants")
         km = KMeans(num, n_init=4, random_state=seed).fit(flat)
-        order = np.argsort(-np.bincount(km.labels_, minlength=num), kind="stable")
+        imgs = km.cluster_centers_.reshape(num, SIZE, SIZE)
+        share = np.zeros((num, num))  # (cluster, variant)
+        for k in np.flatnonzero(catalogue.digit == d):
+            mask = box_masks(np.rint(catalogue.box[k : k + 1]).astype(np.int64))[0]
+            ink = (imgs * mask).sum((1, 2)) / np.maximum(imgs.sum((1, 2)), 1e-9)
+            share[:, catalogue.variant[k]] += ink
+        clusters, variants = linear_sum_assignment(-share)
+        order = clusters[np.argsort(variants)]  # order[v] = cluster of variant v
         centres[int(d)] = km.cluster_centers_[order]
     return VariantModel(centres)
 

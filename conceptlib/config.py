@@ -67,9 +67,9 @@ class LossConfig:
 
     recon: str = "bce"  # bce (section 3.1) | mse (section 3.4)
     beta: float = 1.0  # weight of the KL term
-    concept_weight: float = 10.0  # lambda: weight of the concept loss
+    concept_weight: float = 100.0  # lambda: weight of the concept loss
     concept_target: str = "exclusive"  # other concept channels pushed to zero
-    concept_loss: str = "mse"  # mse (paper 3.4) | bce (on the concept logits)
+    concept_loss: str = "bce"  # bce (on the concept logits) | mse (paper 3.4)
     kl_warmup_epochs: float = 0.0  # beta rises linearly from 0 over these epochs
 
 

@@ -353,30 +353,30 @@ def test_make_concepts_without_sources(catalogue: Catalogue, synthetic_digits) -
 # ---------------------------------------------------------------------- variants
 
 
-def test_fit_variants_orders_by_size(tmp_path: Path) -> None:
-    """Variant 0 is the more common of the two forms of a digit."""
+def test_fit_variants_follow_the_boxes(tmp_path: Path) -> None:
+    """Variant v is the form whose ink falls into the boxes of variant v's concepts."""
     cat = _small_catalogue(
         tmp_path,
-        ["a,4,0,0,0,10,10,1,x", "b,4,1,0,0,10,10,1,x", "c,7,0,0,0,10,10,1,x"],
+        ["a,4,0,16,0,10,10,1,x", "b,4,1,0,0,10,10,1,x", "c,7,0,0,0,10,10,1,x"],
     )
     rng = np.random.default_rng(0)
-    common = np.zeros((SIZE, SIZE), np.uint8)
-    common[:, :14] = 200  # left half inked
-    rare = np.zeros((SIZE, SIZE), np.uint8)
-    rare[:, 14:] = 200  # right half inked
-    forms = np.array([0] * 30 + [1] * 10 + [0] * 8)  # 40 fours, 8 sevens
+    left = np.zeros((SIZE, SIZE), np.uint8)
+    left[:, :14] = 200  # the common form: ink on the left, in the box of b
+    right = np.zeros((SIZE, SIZE), np.uint8)
+    right[:, 14:] = 200  # the rare form: ink on the right, in the box of a
+    forms = np.array([0] * 30 + [1] * 10 + [0] * 8)  # 0 = left form, 1 = right form
     rng.shuffle(forms[:40])
-    x = np.where(forms[:, None, None] == 0, common, rare).astype(np.uint8)
+    x = np.where(forms[:, None, None] == 0, left, right).astype(np.uint8)
     noise = rng.integers(0, 20, x.shape)
     x = np.clip(x.astype(int) + noise, 0, 255).astype(np.uint8)
     y = np.array([4] * 40 + [7] * 8)
     model = fit_variants(x, y, cat, seed=0)
     assert set(model.centres) == {4}  # digit 7 has a single variant
     assert model.centres[4].shape == (2, SIZE * SIZE)
-    c0 = model.centres[4][0].reshape(SIZE, SIZE)
-    assert c0[:, :14].mean() > 150 and c0[:, 14:].mean() < 50
+    c0 = model.centres[4][0].reshape(SIZE, SIZE)  # variant 0: the right form
+    assert c0[:, 14:].mean() > 150 and c0[:, :14].mean() < 50
     assigned = model.assign(x, y)
-    np.testing.assert_array_equal(assigned[:40], forms[:40])
+    np.testing.assert_array_equal(assigned[:40], 1 - forms[:40])
     assert (assigned[40:] == 0).all()
 
 

@@ -205,7 +205,7 @@ def test_total_without_concept_ignores_concept_weight() -> None:
 def test_total_with_concept_adds_weighted_concept_loss() -> None:
     x, out = _images(6), _output(6)
     labels = torch.tensor([1, 2, 10, 11, 20, 27])
-    cfg = LossConfig(concept_weight=7.0, beta=1.5)
+    cfg = LossConfig(concept_weight=7.0, beta=1.5, concept_loss="mse")
     recon, kl, concept = _parts(out, x, labels)
     with_c = total_loss(out, x, labels, cfg, K, True)
     without = total_loss(out, x, labels, cfg, K, False)
@@ -224,7 +224,7 @@ def test_total_with_concept_adds_weighted_concept_loss() -> None:
 def test_total_identity_when_all_are_concepts() -> None:
     x, out = _images(4), _output(4, seed=2)
     labels = torch.tensor([10, 12, 14, 16])
-    cfg = LossConfig(concept_weight=3.0)
+    cfg = LossConfig(concept_weight=3.0, concept_loss="mse")
     with_c = total_loss(out, x, labels, cfg, K, True)
     without = total_loss(out, x, labels, cfg, K, False)
     torch.testing.assert_close(
@@ -272,7 +272,9 @@ def test_total_has_gradients() -> None:
     out = _output(2)
     out.logits.requires_grad_(True)
     out.hidden.requires_grad_(True)
-    parts = total_loss(out, x, torch.tensor([3, 10]), LossConfig(), K, True)
+    parts = total_loss(
+        out, x, torch.tensor([3, 10]), LossConfig(concept_loss="mse"), K, True
+    )
     parts.total.backward()
     assert out.logits.grad is not None and out.logits.grad.abs().sum() > 0
     assert out.hidden.grad[1, :K].abs().sum() > 0
@@ -283,3 +285,14 @@ def test_total_has_gradients() -> None:
 def test_first_concept_label_boundary(label: int) -> None:
     _, mask = concept_targets(_images(1), torch.tensor([label]), K)
     assert bool(mask[0]) == (label >= 10)
+
+
+def test_total_bce_concept_gradients_reach_the_logits() -> None:
+    x = _images(2)
+    out = _output(2)
+    out.hidden_pre.requires_grad_(True)
+    parts = total_loss(out, x, torch.tensor([3, 10]), LossConfig(), K, True)
+    parts.total.backward()
+    assert LossConfig().concept_loss == "bce"
+    assert out.hidden_pre.grad[1, :K].abs().sum() > 0
+    assert out.hidden_pre.grad[0].abs().sum() == 0  # a digit gets no concept gradient
