@@ -75,16 +75,17 @@ reproduce: venv
 	if [[ -z "$$profile" ]]; then \
 	  profile=$$($(PY) -c "import torch;print('paper' if torch.cuda.is_available() else 'quick')"); \
 	fi; \
-	echo "$(VENV)/bin/conceptlib reproduce --profile $$profile --out out/$$profile $(ARGS)"; \
-	$(VENV)/bin/conceptlib reproduce --profile "$$profile" --out "out/$$profile" $(ARGS)
+	echo "$(VENV)/bin/conceptlib reproduce --profile $$profile --out out/$$profile --cache runs $(ARGS)"; \
+	$(VENV)/bin/conceptlib reproduce --profile "$$profile" --out "out/$$profile" --cache runs $(ARGS)
 
-# The main job: execute every chapter (book/*.ipynb) afresh at the profile and build
-# the HTML book in _build/html. The chapters train what they need into the shared run
-# cache runs/ (or load it from there). Executed outputs go to _build only; the
+# The main job: run the pipeline (`reproduce`, with progress bars; it trains the
+# variants into the shared run cache runs/ and writes out/<profile>/), then execute
+# every chapter (book/*.ipynb) afresh at the profile, loading the trained variants
+# from runs/, and build the HTML book in _build/html. Executed outputs go to _build only; the
 # committed notebooks keep their smoke outputs (nbval compares against them). --all:
 # Sphinx would otherwise skip unchanged chapters and keep another profile's outputs.
 # Any warning or cell error fails the build.
-book: venv
+book: venv reproduce
 	@profile='$(PROFILE)'; \
 	if [[ -z "$$profile" ]]; then \
 	  profile=$$($(PY) -c "import torch;print('paper' if torch.cuda.is_available() else 'quick')"); \
