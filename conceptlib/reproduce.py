@@ -220,7 +220,7 @@ def reproduce(
             {
                 "seed": scfg.seed,
                 "seconds": time.perf_counter() - t_seed,
-                "concept_generation_seconds": t_concepts,
+                "representatives_and_concepts_seconds": t_concepts,
                 "train_seconds": {
                     v: sum(h["seconds"] for h in r.history) for v, r in runs.items()
                 },
