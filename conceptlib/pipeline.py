@@ -154,6 +154,12 @@ class Pipeline:
         x, y, _, _ = self.digits
         return fit_variants(x, y, self.catalogue, seed=self.cfg.data.split_seed)
 
+    @cached_property
+    def train_variants(self) -> np.ndarray:
+        """``(N,)`` the variant of each training digit (see :attr:`variants`)."""
+        x, y, _, _ = self.digits
+        return self.variants.assign(x, y)
+
     # -- baseline and representatives ----------------------------------------------
     @cached_property
     def baseline(self) -> Run:
@@ -185,7 +191,7 @@ class Pipeline:
             self.cfg.concepts.per_concept,
             x,
             y,
-            self.variants.assign(x, y),
+            self.train_variants,
             rng,
             centres=self.representatives[0],
             p_train=self.cfg.concepts.p_train,

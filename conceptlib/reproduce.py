@@ -109,7 +109,7 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
     """The figures of one pipeline (the first seed's) as PNG files in ``out``."""
     cat = pipe.catalogue
     x, y, _, _ = pipe.digits
-    variant_of = pipe.variants.assign(x, y)
+    variant_of = pipe.train_variants
     protos = np.stack(
         [
             x[(y == d) & (variant_of == v)].mean(0) / 255.0
@@ -259,7 +259,7 @@ def reproduce(
         3000,
         x,
         y,
-        first.variants.assign(x, y),
+        first.train_variants,
         np.random.default_rng(0),
         first.representatives[0],
         0.8,

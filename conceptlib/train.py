@@ -304,26 +304,31 @@ def train_vae(
                 file=sys.stderr,
             )
         if run_dir is not None and _is_main():
-            save_checkpoint(run_dir, model, opt, epoch + 1, history, cfg, variant)
+            save_checkpoint(run_dir, model, opt, history, cfg, variant)
     model.eval()
     return model, history
 
 
-def save_checkpoint(run_dir, model, opt, epoch, history, cfg, variant) -> None:
+def run_state(model, history, cfg, variant) -> dict[str, Any]:
+    """What a checkpoint or ``model.pt`` holds: weights, history, config, variant."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "variant": variant,
+        "epoch": len(history),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "history": json.dumps(history),
+        "config": dump_config(cfg),
+    }
+
+
+def save_checkpoint(run_dir, model, opt, history, cfg, variant) -> None:
     """Atomically write ``checkpoint.pt`` (keeping the previous one) and history."""
     run_dir = Path(run_dir)
     last = run_dir / "checkpoint.pt"
     if last.exists():
         os.replace(last, run_dir / "checkpoint.prev.pt")
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "variant": variant,
-        "epoch": epoch,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": opt.state_dict(),
-        "history": json.dumps(history),
-        "config": dump_config(cfg),
-    }
+    state = run_state(model, history, cfg, variant)
+    state["optimizer"] = opt.state_dict()
     atomic_torch_save(state, last)
     atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1))
 
@@ -386,13 +391,5 @@ def get_or_train(
         cfg, variant, x, y, num_concepts, run_dir, device, progress
     )
     if _is_main():
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "variant": variant,
-            "epoch": len(history),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "history": json.dumps(history),
-            "config": dump_config(cfg),
-        }
-        atomic_torch_save(state, final)
+        atomic_torch_save(run_state(model, history, cfg, variant), final)
     return Run(model, history, run_dir, key, variant, False)
