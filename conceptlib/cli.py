@@ -1,4 +1,4 @@
-"""Command line: ``conceptlib reproduce|catalogue``, a thin layer over the library.
+"""Command line: ``conceptlib reproduce|explain|catalogue``, over the library.
 
 Bad input of any kind ends with one line ``conceptlib: error: ...`` on stderr and
 exit status 2.
@@ -47,6 +47,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
+    exp = sub.add_parser(
+        "explain",
+        help="rank the concepts a trained concept model sees in one image",
+        description="Rank the catalogue concepts that the concept channels of a "
+        "trained concept variant see in one 28x28 image.",
+    )
+    exp.add_argument(
+        "image",
+        help="a PNG/JPEG file, a .npy array (uint8 0..255 or float 0..1), "
+        "or test:N / train:N for an MNIST digit",
+    )
+    exp.add_argument(
+        "--run",
+        default=None,
+        help="a concept run's model.pt or folder (default: the profile's concept "
+        "run in --cache)",
+    )
+    exp.add_argument(
+        "--profile",
+        default=None,
+        help="profile whose concept run to use (default as for reproduce)",
+    )
+    exp.add_argument("--cache", default="runs", help="run cache (default runs)")
+    exp.add_argument("--top", type=int, default=5, help="concepts to show (default 5)")
+    exp.add_argument("--figure", default=None, help="write a PNG of the top concepts")
+    exp.add_argument("--json", default=None, help="write the full ranking as JSON")
     cat = sub.add_parser("catalogue", help="print a concept catalogue")
     cat.add_argument("name", nargs="?", default="mnist", help="name or CSV path")
     return parser
@@ -54,26 +80,90 @@ def _parser() -> argparse.ArgumentParser:
 
 def _reproduce(args: argparse.Namespace) -> int:
     from conceptlib.config import default_profile, load_config
-    from conceptlib.reproduce import format_table, reproduce
-    from conceptlib.train import resolve_device
 
-    resolve_device(args.device)  # fail early on --device cuda without a GPU
     overrides = list(args.overrides)
     if args.data is not None:
         overrides.append(f"data.source={args.data}")
     cfg = load_config(args.profile or default_profile(), overrides)
-    metrics = reproduce(
-        cfg,
-        args.out,
-        num_seeds=args.seeds,
-        device=args.device,
-        cache_dir=args.cache,
-        progress=not args.quiet,
-        figures=not args.no_figures,
-    )
-    if not args.quiet:
+    # bad data or a bad catalogue fail here, in a second, before torch is imported
+    from conceptlib.concepts import load_catalogue
+    from conceptlib.data import load_mnist
+
+    mnist = load_mnist(cfg.data.source)
+    load_catalogue(cfg.concepts.catalogue)
+
+    import torch.distributed as dist
+
+    from conceptlib.reproduce import format_table, reproduce
+    from conceptlib.train import init_distributed, is_main, resolve_device
+
+    device = resolve_device(args.device)  # fail early on --device cuda without a GPU
+    device = init_distributed(device)  # joins torchrun's process group, if any
+    main = is_main()
+    try:
+        metrics = reproduce(
+            cfg,
+            args.out,
+            num_seeds=args.seeds,
+            device=device,
+            cache_dir=args.cache,
+            progress=not args.quiet,
+            figures=not args.no_figures,
+            mnist=mnist,
+        )
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if not args.quiet and main:
         for split in ("test_digits", "val", "test_concepts"):
             print(format_table(metrics, split))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from conceptlib.config import default_profile, load_config
+    from conceptlib.explain import (
+        default_run,
+        explain,
+        format_explanation,
+        load_concept_model,
+        plot_explanation,
+        read_image,
+        write_explanation_json,
+    )
+
+    if args.top < 1:
+        raise ConceptlibError(f"--top {args.top}: must be at least 1")
+    outputs = [Path(p) for p in (args.figure, args.json) if p is not None]
+    for path in outputs:
+        if not path.parent.is_dir():
+            raise ConceptlibError(f"{path}: folder {path.parent} does not exist")
+    if args.run is None:
+        cfg = load_config(args.profile or default_profile())
+        run = default_run(cfg, args.cache)
+        if not run.exists():
+            raise ConceptlibError(
+                f"{run}: no trained concept run for profile {cfg.profile!r}; run "
+                f"`conceptlib reproduce --profile {cfg.profile} --cache {args.cache}` "
+                "first or pass --run"
+            )
+    else:
+        run = Path(args.run)
+    cm = load_concept_model(run)
+    image, name = read_image(args.image, cm.cfg.data.source)
+    expl = explain(cm, image)
+    print(f"image: {name}\nmodel: {cm.path}")
+    print(format_explanation(expl, args.top))
+    if args.figure is not None:
+        from conceptlib.plots import save_figure
+
+        fig = plot_explanation(expl, args.top, title=name)
+        save_figure(fig, args.figure)
+    if args.json is not None:
+        meta = {"image": name, "model": str(cm.path)}
+        write_explanation_json(expl, Path(args.json), meta)
     return 0
 
 
@@ -97,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "reproduce":
             return _reproduce(args)
+        if args.command == "explain":
+            return _explain(args)
         return _catalogue(args)
     except ConceptlibError as exc:
         print(f"conceptlib: error: {exc}", file=sys.stderr)

@@ -20,8 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.model_selection import train_test_split
 
+from conceptlib.config import FIRST_CONCEPT_LABEL
 from conceptlib.errors import ConceptlibError
-from conceptlib.losses import FIRST_CONCEPT_LABEL
 
 SIZE = 28
 CATALOGUE_DIR = Path(__file__).parent / "catalogues"

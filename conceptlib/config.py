@@ -23,6 +23,8 @@ from conceptlib.errors import ConceptlibError
 RUN_FORMAT = 2
 PROFILES = ("smoke", "quick", "paper")
 VARIANTS = ("baseline", "augmented", "concept")
+#: Labels 0-9 are digits; concept k has label FIRST_CONCEPT_LABEL + k.
+FIRST_CONCEPT_LABEL = 10
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 

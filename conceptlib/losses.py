@@ -10,10 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from conceptlib.config import LossConfig
-
-#: Labels 0-9 are digits; concept k has label FIRST_CONCEPT_LABEL + k.
-FIRST_CONCEPT_LABEL = 10
+from conceptlib.config import FIRST_CONCEPT_LABEL, LossConfig
 
 
 def recon_loss(
@@ -96,13 +93,17 @@ def concept_loss(
     Returns:
         ``(B,)``; for ``mse`` exactly 0 where the concept channels equal the targets.
     """
-    target, mask = concept_targets(x, labels, num_concepts, hidden.shape[-1])
-    h = hidden[:, :num_concepts].float()
+    mask = labels >= FIRST_CONCEPT_LABEL
+    rows = mask.nonzero().squeeze(1)  # only concept images have a target: the
+    # K x 28 x 28 loss on digits would be multiplied by 0, at a sixth of the step
+    target, _ = concept_targets(x[rows], labels[rows], num_concepts, hidden.shape[-1])
+    h = hidden[rows, :num_concepts].float()
     if kind == "bce":
         err = F.binary_cross_entropy_with_logits(h, target.float(), reduction="none")
     else:
         err = (h - target.float()) ** 2
-    return err.flatten(1).sum(1) * mask.float()
+    per_image = torch.zeros(len(labels), dtype=err.dtype, device=err.device)
+    return per_image.index_put((rows,), err.flatten(1).sum(1))
 
 
 @dataclass
@@ -138,9 +139,12 @@ def total_loss(
     kl = kl_loss(out.mu, out.logvar)
     per_image = recon + (cfg.beta if beta is None else beta) * kl
     hidden = out.hidden_pre if cfg.concept_loss == "bce" else out.hidden
-    concept = concept_loss(hidden, x, labels, num_concepts, cfg.concept_loss)
     if use_concept:
+        concept = concept_loss(hidden, x, labels, num_concepts, cfg.concept_loss)
         per_image = per_image + cfg.concept_weight * concept
+    else:  # only watched (history, learning curves): no gradient needed
+        with torch.no_grad():
+            concept = concept_loss(hidden, x, labels, num_concepts, cfg.concept_loss)
     num_concept = (labels >= FIRST_CONCEPT_LABEL).sum().clamp(min=1)
     return LossParts(
         total=per_image.mean(),

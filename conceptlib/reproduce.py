@@ -25,17 +25,10 @@ import torch
 from conceptlib import __version__
 from conceptlib.concepts import make_concepts
 from conceptlib.config import VARIANTS, ExperimentConfig, to_dict
-from conceptlib.data import load_mnist
+from conceptlib.data import MNIST, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.pipeline import CLUSTERINGS, SPLITS, Pipeline
-from conceptlib.plots import (
-    plot_catalogue,
-    plot_gallery,
-    plot_images,
-    plot_learning_curves,
-    save_figure,
-)
-from conceptlib.train import atomic_write_text
+from conceptlib.train import atomic_write_text, is_main
 
 LOSS_KEYS = ("epoch", "loss", "recon", "kl", "concept")
 FIGURES = {
@@ -107,6 +100,14 @@ def _check_out(out: Path) -> None:
 
 def write_figures(pipe: Pipeline, out: Path) -> list[str]:
     """The figures of one pipeline (the first seed's) as PNG files in ``out``."""
+    from conceptlib.plots import (  # matplotlib and torchvision: only when drawing
+        plot_catalogue,
+        plot_gallery,
+        plot_images,
+        plot_learning_curves,
+        save_figure,
+    )
+
     cat = pipe.catalogue
     x, y, _, _ = pipe.digits
     variant_of = pipe.train_variants
@@ -150,10 +151,11 @@ def reproduce(
     cfg: ExperimentConfig,
     out: str | os.PathLike,
     num_seeds: int = 1,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     figures: bool = True,
+    mnist: MNIST | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline for ``num_seeds`` seeds and write the results to ``out``.
 
@@ -161,10 +163,11 @@ def reproduce(
         cfg: the experiment config; seeds are ``cfg.seed, cfg.seed + 1, ...``.
         out: output folder (created; existing files are replaced atomically).
         num_seeds: how many seeds.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`.
         cache_dir: the run cache (default ``<out>/runs``).
         progress: progress bars and per-step messages on stderr.
         figures: write the PNG figures.
+        mnist: the digits, if already loaded (else ``cfg.data.source`` is read).
 
     Returns:
         The metrics dictionary that was written to ``<out>/metrics.json``.
@@ -172,13 +175,14 @@ def reproduce(
     if num_seeds < 1:
         raise ConceptlibError(f"--seeds {num_seeds}: must be at least 1")
     out = Path(out)
-    _check_out(out)
+    if is_main():
+        _check_out(out)
     cache = Path(cache_dir) if cache_dir is not None else out / "runs"
     t_start = time.perf_counter()
-    mnist = load_mnist(cfg.data.source)
+    mnist = mnist if mnist is not None else load_mnist(cfg.data.source)
 
     def say(msg: str) -> None:
-        if progress:
+        if progress and is_main():
             print(f"[conceptlib] {msg}", file=sys.stderr, flush=True)
 
     per_seed, timings = [], {"seeds": []}
@@ -200,6 +204,8 @@ def reproduce(
         for v in VARIANTS:
             say(f"seed {scfg.seed}: variant {v}")
             runs[v] = pipe.run(v)
+        if not is_main():
+            continue  # under torchrun the other ranks only help to train
         say(f"seed {scfg.seed}: measures and clusterings")
         variants = pipe.metrics()
         clustering = {k: c.scores for k, c in pipe.clusterings.items()}
@@ -234,6 +240,8 @@ def reproduce(
             }
         )
     assert first is not None
+    if not is_main():
+        return {}
     variants_mean, variants_std = _mean_std([s["variants"] for s in per_seed])
     clus_mean, clus_std = _mean_std([s["clustering"] for s in per_seed])
     cat = first.catalogue

@@ -176,18 +176,46 @@ def kl_weight(cfg: ExperimentConfig, progress: float) -> float:
     return cfg.loss.beta * (min(1.0, progress / warm) if warm > 0 else 1.0)
 
 
-def _is_main() -> bool:
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
+
+    gloo on CPU, nccl on GPU (one GPU per process, ``LOCAL_RANK``). Returns the
+    device this process trains on. Without ``torchrun`` it does nothing.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def is_main() -> bool:
+    """True in a single process and on rank 0 of ``torchrun``: the one that writes."""
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def _batches(num: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """Shuffled index batches; under DDP each rank takes its own slice of each batch."""
-    perm = torch.randperm(num, generator=gen)
+def _batches(num: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """Shuffled index batches of epoch ``epoch``.
+
+    In one process: a permutation from a generator seeded by ``(seed, epoch)``.
+    Under DDP: a :class:`~torch.utils.data.DistributedSampler` (seeded, epoch set,
+    ``drop_last``) gives each rank its own share, in batches of
+    ``batch_size // world`` so that the global batch stays ``batch_size``.
+    """
     if dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-        usable = (num // world) * world  # every rank gets the same number of samples
-        perm = perm[:usable].view(-1, world)[:, rank].contiguous()
-        batch_size = max(1, batch_size // world)
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(
+            range(num), shuffle=True, seed=seed, drop_last=True
+        )
+        sampler.set_epoch(epoch)
+        perm = torch.tensor(list(sampler), dtype=torch.long)
+        batch_size = max(1, batch_size // dist.get_world_size())
+    else:
+        perm = torch.randperm(num, generator=_epoch_generator(seed, epoch, 0))
     return list(perm.split(batch_size))
 
 
@@ -195,6 +223,33 @@ def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = Fal
     """``(B, 28, 28)`` uint8 -> ``(B, 1, 28, 28)`` float in [0, 1] on ``device``."""
     x = x_u8.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def train_step(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    cfg: ExperimentConfig,
+    num_concepts: int,
+    use_concept: bool,
+    beta: float,
+    noise: torch.Generator | None,
+    autocast: torch.autocast,
+):
+    """One optimisation step: forward (under ``autocast``), loss, backward, Adam.
+
+    The training loop and ``benchmarks/train_throughput.py`` both call this, so the
+    benchmark times exactly the step that training runs. Returns the
+    :class:`~conceptlib.losses.LossParts` of the batch.
+    """
+    with autocast:
+        out = net(xb, generator=noise)
+    parts = total_loss(out, xb, yb, cfg.loss, num_concepts, use_concept, beta)
+    opt.zero_grad(set_to_none=True)
+    parts.total.backward()
+    opt.step()
+    return parts
 
 
 def train_vae(
@@ -246,34 +301,40 @@ def train_vae(
     x_dev, y_dev = x.to(device), y.to(device)
     for epoch in range(start, tc.num_epochs):
         net.train()
-        order = _batches(len(x), tc.batch_size, _epoch_generator(cfg.seed, epoch, 0))
-        noise = _epoch_generator(cfg.seed, epoch, 1, device)
+        order = _batches(len(x), tc.batch_size, cfg.seed, epoch)
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        noise = _epoch_generator(cfg.seed, epoch, 1 + 1000 * rank, device)
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "concept": 0.0}
         seen = 0
         t0 = time.perf_counter()
         bar = tqdm(
             order,
             desc=f"{variant} epoch {epoch + 1}/{tc.num_epochs}",
-            disable=not (progress and _is_main()),
+            disable=not (progress and is_main()),
             leave=False,
             file=sys.stderr,
         )
         for i, idx in enumerate(bar):
             idx = idx.to(device)
             xb = to_input(x_dev[idx], device, tc.channels_last)
-            yb = y_dev[idx]
-            with autocast:
-                out = net(xb, generator=noise)
             beta = kl_weight(cfg, epoch + i / len(order))
-            parts = total_loss(out, xb, yb, cfg.loss, num_concepts, use_concept, beta)
+            parts = train_step(
+                net,
+                opt,
+                xb,
+                y_dev[idx],
+                cfg,
+                num_concepts,
+                use_concept,
+                beta,
+                noise,
+                autocast,
+            )
             if not torch.isfinite(parts.total):
                 raise ConceptlibError(
                     f"{variant}: loss is {parts.total.item()} in epoch {epoch + 1}: "
                     "lower train.lr or loss.concept_weight"
                 )
-            opt.zero_grad(set_to_none=True)
-            parts.total.backward()
-            opt.step()
             n = len(idx)
             seen += n
             for key, val in zip(
@@ -290,12 +351,17 @@ def train_vae(
                     img_s=f"{rate:.0f}",
                 )
         seconds = time.perf_counter() - t0
-        world = dist.get_world_size() if dist.is_initialized() else 1
+        if dist.is_initialized():  # epoch means over all ranks' images
+            both = torch.tensor([*sums.values(), seen], dtype=torch.float64)
+            dist.all_reduce(both)
+            sums = dict(zip(sums, both[:-1].tolist()))
+            seen = int(both[-1])
         record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
+        record["images"] = seen
         record["seconds"] = seconds
-        record["img_per_s"] = seen * world / max(seconds, 1e-9)
+        record["img_per_s"] = seen / max(seconds, 1e-9)
         history.append(record)
-        if progress and _is_main():
+        if progress and is_main():
             tqdm.write(
                 f"{variant} epoch {epoch + 1} | loss {record['loss']:.1f} "
                 f"(recon {record['recon']:.1f}, kl {record['kl']:.1f}, "
@@ -303,7 +369,7 @@ def train_vae(
                 f"{record['img_per_s'] / 1000:.1f}k img/s",
                 file=sys.stderr,
             )
-        if run_dir is not None and _is_main():
+        if run_dir is not None and is_main():
             save_checkpoint(run_dir, model, opt, history, cfg, variant)
     model.eval()
     return model, history
@@ -379,7 +445,7 @@ def get_or_train(
         if progress:
             print(f"loaded run {variant}-{key} from {run_dir}", file=sys.stderr)
         return Run(model.to(device).eval(), history, run_dir, key, variant, True)
-    if _is_main():
+    if is_main():
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
@@ -390,6 +456,8 @@ def get_or_train(
     model, history = train_vae(
         cfg, variant, x, y, num_concepts, run_dir, device, progress
     )
-    if _is_main():
+    if is_main():
         atomic_torch_save(run_state(model, history, cfg, variant), final)
+    if dist.is_initialized():
+        dist.barrier()  # no rank moves on before model.pt is in place
     return Run(model, history, run_dir, key, variant, False)

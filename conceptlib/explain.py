@@ -1,0 +1,260 @@
+"""Concept-level explanation of one image by a trained concept model.
+
+The concept variant's decoder layer 3 has one channel per catalogue concept. For an
+image, the share of each channel in the energy (sum of squared activations) of all
+concept channels says which stroke concepts the model sees in it, and the channel's
+map says where. This is the measure behind ``concept_accuracy``; here it is applied
+to any 28 x 28 image: a PNG, a ``.npy`` array, or an MNIST digit (``test:N``).
+
+See: chapter ``ch-results``; command ``conceptlib explain``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from conceptlib.concepts import Catalogue, load_catalogue
+from conceptlib.config import ExperimentConfig, from_dict
+from conceptlib.errors import ConceptlibError
+from conceptlib.model import ConvVAE
+from conceptlib.train import load_checkpoint, load_weights, run_key, to_input
+
+SIZE = 28
+
+
+@dataclass(frozen=True)
+class ConceptModel:
+    """A trained concept variant with what is needed to name its channels."""
+
+    model: ConvVAE
+    cfg: ExperimentConfig
+    catalogue: Catalogue
+    path: Path
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What the concept channels say about one image.
+
+    Attributes:
+        image: ``(28, 28)`` input in [0, 1].
+        reconstruction: ``(28, 28)`` the decoder's output from ``z = mu``.
+        names: concept names, one per channel.
+        digits: each concept's source digit.
+        energy: ``(K,)`` sum of squared activations of each concept channel.
+        share: ``(K,)`` energy as a fraction of all concept channels' energy.
+        area: ``(K,)`` pixels where the channel exceeds 0.5.
+        maps: ``(K, H, W)`` the concept channels (sigmoid outputs).
+    """
+
+    image: np.ndarray
+    reconstruction: np.ndarray
+    names: tuple[str, ...]
+    digits: np.ndarray
+    energy: np.ndarray
+    share: np.ndarray
+    area: np.ndarray
+    maps: np.ndarray
+
+    def ranking(self) -> np.ndarray:
+        """Concept indices, largest share first."""
+        return np.argsort(-self.share, kind="stable")
+
+    def to_dict(self, top: int | None = None) -> dict:
+        """JSON-ready ranking: name, source digit, share and area per concept."""
+        order = self.ranking()[: top or len(self.names)]
+        return {
+            "units": {"share": "fraction of concept-channel energy", "area": "pixels"},
+            "concepts": [
+                {
+                    "rank": r + 1,
+                    "name": self.names[k],
+                    "digit": int(self.digits[k]),
+                    "share": float(self.share[k]),
+                    "area": int(self.area[k]),
+                }
+                for r, k in enumerate(order)
+            ],
+        }
+
+
+def load_concept_model(
+    path: str | os.PathLike, device: torch.device | str = "cpu"
+) -> ConceptModel:
+    """Load a concept variant from ``model.pt`` (or a run folder holding one).
+
+    The checkpoint is read with ``weights_only=True``; its stored config rebuilds
+    the architecture and names the catalogue.
+
+    Raises:
+        ConceptlibError: unreadable, not a concept run, or weights that do not fit.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    state = load_checkpoint(path)
+    if state.get("variant") != "concept":
+        raise ConceptlibError(
+            f"{path}: a {state.get('variant')!r} run has no trained concept "
+            "channels; pass a concept run (runs/concept-*/model.pt)"
+        )
+    try:
+        raw = yaml.safe_load(state.get("config", ""))
+    except yaml.YAMLError:
+        raw = None
+    if not isinstance(raw, dict):
+        raise ConceptlibError(f"{path}: checkpoint holds no readable config")
+    cfg = from_dict(raw, where=f"{path} (stored config)")
+    catalogue = load_catalogue(cfg.concepts.catalogue)
+    model = ConvVAE(cfg.model, len(catalogue))
+    load_weights(model, state["model"], str(path))
+    return ConceptModel(model.to(device).eval(), cfg, catalogue, path)
+
+
+def default_run(cfg: ExperimentConfig, cache_dir: str | os.PathLike) -> Path:
+    """Where ``reproduce --cache cache_dir`` puts the concept run of ``cfg``."""
+    return Path(cache_dir) / f"concept-{run_key(cfg, 'concept')}" / "model.pt"
+
+
+def _check_pixels(array: np.ndarray, where: str) -> np.ndarray:
+    """Validate a 2-D image and turn it into uint8 (float images must be in [0, 1])."""
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or array.shape != (SIZE, SIZE):
+        raise ConceptlibError(
+            f"{where}: image is {'x'.join(map(str, array.shape)) or 'a scalar'}, "
+            f"expected {SIZE}x{SIZE} (one grey channel, MNIST size)"
+        )
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "fiu":
+        raise ConceptlibError(f"{where}: pixels of type {array.dtype} are not numbers")
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ConceptlibError(f"{where}: image has NaN or infinite pixels")
+    hi = 1.0 if array.dtype.kind == "f" else 255.0
+    if values.min() < 0 or values.max() > hi:
+        raise ConceptlibError(
+            f"{where}: pixels range {values.min():g}..{values.max():g}, "
+            f"expected 0..{hi:g}"
+        )
+    return np.round(values * (255.0 / hi)).astype(np.uint8)
+
+
+def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, str]:
+    """An image to explain, as ``(28, 28)`` uint8, and a name for it.
+
+    Args:
+        spec: ``test:N`` or ``train:N`` (MNIST digit N of ``data_source``), a PNG or
+            JPEG file (converted to grey), or a ``.npy`` array (uint8 0..255 or
+            float 0..1, no pickles).
+        data_source: where MNIST digits come from.
+    """
+    split, _, index = spec.partition(":")
+    if split in ("test", "train") and index:
+        from conceptlib.data import load_mnist
+
+        if not index.isdigit():
+            raise ConceptlibError(f"{spec}: expected {split}:N with N a digit index")
+        mnist = load_mnist(data_source)
+        x, y = getattr(mnist, f"x_{split}"), getattr(mnist, f"y_{split}")
+        n = int(index)
+        if n >= len(x):
+            raise ConceptlibError(f"{spec}: index out of range (0..{len(x) - 1})")
+        return x[n], f"MNIST {split} image {n} (label {int(y[n])})"
+    path = Path(spec)
+    if not path.is_file():
+        raise ConceptlibError(f"{spec}: no such image file (or use test:N, train:N)")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+            raise ConceptlibError(f"{path}: cannot read .npy ({reason})") from None
+        return _check_pixels(np.asarray(array), str(path)), str(path)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("L"))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        kind = type(exc).__name__
+        raise ConceptlibError(f"{path}: not a readable image ({kind})") from None
+    return _check_pixels(array, str(path)), str(path)
+
+
+@torch.no_grad()
+def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
+    """Run ``image`` through the concept model (``z = mu``) and rank its concepts.
+
+    Args:
+        cm: a loaded concept model.
+        image: ``(28, 28)`` uint8.
+    """
+    device = next(cm.model.parameters()).device
+    x = to_input(torch.from_numpy(np.ascontiguousarray(image))[None], device)
+    mu, _ = cm.model.encode(x)
+    logits, hidden = cm.model.decode(mu)
+    k = len(cm.catalogue)
+    maps = hidden[0, :k].float().cpu().numpy()
+    energy = (maps.astype(np.float64) ** 2).reshape(k, -1).sum(1)
+    total = energy.sum()
+    share = energy / total if total > 0 else np.zeros(k)
+    return Explanation(
+        image=image.astype(np.float32) / 255.0,
+        reconstruction=torch.sigmoid(logits[0, 0].float()).cpu().numpy(),
+        names=tuple(cm.catalogue.names),
+        digits=np.asarray(cm.catalogue.digit),
+        energy=energy,
+        share=share,
+        area=(maps > 0.5).reshape(k, -1).sum(1),
+        maps=maps,
+    )
+
+
+def format_explanation(expl: Explanation, top: int = 5) -> str:
+    """A plain-text table of the ``top`` concepts."""
+    lines = [f"{'rank':>4}  {'concept':<20}{'digit':>5}{'share':>8}{'area':>6}"]
+    for r, k in enumerate(expl.ranking()[:top]):
+        lines.append(
+            f"{r + 1:>4}  {expl.names[k]:<20}{expl.digits[k]:>5}"
+            f"{expl.share[k]:>8.3f}{expl.area[k]:>6}"
+        )
+    return "\n".join(lines)
+
+
+def plot_explanation(expl: Explanation, top: int = 5, title: str = ""):
+    """Input, reconstruction and the ``top`` concept maps, in one row."""
+    import matplotlib.pyplot as plt
+
+    order = expl.ranking()[:top]
+    fig, axes = plt.subplots(1, 2 + len(order), figsize=(1.6 * (2 + len(order)), 2.1))
+    panels = [
+        ("input", expl.image, "gray"),
+        ("reconstruction", expl.reconstruction, "gray"),
+    ]
+    panels += [
+        (f"{expl.names[k]}\n{expl.share[k]:.0%}", expl.maps[k], "magma") for k in order
+    ]
+    for ax, (name, img, cmap) in zip(axes, panels):
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=7)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write_explanation_json(expl: Explanation, path: Path, meta: dict) -> None:
+    """Write the ranking (all concepts) and ``meta`` to ``path`` atomically."""
+    from conceptlib.train import atomic_write_text
+
+    atomic_write_text(path, json.dumps({**meta, **expl.to_dict()}, indent=1) + "\n")

@@ -1,0 +1,72 @@
+"""Scale-out: the real command line under ``torchrun`` with 2 CPU processes (gloo).
+
+Both ranks must finish, only rank 0 may write, the written checkpoints must load
+(``weights_only=True``) and the training loss must fall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conceptlib.train import load_checkpoint
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed")
+def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = dict(os.environ)
+    env["CONCEPTLIB_CACHE"] = str(tmp_path / "cache")
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [
+        str(TORCHRUN),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "conceptlib",
+        "reproduce",
+        "--profile",
+        "smoke",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--no-figures",
+        "--out",
+        str(out),
+        "--set",
+        "train.num_epochs=2",
+        "--set",
+        "data.num_train_digits=1000",
+        "--set",
+        "concepts.per_concept=30",
+        "--set",
+        "cluster.max_points=300",
+    ]
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["variants"]) == {"baseline", "augmented", "concept"}
+    # rank 0 wrote everything once; no temporary files were left behind
+    leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert [r.split("-")[0] for r in runs] == ["augmented", "baseline", "concept"]
+    for run in runs:
+        state = load_checkpoint(out / "runs" / run / "model.pt")
+        history = json.loads(state["history"])
+        assert [h["epoch"] for h in history] == [1, 2]
+        assert history[-1]["loss"] < history[0]["loss"], (run, history)
+        assert history[-1]["images"] == history[0]["images"] > 0
+    shutil.rmtree(out / "runs")
