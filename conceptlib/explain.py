@@ -219,6 +219,51 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
     )
 
 
+@torch.no_grad()
+def concept_shares(
+    cm: ConceptModel, images: np.ndarray, batch_size: int = 1000
+) -> np.ndarray:
+    """``(N, K)`` share of each concept channel in the energy, for many images.
+
+    Args:
+        cm: a loaded concept model.
+        images: ``(N, 28, 28)`` uint8.
+        batch_size: images per forward pass.
+    """
+    device = next(cm.model.parameters()).device
+    k = len(cm.catalogue)
+    out = np.zeros((len(images), k))
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(
+            np.ascontiguousarray(images[start : start + batch_size])
+        )
+        mu, _ = cm.model.encode(to_input(batch, device))
+        _, hidden = cm.model.decode(mu)
+        energy = hidden[:, :k].double().pow(2).flatten(2).sum(2)
+        total = energy.sum(1, keepdim=True)
+        share = torch.where(total > 0, energy / total.clamp_min(1e-300), 0.0)
+        out[start : start + len(batch)] = share.cpu().numpy()
+    return out
+
+
+def own_digit_share(
+    shares: np.ndarray, labels: np.ndarray, catalogue: Catalogue
+) -> dict[str, float]:
+    """How much of a digit's concept energy goes to concepts cut from its own class.
+
+    Returns the mean over images of the share of concepts whose source digit is the
+    image's label (``own``), and what a model blind to the digit would give if it
+    spread energy evenly over the K concepts (``uniform``: concepts of that digit
+    / K, averaged over the images).
+    """
+    digit = np.asarray(catalogue.digit)
+    own_mask = digit[None, :] == np.asarray(labels)[:, None]  # (N, K)
+    return {
+        "own": float((shares * own_mask).sum(1).mean()),
+        "uniform": float(own_mask.mean(1).mean()),
+    }
+
+
 def format_explanation(expl: Explanation, top: int = 5) -> str:
     """A plain-text table of the ``top`` concepts."""
     lines = [f"{'rank':>4}  {'concept':<20}{'digit':>5}{'share':>8}{'area':>6}"]

@@ -275,6 +275,21 @@ class Pipeline:
         """``{variant: {split: {measure: value}}}`` for all variants and splits."""
         return {v: {s: self.evaluate(v, s) for s in SPLITS} for v in VARIANTS}
 
+    def alignment(self) -> dict[str, float]:
+        """Concept alignment on whole test digits (see :mod:`conceptlib.explain`).
+
+        ``own``: mean share of a test digit's concept energy on concepts cut from
+        its own class, for the ``concept`` variant; ``uniform``: the same for
+        energy spread evenly over the concepts.
+        """
+        from conceptlib.explain import ConceptModel, concept_shares, own_digit_share
+
+        run = self.run("concept")
+        cm = ConceptModel(run.model, self.cfg, self.catalogue, run.path)
+        _, _, x_test, y_test = self.digits
+        shares = concept_shares(cm, x_test, self.cfg.train.eval_batch_size)
+        return own_digit_share(shares, y_test, self.catalogue)
+
     def _subsample(self, num: int) -> np.ndarray:
         cap = self.cfg.cluster.max_points
         if num <= cap:

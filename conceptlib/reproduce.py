@@ -208,6 +208,7 @@ def reproduce(
             continue  # under torchrun the other ranks only help to train
         say(f"seed {scfg.seed}: measures and clusterings")
         variants = pipe.metrics()
+        alignment = pipe.alignment()
         clustering = {k: c.scores for k, c in pipe.clusterings.items()}
         clustering["representatives_baseline"] = pipe.representatives[1].scores
         per_seed.append(
@@ -215,6 +216,7 @@ def reproduce(
                 "seed": scfg.seed,
                 "variants": variants,
                 "clustering": clustering,
+                "alignment": alignment,
                 "runs": {v: f"{v}-{r.key}" for v, r in runs.items()},
                 "epochs": {
                     v: [{k: h[k] for k in LOSS_KEYS} for h in r.history]
@@ -244,6 +246,7 @@ def reproduce(
         return {}
     variants_mean, variants_std = _mean_std([s["variants"] for s in per_seed])
     clus_mean, clus_std = _mean_std([s["clustering"] for s in per_seed])
+    align_mean, align_std = _mean_std([s["alignment"] for s in per_seed])
     cat = first.catalogue
     counts = {
         "train_digits": len(first.digit_split[0]),
@@ -287,6 +290,10 @@ def reproduce(
             "highest-energy concept channel is their own",
             "concept_iou": "IoU of the own channel > 0.5 with the concept ink > 0.5, "
             "mean over concepts",
+            "alignment.own": "concept variant, test digits: mean share of a digit's "
+            "concept-channel energy on concepts cut from its own class",
+            "alignment.uniform": "the same share for energy spread evenly over the "
+            "concepts",
         },
         "splits": {
             "val": "the variant's own 30 % validation split (baseline: digits only; "
@@ -298,6 +305,8 @@ def reproduce(
         "variants_std": variants_std,
         "clustering": clus_mean,
         "clustering_std": clus_std,
+        "alignment": align_mean,
+        "alignment_std": align_std,
         "clusterings": CLUSTERINGS,
         "dataset": counts,
         "catalogue": {"source": Path(cat.source).name, "names": list(cat.names)},

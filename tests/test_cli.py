@@ -106,6 +106,10 @@ def test_reproduce_smoke_writes_metrics(smoke_runs) -> None:
         assert set(scores) >= {"nmi", "ari", "purity"}, name
         assert all(math.isfinite(v) for v in scores.values()), name
         assert 0 <= scores["purity"] <= 1
+    alignment = metrics["alignment"]
+    assert 0 <= alignment["own"] <= 1
+    assert 0 < alignment["uniform"] < 1
+    assert metrics["per_seed"][0]["alignment"] == alignment
     counts = metrics["dataset"]
     assert counts["test_digits"] == 500
     assert counts["test_concepts"] == 18 * 20
