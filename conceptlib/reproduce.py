@@ -321,6 +321,65 @@ def reproduce(
     return metrics
 
 
+#: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
+HEADLINE = (
+    (
+        "concept accuracy, test concepts, concept",
+        "concept",
+        "test_concepts",
+        "concept_accuracy",
+    ),
+    (
+        "concept accuracy, test concepts, augmented",
+        "augmented",
+        "test_concepts",
+        "concept_accuracy",
+    ),
+    ("recon_bce, own val split, baseline", "baseline", "val", "recon_bce"),
+    ("recon_bce, own val split, concept", "concept", "val", "recon_bce"),
+    ("recon_bce, test digits, baseline", "baseline", "test_digits", "recon_bce"),
+    ("recon_bce, test digits, augmented", "augmented", "test_digits", "recon_bce"),
+    ("recon_bce, test digits, concept", "concept", "test_digits", "recon_bce"),
+    ("kl, test digits, augmented", "augmented", "test_digits", "kl"),
+    ("kl, test digits, concept", "concept", "test_digits", "kl"),
+    ("neg_elbo, test digits, augmented", "augmented", "test_digits", "neg_elbo"),
+    ("neg_elbo, test digits, concept", "concept", "test_digits", "neg_elbo"),
+)
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """``{label: (mean, std)}`` of the :data:`HEADLINE` measures of a metrics dict.
+
+    ``metrics`` is what :func:`reproduce` writes (``variants``, ``variants_std``,
+    ``alignment``...), or just ``{"variants": ...}`` for one seed (std 0). The
+    concept alignment on whole digits is added when present.
+    """
+    std = metrics.get("variants_std", {})
+    rows: dict[str, tuple[float, float]] = {}
+    for label, variant, split, measure in HEADLINE:
+        value = metrics["variants"].get(variant, {}).get(split, {}).get(measure)
+        if value is not None:
+            spread = std.get(variant, {}).get(split, {}).get(measure, 0.0)
+            rows[label] = (float(value), float(spread))
+    align, align_std = metrics.get("alignment"), metrics.get("alignment_std", {})
+    if align:
+        for key, name in (("own", "own-class share"), ("uniform", "even share")):
+            label = f"alignment, test digits, concept: {name}"
+            rows[label] = (float(align[key]), float(align_std.get(key, 0.0)))
+    return rows
+
+
+def load_recorded(profile: str, root: str | os.PathLike = "results") -> dict | None:
+    """The committed ``<root>/<profile>/metrics.json``, or None if there is none."""
+    path = Path(root) / profile / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConceptlibError(f"{path}: cannot read recorded results ({exc})") from None
+
+
 def format_table(metrics: dict[str, Any], split: str) -> str:
     """A plain-text table of the measures of every variant on one split."""
     cols = ["recon_bce", "recon_sse", "kl", "neg_elbo", "concept_accuracy"]
@@ -336,4 +395,12 @@ def format_table(metrics: dict[str, Any], split: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FIGURES", "SPLITS", "format_table", "reproduce"]
+__all__ = [
+    "FIGURES",
+    "HEADLINE",
+    "SPLITS",
+    "format_table",
+    "headline",
+    "load_recorded",
+    "reproduce",
+]

@@ -248,3 +248,32 @@ def test_entry_point_exit_status(tmp_path: Path) -> None:
         "or a .yaml path)"
     ]
     assert proc.stdout == ""
+
+
+# ------------------------------------------------------------- recorded results
+
+
+def test_headline_of_a_smoke_run(smoke_runs) -> None:
+    from conceptlib.reproduce import HEADLINE, headline
+
+    _, [(_, metrics), _] = smoke_runs
+    rows = headline(metrics)
+    for label, variant, split, measure in HEADLINE:
+        assert rows[label] == (metrics["variants"][variant][split][measure], 0.0)
+    own = rows["alignment, test digits, concept: own-class share"]
+    assert own == (metrics["alignment"]["own"], 0.0)
+    one_seed = headline({"variants": metrics["variants"]})  # no std, no alignment
+    assert len(one_seed) == len(HEADLINE)
+
+
+def test_load_recorded(tmp_path: Path) -> None:
+    from conceptlib.errors import ConceptlibError
+    from conceptlib.reproduce import load_recorded
+
+    assert load_recorded("quick", tmp_path) is None
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "metrics.json").write_text('{"seeds": [0, 1]}')
+    assert load_recorded("quick", tmp_path) == {"seeds": [0, 1]}
+    (tmp_path / "quick" / "metrics.json").write_text("{cut")
+    with pytest.raises(ConceptlibError, match="cannot read recorded results"):
+        load_recorded("quick", tmp_path)
