@@ -241,11 +241,13 @@ def main() -> None:
 
     eager = [s for s in rates if not s.compiled]
     fastest = max(eager, key=lambda s: statistics.median(rates[s]))
-    print(
-        f"\nwhere the time goes: {args.profile_steps} steps of {fastest.name.strip()}"
-    )
-    with contextlib.suppress(Exception):
-        profile(benches[fastest], args.profile_steps, top=15)
+    default = Setup(False, "fp32", False, 128)  # the profiles' configuration
+    for s in dict.fromkeys([default, fastest]):
+        if s not in benches:
+            continue
+        print(f"\nwhere the time goes: {args.profile_steps} steps of {s.name.strip()}")
+        with contextlib.suppress(Exception):
+            profile(benches[s], args.profile_steps, top=12)
 
     print("concept generation (benchmarks/concept_generation.py):")
     sys.stdout.flush()
