@@ -69,13 +69,9 @@ def curve(cmd: list[str], cwd: Path, pattern: re.Pattern, seconds: float, env):
     """Run ``cmd``; return ``[(seconds since start, -ELBO)]`` until the budget ends."""
     points: list[tuple[float, float]] = []
     t0 = time.perf_counter()
+    err = (cwd / f"stderr-{len(list(cwd.glob('stderr-*')))}.txt").open("w")
     proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=err, text=True, env=env
     )
     assert proc.stdout is not None
     try:
@@ -88,6 +84,15 @@ def curve(cmd: list[str], cwd: Path, pattern: re.Pattern, seconds: float, env):
     finally:
         proc.kill()
         proc.wait()
+        err.close()
+    if not points:  # say why instead of printing an empty curve
+        tail = Path(err.name).read_text().strip().splitlines()[-5:]
+        print(
+            f"{cmd[1]}: no test -ELBO printed; its stderr ends with:",
+            *tail,
+            sep="\n  ",
+            file=sys.stderr,
+        )
     return points
 
 

@@ -85,7 +85,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.data is not None:
         overrides.append(f"data.source={args.data}")
     cfg = load_config(args.profile or default_profile(), overrides)
-    # bad data or a bad catalogue fail here, in a second, before torch is imported
+    # bad data or a bad catalogue fail here, in a second, before the training code
     from conceptlib.concepts import load_catalogue
     from conceptlib.data import load_mnist
 
@@ -146,8 +146,8 @@ def _explain(args: argparse.Namespace) -> int:
         if not run.exists():
             raise ConceptlibError(
                 f"{run}: no trained concept run for profile {cfg.profile!r}; run "
-                f"`conceptlib reproduce --profile {cfg.profile} --cache {args.cache}` "
-                "first or pass --run"
+                f"`conceptlib reproduce --profile {cfg.profile} --out out/"
+                f"{cfg.profile} --cache {args.cache}` first or pass --run"
             )
     else:
         run = Path(args.run)
@@ -156,14 +156,18 @@ def _explain(args: argparse.Namespace) -> int:
     expl = explain(cm, image)
     print(f"image: {name}\nmodel: {cm.path}")
     print(format_explanation(expl, args.top))
-    if args.figure is not None:
-        from conceptlib.plots import save_figure
+    try:
+        if args.figure is not None:
+            from conceptlib.plots import save_figure
 
-        fig = plot_explanation(expl, args.top, title=name)
-        save_figure(fig, args.figure)
-    if args.json is not None:
-        meta = {"image": name, "model": str(cm.path)}
-        write_explanation_json(expl, Path(args.json), meta)
+            fig = plot_explanation(expl, args.top, title=name)
+            save_figure(fig, args.figure)
+        if args.json is not None:
+            meta = {"image": name, "model": str(cm.path)}
+            write_explanation_json(expl, Path(args.json), meta)
+    except OSError as exc:
+        where = exc.filename or args.figure or args.json
+        raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
     return 0
 
 

@@ -183,7 +183,7 @@ def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, st
 
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("L"))
+            array = np.array(img.convert("L"))  # a writable copy for torch
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         kind = type(exc).__name__
         raise ConceptlibError(f"{path}: not a readable image ({kind})") from None
@@ -199,7 +199,7 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
         image: ``(28, 28)`` uint8.
     """
     device = next(cm.model.parameters()).device
-    x = to_input(torch.from_numpy(np.ascontiguousarray(image))[None], device)
+    x = to_input(torch.from_numpy(np.array(image, dtype=np.uint8))[None], device)
     mu, _ = cm.model.encode(x)
     logits, hidden = cm.model.decode(mu)
     k = len(cm.catalogue)
@@ -234,9 +234,7 @@ def concept_shares(
     k = len(cm.catalogue)
     out = np.zeros((len(images), k))
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(
-            np.ascontiguousarray(images[start : start + batch_size])
-        )
+        batch = torch.from_numpy(np.array(images[start : start + batch_size]))
         mu, _ = cm.model.encode(to_input(batch, device))
         _, hidden = cm.model.decode(mu)
         energy = hidden[:, :k].double().pow(2).flatten(2).sum(2)
@@ -266,6 +264,8 @@ def own_digit_share(
 
 def format_explanation(expl: Explanation, top: int = 5) -> str:
     """A plain-text table of the ``top`` concepts."""
+    if expl.energy.sum() == 0:
+        return "no concept channel is active for this image"
     lines = [f"{'rank':>4}  {'concept':<20}{'digit':>5}{'share':>8}{'area':>6}"]
     for r, k in enumerate(expl.ranking()[:top]):
         lines.append(

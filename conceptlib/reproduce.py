@@ -175,8 +175,7 @@ def reproduce(
     if num_seeds < 1:
         raise ConceptlibError(f"--seeds {num_seeds}: must be at least 1")
     out = Path(out)
-    if is_main():
-        _check_out(out)
+    _check_out(out)  # on every rank, so that all of them stop if it fails
     cache = Path(cache_dir) if cache_dir is not None else out / "runs"
     t_start = time.perf_counter()
     mnist = mnist if mnist is not None else load_mnist(cfg.data.source)

@@ -13,12 +13,14 @@ See: paper section 3.4; chapter ``ch-training``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from conceptlib.losses import total_loss
 from conceptlib.model import ConvVAE
 
 CHECKPOINT_FORMAT = 1
+LOSS_PARTS = ("loss", "recon", "kl", "concept")  # per-epoch means in the history
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -167,6 +170,9 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
         for key in ("concept_weight", "concept_target", "concept_loss"):
             payload["loss"].pop(key)
     payload["variant"] = variant
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        # another data order (DistributedSampler): not the single-process run
+        payload["world_size"] = dist.get_world_size()
     return config_hash(payload)
 
 
@@ -188,7 +194,11 @@ def init_distributed(device: torch.device) -> torch.device:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # rank 0 evaluates and clusters between trainings while the others wait in
+    # the next collective: allow for that (the defaults are 10 or 30 minutes)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=6)
+    )
     return device
 
 
@@ -208,12 +218,20 @@ def _batches(num: int, batch_size: int, seed: int, epoch: int) -> list[torch.Ten
     if dist.is_initialized():
         from torch.utils.data import DistributedSampler
 
+        # the sampler shuffles with seed + epoch: spread seeds so that no two
+        # (seed, epoch) pairs share an order
         sampler = DistributedSampler(
-            range(num), shuffle=True, seed=seed, drop_last=True
+            range(num), shuffle=True, seed=seed * 1_000_003, drop_last=True
         )
         sampler.set_epoch(epoch)
+        world = dist.get_world_size()
+        if batch_size % world:
+            raise ConceptlibError(
+                f"train.batch_size={batch_size} is not a multiple of the {world} "
+                "processes: the global batch would change"
+            )
         perm = torch.tensor(list(sampler), dtype=torch.long)
-        batch_size = max(1, batch_size // dist.get_world_size())
+        batch_size //= world
     else:
         perm = torch.randperm(num, generator=_epoch_generator(seed, epoch, 0))
     return list(perm.split(batch_size))
@@ -304,7 +322,8 @@ def train_vae(
         order = _batches(len(x), tc.batch_size, cfg.seed, epoch)
         rank = dist.get_rank() if dist.is_initialized() else 0
         noise = _epoch_generator(cfg.seed, epoch, 1 + 1000 * rank, device)
-        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "concept": 0.0}
+        # loss sums stay on the device: one host sync every 20 steps, not 5 per step
+        acc = torch.zeros(len(LOSS_PARTS), dtype=torch.float64, device=device)
         seen = 0
         t0 = time.perf_counter()
         bar = tqdm(
@@ -330,32 +349,35 @@ def train_vae(
                 noise,
                 autocast,
             )
-            if not torch.isfinite(parts.total):
-                raise ConceptlibError(
-                    f"{variant}: loss is {parts.total.item()} in epoch {epoch + 1}: "
-                    "lower train.lr or loss.concept_weight"
-                )
             n = len(idx)
             seen += n
-            for key, val in zip(
-                sums, (parts.total, parts.recon, parts.kl, parts.concept)
-            ):
-                sums[key] += float(val.detach()) * n
+            acc += (
+                torch.stack(
+                    [parts.total.detach(), parts.recon, parts.kl, parts.concept]
+                ).double()
+                * n
+            )
             if i % 20 == 0 or i == len(order) - 1:
+                sums = acc.tolist()
+                if not all(map(math.isfinite, sums)):  # a NaN stays in the sums
+                    raise ConceptlibError(
+                        f"{variant}: loss is {sums[0]} in epoch {epoch + 1}: "
+                        "lower train.lr or loss.concept_weight"
+                    )
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(
-                    loss=f"{sums['loss'] / seen:.1f}",
-                    recon=f"{sums['recon'] / seen:.1f}",
-                    kl=f"{sums['kl'] / seen:.1f}",
-                    concept=f"{sums['concept'] / seen:.2f}",
+                    loss=f"{sums[0] / seen:.1f}",
+                    recon=f"{sums[1] / seen:.1f}",
+                    kl=f"{sums[2] / seen:.1f}",
+                    concept=f"{sums[3] / seen:.2f}",
                     img_s=f"{rate:.0f}",
                 )
         seconds = time.perf_counter() - t0
         if dist.is_initialized():  # epoch means over all ranks' images
-            both = torch.tensor([*sums.values(), seen], dtype=torch.float64)
-            dist.all_reduce(both)
-            sums = dict(zip(sums, both[:-1].tolist()))
-            seen = int(both[-1])
+            both = torch.cat([acc, acc.new_tensor([seen])])
+            dist.all_reduce(both)  # on the training device: nccl has no CPU tensors
+            acc, seen = both[:-1], int(both[-1].item())
+        sums = dict(zip(LOSS_PARTS, acc.tolist()))
         record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
         record["images"] = seen
         record["seconds"] = seconds
@@ -437,12 +459,15 @@ def get_or_train(
     key = run_key(cfg, variant)
     run_dir = Path(cache_dir) / f"{variant}-{key}"
     final = run_dir / "model.pt"
-    if final.exists():
+    done = [final.exists()]
+    if dist.is_initialized():  # every rank follows rank 0: load or train together
+        dist.broadcast_object_list(done, src=0)
+    if done[0]:
         state = load_checkpoint(final)
         model = build_model(cfg, num_concepts)
         load_weights(model, state["model"], str(final))
         history = json.loads(state["history"])
-        if progress:
+        if progress and is_main():
             print(f"loaded run {variant}-{key} from {run_dir}", file=sys.stderr)
         return Run(model.to(device).eval(), history, run_dir, key, variant, True)
     if is_main():

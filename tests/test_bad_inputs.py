@@ -200,7 +200,7 @@ def _fake_embedded(folder: Path) -> dict[str, str]:
     (pkg / "__init__.py").write_text("")
     with gzip.open(pkg / "data" / "mnist.pkl.gz", "wb") as fh:
         fh.write(pickle.dumps(_RunsCode(folder / "pwned"), protocol=2))
-    return {"PYTHONPATH": str(folder / "fake")}
+    return {"PYTHONPATH": os.pathsep.join([str(folder / "fake"), *sys.path[1:]])}
 
 
 def _corrupt_cached_run(folder: Path) -> list[str]:
@@ -472,6 +472,13 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _run(name: str, case: Case, folder: Path, cache: Path) -> Outcome:
+    try:
+        return _run_case(case, folder, cache)
+    except Exception as exc:  # one broken case must not take the others down
+        return Outcome(-1, "", f"{name}: the test itself failed: {exc!r}", folder, {})
+
+
+def _run_case(case: Case, folder: Path, cache: Path) -> Outcome:
     folder.mkdir(parents=True)
     (folder / "out").mkdir()
     (folder / "out" / "metrics.json").write_bytes(PREVIOUS)

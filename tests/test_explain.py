@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,21 @@ def test_cli_explain_writes_json_and_figure(
     assert len(data["concepts"]) == 18
     assert sum(c["share"] for c in data["concepts"]) == pytest.approx(1.0)
     assert out_png.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_png_through_explain_without_warnings(model_path: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(_image()).save(tmp_path / "d.png")
+    cm = load_concept_model(model_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's "array is not writable"
+        array, _ = read_image(str(tmp_path / "d.png"))
+        expl = explain(cm, array)
+    assert expl.share.sum() == pytest.approx(1.0)
+
+
+def test_blank_image(model_path: Path) -> None:
+    expl = explain(load_concept_model(model_path), np.zeros((28, 28), np.uint8))
+    assert np.isfinite(expl.share).all()
+    assert expl.share.sum() == pytest.approx(1.0) or expl.share.sum() == 0
