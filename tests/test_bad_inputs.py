@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import small_mnist
 
 from conceptlib.concepts import COLUMNS
 from conceptlib.config import ModelConfig, load_config
-from conceptlib.data import MNIST, write_idx
+from conceptlib.data import write_idx
 from conceptlib.model import ConvVAE
 from conceptlib.train import atomic_torch_save, run_key, run_state
 
@@ -59,22 +60,11 @@ class Case:
 # ------------------------------------------------------------------ file builders
 
 
-def _small_mnist(n_train: int = 12, n_test: int = 7) -> MNIST:
-    rng = np.random.default_rng(0)
-    return MNIST(
-        x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        y_train=np.arange(n_train, dtype=np.int64) % 10,
-        x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        y_test=np.arange(n_test, dtype=np.int64) % 10,
-        source="test",
-    )
-
-
 def _idx_folder(folder: Path, **replace: bytes) -> Path:
     """The four IDX files of a small MNIST, with some files' bytes replaced."""
     data = folder / "idx"
     data.mkdir()
-    m = _small_mnist()
+    m = small_mnist()
     for name, array in (
         ("train-images-idx3-ubyte", m.x_train),
         ("train-labels-idx1-ubyte", m.y_train),
@@ -93,7 +83,7 @@ def _header(magic: int, *dims: int) -> bytes:
 
 
 def _npz(folder: Path, **overrides: np.ndarray | None) -> Path:
-    m = _small_mnist()
+    m = small_mnist()
     arrays = {k: getattr(m, k) for k in ("x_train", "y_train", "x_test", "y_test")}
     arrays.update(overrides)
     path = folder / "digits.npz"
@@ -241,7 +231,7 @@ def _yaml(text: str):
     return make
 
 
-M = _small_mnist()
+M = small_mnist()
 GOOD_ROW = "ok,1,0,3,4,5,6,1.5,fine"
 
 CASES: dict[str, Case] = {

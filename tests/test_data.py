@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import small_mnist
 
 from conceptlib import data
 from conceptlib.data import (
@@ -26,17 +27,6 @@ from conceptlib.data import (
 from conceptlib.errors import ConceptlibError
 
 RNG = np.random.default_rng(0)
-
-
-def _small_mnist(n_train: int = 12, n_test: int = 7) -> MNIST:
-    rng = np.random.default_rng(1)
-    return MNIST(
-        x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        y_train=np.arange(n_train, dtype=np.int64) % 10,
-        x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        y_test=rng.integers(0, 10, n_test).astype(np.int64),
-        source="test",
-    )
 
 
 def _write_folder(folder: Path, mnist: MNIST, gz: bool = False) -> None:
@@ -98,7 +88,7 @@ def test_write_idx_rejects_bad_arrays(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_folder_loads(tmp_path: Path, gz: bool) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     _write_folder(tmp_path, mnist, gz=gz)
     loaded = load_mnist(tmp_path, cache_dir=tmp_path / "cache")
     _assert_same(loaded, mnist)
@@ -107,7 +97,7 @@ def test_idx_folder_loads(tmp_path: Path, gz: bool) -> None:
 
 
 def test_torchvision_layout_loads(tmp_path: Path) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     raw = write_torchvision_raw(mnist, tmp_path)
     assert raw == tmp_path / "MNIST" / "raw"
     names = sorted(n for pair in IDX_NAMES.values() for n in pair)
@@ -119,7 +109,7 @@ def test_torchvision_layout_loads(tmp_path: Path) -> None:
 @pytest.mark.slow  # importing torchvision takes about 3 s
 def test_torchvision_reads_written_raw_folder(tmp_path: Path) -> None:
     datasets = pytest.importorskip("torchvision.datasets")
-    mnist = _small_mnist()
+    mnist = small_mnist()
     write_torchvision_raw(mnist, tmp_path)
     train = datasets.MNIST(str(tmp_path), train=True, download=False)
     test = datasets.MNIST(str(tmp_path), train=False, download=False)
@@ -130,7 +120,7 @@ def test_torchvision_reads_written_raw_folder(tmp_path: Path) -> None:
 
 
 def test_npz_uint8_and_flat(tmp_path: Path) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     path = tmp_path / "mnist.npz"
     np.savez(
         path,
@@ -143,7 +133,7 @@ def test_npz_uint8_and_flat(tmp_path: Path) -> None:
 
 
 def test_npz_float_in_unit_interval(tmp_path: Path) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     path = tmp_path / "floats.npz"
     np.savez_compressed(
         path,
@@ -202,7 +192,7 @@ def test_embedded_conversion_is_lossless(tmp_path: Path) -> None:
 
 def test_cache_is_keyed_by_source_hash(tmp_path: Path) -> None:
     # A pickle laid out like mnist.pkl.gz: (train, valid, test), floats = byte / 256.
-    mnist = _small_mnist()
+    mnist = small_mnist()
     pkl = tmp_path / "digits.pkl.gz"
     x_train = mnist.x_train.reshape(-1, 784).astype(np.float32) / 256
     x_test = mnist.x_test.reshape(-1, 784).astype(np.float32) / 256
@@ -223,7 +213,7 @@ def test_cache_is_keyed_by_source_hash(tmp_path: Path) -> None:
 def test_cache_dir_from_env_and_corrupt_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     x_train = mnist.x_train.reshape(-1, 784) / 256
     x_test = mnist.x_test.reshape(-1, 784) / 256
     content = (
@@ -302,7 +292,7 @@ def test_truncated_idx(tmp_path: Path) -> None:
 
 
 def test_wrong_magic(tmp_path: Path) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     _write_folder(tmp_path, mnist)
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(_idx_header(2050, 12, 784) + mnist.x_train.tobytes())
@@ -312,7 +302,7 @@ def test_wrong_magic(tmp_path: Path) -> None:
 
 
 def test_count_mismatch(tmp_path: Path) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     _write_folder(tmp_path, mnist)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", mnist.y_test[:-1])
     with pytest.raises(ConceptlibError, match=r"t10k-labels-idx1-ubyte: 6 labels.*7"):
@@ -320,7 +310,7 @@ def test_count_mismatch(tmp_path: Path) -> None:
 
 
 def test_images_27x28(tmp_path: Path) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     _write_folder(tmp_path, mnist)
     write_idx(tmp_path / "train-images-idx3-ubyte", mnist.x_train[:, :27])
     with pytest.raises(ConceptlibError, match=r"train-images-idx3-ubyte: .*27x28"):
@@ -328,7 +318,7 @@ def test_images_27x28(tmp_path: Path) -> None:
 
 
 def test_label_10(tmp_path: Path) -> None:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     _write_folder(tmp_path, mnist)
     labels = mnist.y_train.copy()
     labels[3] = 10
@@ -338,7 +328,7 @@ def test_label_10(tmp_path: Path) -> None:
 
 
 def test_missing_idx_file(tmp_path: Path) -> None:
-    _write_folder(tmp_path, _small_mnist())
+    _write_folder(tmp_path, small_mnist())
     (tmp_path / "t10k-images-idx3-ubyte").unlink()
     with pytest.raises(ConceptlibError, match=r"missing t10k-images-idx3-ubyte"):
         load_mnist(tmp_path)
@@ -361,7 +351,7 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
 
 
 def _npz(tmp_path: Path, **overrides: object) -> Path:
-    mnist = _small_mnist()
+    mnist = small_mnist()
     arrays = {k: getattr(mnist, k) for k in ("x_train", "y_train", "x_test", "y_test")}
     arrays.update(overrides)
     arrays = {k: v for k, v in arrays.items() if v is not None}

@@ -11,29 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import SMALL_RUN_ARGS
 
 from conceptlib.cli import main
 
-SMALL = [
-    "--profile",
-    "smoke",
-    "--quiet",
-    "--no-figures",
-    "--device",
-    "cpu",
-    "--set",
-    "train.num_epochs=2",
-    "--set",
-    "data.num_train_digits=800",
-    "--set",
-    "data.num_test_digits=200",
-    "--set",
-    "concepts.per_concept=20",
-    "--set",
-    "concepts.test_per_concept=5",
-    "--set",
-    "cluster.max_points=200",
-]
+SMALL = [a for a in SMALL_RUN_ARGS if a != "reproduce"]
 
 
 def _run(out: Path, seed: int) -> bytes:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import SMALL_RUN_ARGS
+
 from conceptlib.train import load_checkpoint
 
 
@@ -28,23 +30,9 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
         "--nproc_per_node=2",
         "-m",
         "conceptlib",
-        "reproduce",
-        "--profile",
-        "smoke",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--no-figures",
+        *SMALL_RUN_ARGS,
         "--out",
         str(out),
-        "--set",
-        "train.num_epochs=2",
-        "--set",
-        "data.num_train_digits=1000",
-        "--set",
-        "concepts.per_concept=30",
-        "--set",
-        "cluster.max_points=300",
     ]
     proc = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
@@ -66,8 +54,8 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     for run in runs:
         state = load_checkpoint(out / "runs" / run / "model.pt")
         history = json.loads(state["history"])
-        assert [h["epoch"] for h in history] == [1, 2]
+        assert [h["epoch"] for h in history] == [1, 2, 3]
         assert history[-1]["loss"] < history[0]["loss"], (run, history)
         # the ranks' shares add up to the whole training set (drop_last: even)
         n = sizes[run.split("-")[0]]
-        assert [h["images"] for h in history] == [2 * (n // 2)] * 2, run
+        assert [h["images"] for h in history] == [2 * (n // 2)] * 3, run

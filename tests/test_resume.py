@@ -16,28 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import SMALL_RUN_ARGS
 
-ARGS = [
-    "reproduce",
-    "--profile",
-    "smoke",
-    "--quiet",
-    "--no-figures",
-    "--device",
-    "cpu",
-    "--set",
-    "train.num_epochs=3",
-    "--set",
-    "data.num_train_digits=800",
-    "--set",
-    "data.num_test_digits=200",
-    "--set",
-    "concepts.per_concept=20",
-    "--set",
-    "concepts.test_per_concept=5",
-    "--set",
-    "cluster.max_points=200",
-]
+ARGS = SMALL_RUN_ARGS
 
 
 def _cmd(out: Path) -> list[str]:
