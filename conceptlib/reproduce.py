@@ -379,6 +379,26 @@ def load_recorded(profile: str, root: str | os.PathLike = "results") -> dict | N
         raise ConceptlibError(f"{path}: cannot read recorded results ({exc})") from None
 
 
+def describe_recorded(profile: str, metrics: dict[str, Any]) -> str:
+    """One Markdown line on where and how a recorded run was made."""
+    env, t = metrics["environment"], metrics["timings"]
+    device = env["gpu"] or f"{env['cpu_threads']} CPU threads"
+    loaded = any(
+        any(s.get("loaded_from_cache", {}).values()) for s in t.get("seeds", [])
+    )
+    return (
+        f"- **{profile}**: seeds {metrics['seeds']}, {device}, torch {env['torch']}, "
+        f"commit {env['git_commit']}; wall time of the recorded command "
+        f"{t['total_seconds'] / 60:.1f} min"
+        + (
+            " (some runs were loaded from the run cache, not retrained: see "
+            "`results/README.md`)"
+            if loaded
+            else ""
+        )
+    )
+
+
 def format_table(metrics: dict[str, Any], split: str) -> str:
     """A plain-text table of the measures of every variant on one split."""
     cols = ["recon_bce", "recon_sse", "kl", "neg_elbo", "concept_accuracy"]
@@ -398,6 +418,7 @@ __all__ = [
     "FIGURES",
     "HEADLINE",
     "SPLITS",
+    "describe_recorded",
     "format_table",
     "headline",
     "load_recorded",
