@@ -28,7 +28,7 @@ from conceptlib.config import VARIANTS, ExperimentConfig, to_dict
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.pipeline import CLUSTERINGS, SPLITS, Pipeline
-from conceptlib.train import atomic_write_text, is_main
+from conceptlib.train import atomic_write_text, is_main, resolve_device
 
 LOSS_KEYS = ("epoch", "loss", "recon", "kl", "concept")
 FIGURES = {
@@ -178,6 +178,10 @@ def reproduce(
     _check_out(out)  # on every rank, so that all of them stop if it fails
     cache = Path(cache_dir) if cache_dir is not None else out / "runs"
     t_start = time.perf_counter()
+    # versions and commit as the run starts (the tree may change while it trains)
+    env = environment(
+        device if isinstance(device, torch.device) else resolve_device(device)
+    )
     mnist = mnist if mnist is not None else load_mnist(cfg.data.source)
 
     def say(msg: str) -> None:
@@ -310,7 +314,7 @@ def reproduce(
         "dataset": counts,
         "catalogue": {"source": Path(cat.source).name, "names": list(cat.names)},
         "config": to_dict(cfg),
-        "environment": environment(first.device),
+        "environment": env,
         "figures": {f: FIGURES[f] for f in figure_files},
         "per_seed": per_seed,
         "timings": timings,
