@@ -190,6 +190,17 @@ def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, st
     return _check_pixels(array, str(path)), str(path)
 
 
+def _decode_mean(
+    cm: ConceptModel, images: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder logits and the K concept channels for ``z = mu`` of uint8 images."""
+    device = next(cm.model.parameters()).device
+    x = to_input(torch.from_numpy(np.array(images)), device)  # a writable copy
+    mu, _ = cm.model.encode(x)
+    logits, hidden = cm.model.decode(mu)
+    return logits, hidden[:, : len(cm.catalogue)]
+
+
 @torch.no_grad()
 def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
     """Run ``image`` through the concept model (``z = mu``) and rank its concepts.
@@ -198,12 +209,9 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
         cm: a loaded concept model.
         image: ``(28, 28)`` uint8.
     """
-    device = next(cm.model.parameters()).device
-    x = to_input(torch.from_numpy(np.array(image, dtype=np.uint8))[None], device)
-    mu, _ = cm.model.encode(x)
-    logits, hidden = cm.model.decode(mu)
+    logits, hidden = _decode_mean(cm, np.array(image, dtype=np.uint8)[None])
     k = len(cm.catalogue)
-    maps = hidden[0, :k].float().cpu().numpy()
+    maps = hidden[0].float().cpu().numpy()
     energy = (maps.astype(np.float64) ** 2).reshape(k, -1).sum(1)
     total = energy.sum()
     share = energy / total if total > 0 else np.zeros(k)
@@ -230,17 +238,13 @@ def concept_shares(
         images: ``(N, 28, 28)`` uint8.
         batch_size: images per forward pass.
     """
-    device = next(cm.model.parameters()).device
-    k = len(cm.catalogue)
-    out = np.zeros((len(images), k))
+    out = np.zeros((len(images), len(cm.catalogue)))
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.array(images[start : start + batch_size]))
-        mu, _ = cm.model.encode(to_input(batch, device))
-        _, hidden = cm.model.decode(mu)
-        energy = hidden[:, :k].double().pow(2).flatten(2).sum(2)
+        _, hidden = _decode_mean(cm, images[start : start + batch_size])
+        energy = hidden.double().pow(2).flatten(2).sum(2)
         total = energy.sum(1, keepdim=True)
         share = torch.where(total > 0, energy / total.clamp_min(1e-300), 0.0)
-        out[start : start + len(batch)] = share.cpu().numpy()
+        out[start : start + len(share)] = share.cpu().numpy()
     return out
 
 

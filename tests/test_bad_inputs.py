@@ -132,13 +132,7 @@ def _reproduce(*extra: str) -> Callable[[Path], list[str]]:
 
 def _with(build: Callable[[Path], object], fmt: Callable[[object], list[str]]):
     """argv from a file builder: ``fmt(path)`` after ``reproduce``."""
-    return lambda folder: [
-        "reproduce",
-        *SMOKE,
-        "--out",
-        str(folder / "out"),
-        *fmt(build(folder)),
-    ]
+    return lambda folder: _reproduce(*fmt(build(folder)))(folder)
 
 
 def _data(build: Callable[[Path], Path]):
