@@ -339,3 +339,97 @@ def stratified_split(
             "use more images"
         ) from None
     return np.sort(train), np.sort(val)
+
+
+@dataclass(frozen=True)
+class Composites:
+    """Images made of several concept images overlaid (pixel maximum).
+
+    Attributes:
+        x: ``(N, 28, 28)`` uint8 composites.
+        parts: ``(N, P, 28, 28)`` uint8 ink of each part alone (zeros: empty slot).
+        concepts: ``(N, P)`` int64 concept index of each part (0-based), -1 where
+            the slot is empty; part 0 is the image the composite was built on.
+    """
+
+    x: np.ndarray
+    parts: np.ndarray
+    concepts: np.ndarray
+
+
+def compose(
+    images: np.ndarray,
+    concept: np.ndarray,
+    num_parts: np.ndarray,
+    rng: np.random.Generator,
+    concept_digit: np.ndarray | None = None,
+    max_parts: int | None = None,
+) -> Composites:
+    """Overlay concept images: row i starts from image i and adds others to it.
+
+    Row i gets ``num_parts[i] - 1`` further images drawn uniformly from
+    ``images``, each of a concept not yet in the row (and, with ``concept_digit``,
+    of a source digit class not yet in it), so the parts of a composite are
+    distinct concepts cut from different source images.
+
+    Args:
+        images: ``(N, 28, 28)`` uint8 concept images; concept: ``(N,)`` their
+            concept indices (0-based).
+        num_parts: ``(N,)`` parts per row, 1 (the image alone) or more.
+        rng: the random source.
+        concept_digit: ``(K,)`` source digit class of each concept, or None.
+        max_parts: P, the width of ``parts`` (default ``num_parts.max()``).
+    """
+    n = len(images)
+    width = int(max_parts or max(int(num_parts.max()), 1))
+    chosen = np.full((n, width), -1, dtype=np.int64)  # indices into images
+    chosen[:, 0] = np.arange(n)
+    key = concept if concept_digit is None else concept_digit[concept]
+    for slot in range(1, width):
+        todo = np.flatnonzero(num_parts > slot)
+        for _ in range(1000):  # rejection sampling; conflicts are a few per cent
+            if not todo.size:
+                break
+            pick = rng.integers(0, n, size=todo.size)
+            taken = chosen[todo, :slot]
+            clash = (key[pick][:, None] == key[np.maximum(taken, 0)]) & (taken >= 0)
+            if concept_digit is not None:  # distinct concepts in any case
+                same = concept[pick][:, None] == concept[np.maximum(taken, 0)]
+                clash |= same & (taken >= 0)
+            ok = ~clash.any(1)
+            chosen[todo[ok], slot] = pick[ok]
+            todo = todo[~ok]
+        if todo.size:
+            raise ConceptlibError("cannot compose concepts: too few distinct concepts")
+    present = chosen >= 0
+    parts = images[np.maximum(chosen, 0)] * present[:, :, None, None]
+    concepts = np.where(present, concept[np.maximum(chosen, 0)], -1)
+    return Composites(parts.max(axis=1).astype(np.uint8), parts, concepts)
+
+
+def shift_images(
+    x: np.ndarray, rng: np.random.Generator, max_shift: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shift each image by a random whole-pixel offset, zero-filling the border.
+
+    Args:
+        x: ``(N, 28, 28)`` images.
+        rng: the random source.
+        max_shift: offsets are uniform integers in ``[-max_shift, max_shift]``
+            per axis.
+
+    Returns:
+        The shifted images and ``(N, 2)`` offsets ``dx, dy`` (right, down).
+    """
+    offsets = rng.integers(-max_shift, max_shift + 1, size=(len(x), 2))
+    pad = max_shift
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    out = np.empty_like(x)
+    for dx in range(-pad, pad + 1):
+        for dy in range(-pad, pad + 1):
+            sel = (offsets[:, 0] == dx) & (offsets[:, 1] == dy)
+            if sel.any():
+                out[sel] = padded[
+                    sel, pad - dy : pad - dy + SIZE, pad - dx : pad - dx + SIZE
+                ]
+    return out, offsets

@@ -22,7 +22,24 @@ from conceptlib.errors import ConceptlibError
 #: Raise whenever training semantics change, so cached runs are not reused.
 RUN_FORMAT = 2
 PROFILES = ("smoke", "quick", "paper")
-VARIANTS = ("baseline", "augmented", "concept")
+#: ``concept`` is this project's concept variant (the config's ``loss`` and
+#: ``concepts.composite_*`` settings); ``concept_paper`` the paper's recipe as read
+#: here (:data:`PAPER_RECIPE`), trained beside it so that the two compare.
+VARIANTS = ("baseline", "augmented", "concept_paper", "concept")
+#: Variants trained with a concept loss.
+CONCEPT_VARIANTS = ("concept_paper", "concept")
+#: What ``concept_paper`` trains with, whatever the config says: isolated concept
+#: images, exclusive targets, BCE on the concept logits of the decoded sample ``z``,
+#: weight 100 from the first step (the recipe of the reproduction's first runs).
+PAPER_RECIPE = {
+    "concepts": {"composite_fraction": 0.0},
+    "loss": {
+        "concept_weight": 100.0,
+        "concept_loss": "bce",
+        "concept_decode": "z",
+        "concept_warmup_epochs": 0.0,
+    },
+}
 #: Labels 0-9 are digits; concept k has label FIRST_CONCEPT_LABEL + k.
 FIRST_CONCEPT_LABEL = 10
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -48,6 +65,12 @@ class ConceptConfig:
     test_per_concept: int = 200  # held-out concept images cut from test digits
     p_train: float = 0.8  # probability of cutting from a training digit (else centre)
     num_clusters: int = 10  # latent clusters for the representative images
+    # composites (concept variant only): this fraction of its training concept
+    # images gets 1 to max_parts - 1 further concepts of other source images
+    # overlaid (pixel maximum); each concept channel's target is its own part's ink
+    composite_fraction: float = 0.5
+    max_parts: int = 3
+    probe_size: int = 10000  # images per vocabulary probe (cut from test digits)
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,11 @@ class LossConfig:
     concept_weight: float = 100.0  # lambda: weight of the concept loss
     concept_target: str = "exclusive"  # other concept channels pushed to zero
     concept_loss: str = "bce"  # bce (on the concept logits) | mse (paper 3.4)
+    # which decoding the concept loss reads: z (the sample, gradient into the
+    # encoder's mean and variance), mu (the mean, as concept_maps reads it), or
+    # mu_detached (the mean, no concept gradient into the encoder)
+    concept_decode: str = "mu"
+    concept_warmup_epochs: float = 0.0  # concept weight rises linearly from 0
     kl_warmup_epochs: float = 0.0  # beta rises linearly from 0 over these epochs
 
 
@@ -124,6 +152,7 @@ _CHOICES = {
     ("loss", "recon"): ("bce", "mse"),
     ("loss", "concept_target"): ("exclusive",),
     ("loss", "concept_loss"): ("mse", "bce"),
+    ("loss", "concept_decode"): ("z", "mu", "mu_detached"),
     ("train", "precision"): ("fp32", "bf16"),
 }
 
@@ -172,6 +201,9 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("concepts.test_per_concept", cfg.concepts.test_per_concept >= 1),
         ("concepts.p_train", 0.0 <= cfg.concepts.p_train <= 1.0),
         ("concepts.num_clusters", cfg.concepts.num_clusters >= 10),
+        ("concepts.composite_fraction", 0.0 <= cfg.concepts.composite_fraction <= 1),
+        ("concepts.max_parts", 2 <= cfg.concepts.max_parts <= 4),
+        ("concepts.probe_size", cfg.concepts.probe_size >= 20),
         ("model.latent_channels", cfg.model.latent_channels >= 1),
         ("model.enc_channels", len(cfg.model.enc_channels) == 4),
         ("model.dec_channels", len(cfg.model.dec_channels) == 4),
@@ -180,6 +212,7 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("loss.beta", cfg.loss.beta >= 0),
         ("loss.concept_weight", cfg.loss.concept_weight >= 0),
         ("loss.kl_warmup_epochs", cfg.loss.kl_warmup_epochs >= 0),
+        ("loss.concept_warmup_epochs", cfg.loss.concept_warmup_epochs >= 0),
         ("train.num_epochs", cfg.train.num_epochs >= 1),
         ("train.batch_size", cfg.train.batch_size >= 1),
         ("train.lr", cfg.train.lr > 0),
@@ -233,6 +266,20 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
         else:
             top[key] = _coerce(key, value, getattr(base, key))
     return _validate(dataclasses.replace(base, **top))
+
+
+def variant_config(cfg: ExperimentConfig, variant: str) -> ExperimentConfig:
+    """The config ``variant`` trains with: ``cfg``, or under :data:`PAPER_RECIPE`.
+
+    See: chapter ``ch-training``.
+    """
+    if variant != "concept_paper":
+        return cfg
+    parts = {
+        name: dataclasses.replace(getattr(cfg, name), **values)
+        for name, values in PAPER_RECIPE.items()
+    }
+    return dataclasses.replace(cfg, **parts)
 
 
 def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -18,25 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from conceptlib.concepts import Catalogue, load_catalogue
-from conceptlib.config import ExperimentConfig, from_dict
+from conceptlib.concepts import Catalogue
+from conceptlib.config import ExperimentConfig
 from conceptlib.errors import ConceptlibError
-from conceptlib.model import ConvVAE
-from conceptlib.train import load_checkpoint, load_weights, run_key, to_input
+from conceptlib.train import run_key
+from conceptlib.vocab import (  # noqa: F401  (ConceptModel, load_concept_model: API)
+    ConceptModel,
+    concept_maps,
+    decode_mean,
+    load_concept_model,
+)
 
 SIZE = 28
-
-
-@dataclass(frozen=True)
-class ConceptModel:
-    """A trained concept variant with what is needed to name its channels."""
-
-    model: ConvVAE
-    cfg: ExperimentConfig
-    catalogue: Catalogue
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -83,39 +77,6 @@ class Explanation:
                 for r, k in enumerate(order)
             ],
         }
-
-
-def load_concept_model(
-    path: str | os.PathLike, device: torch.device | str = "cpu"
-) -> ConceptModel:
-    """Load a concept variant from ``model.pt`` (or a run folder holding one).
-
-    The checkpoint is read with ``weights_only=True``; its stored config rebuilds
-    the architecture and names the catalogue.
-
-    Raises:
-        ConceptlibError: unreadable, not a concept run, or weights that do not fit.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    state = load_checkpoint(path)
-    if state.get("variant") != "concept":
-        raise ConceptlibError(
-            f"{path}: a {state.get('variant')!r} run has no trained concept "
-            "channels; pass a concept run (runs/concept-*/model.pt)"
-        )
-    try:
-        raw = yaml.safe_load(state.get("config", ""))
-    except yaml.YAMLError:
-        raw = None
-    if not isinstance(raw, dict):
-        raise ConceptlibError(f"{path}: checkpoint holds no readable config")
-    cfg = from_dict(raw, where=f"{path} (stored config)")
-    catalogue = load_catalogue(cfg.concepts.catalogue)
-    model = ConvVAE(cfg.model, len(catalogue))
-    load_weights(model, state["model"], str(path))
-    return ConceptModel(model.to(device).eval(), cfg, catalogue, path)
 
 
 def default_run(cfg: ExperimentConfig, cache_dir: str | os.PathLike) -> Path:
@@ -190,17 +151,6 @@ def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, st
     return _check_pixels(array, str(path)), str(path)
 
 
-def _decode_mean(
-    cm: ConceptModel, images: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder logits and the K concept channels for ``z = mu`` of uint8 images."""
-    device = next(cm.model.parameters()).device
-    x = to_input(torch.from_numpy(np.array(images)), device)  # a writable copy
-    mu, _ = cm.model.encode(x)
-    logits, hidden = cm.model.decode(mu)
-    return logits, hidden[:, : len(cm.catalogue)]
-
-
 @torch.no_grad()
 def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
     """Run ``image`` through the concept model (``z = mu``) and rank its concepts.
@@ -209,9 +159,10 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
         cm: a loaded concept model.
         image: ``(28, 28)`` uint8.
     """
-    logits, hidden = _decode_mean(cm, np.array(image, dtype=np.uint8)[None])
+    image = np.array(image, dtype=np.uint8)
+    logits, _ = decode_mean(cm, image[None])
     k = len(cm.catalogue)
-    maps = hidden[0].float().cpu().numpy()
+    maps = concept_maps(cm, image[None])[0]
     energy = (maps.astype(np.float64) ** 2).reshape(k, -1).sum(1)
     total = energy.sum()
     share = energy / total if total > 0 else np.zeros(k)
@@ -240,7 +191,7 @@ def concept_shares(
     """
     out = np.zeros((len(images), len(cm.catalogue)))
     for start in range(0, len(images), batch_size):
-        _, hidden = _decode_mean(cm, images[start : start + batch_size])
+        hidden = torch.from_numpy(concept_maps(cm, images[start : start + batch_size]))
         energy = hidden.double().pow(2).flatten(2).sum(2)
         total = energy.sum(1, keepdim=True)
         share = torch.where(total > 0, energy / total.clamp_min(1e-300), 0.0)

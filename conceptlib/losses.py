@@ -50,7 +50,7 @@ def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def concept_targets(
     x: torch.Tensor, labels: torch.Tensor, num_concepts: int, size: int = 28
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exclusive targets for the concept channels.
+    """Exclusive targets for the concept channels of isolated concept images.
 
     For a sample of concept k, channel k should equal the concept image and every
     other concept channel should be zero. Digits (labels < 10) get no target.
@@ -71,39 +71,54 @@ def concept_targets(
     return onehot[:, :, None, None] * img, mask  # (B, K, size, size)
 
 
+def part_targets(
+    parts: torch.Tensor, part_concepts: torch.Tensor, num_concepts: int, size: int = 28
+) -> torch.Tensor:
+    """Per-pixel targets of composite concept images: channel k gets its part's ink.
+
+    Args:
+        parts: ``(B, P, 28, 28)`` float images in [0, 1], the ink of each part alone.
+        part_concepts: ``(B, P)`` concept index of each part (0-based), -1 for an
+            empty slot; the concepts of one image are distinct.
+        num_concepts: K.
+        size: spatial size of the concept layer (parts are average-pooled to it).
+
+    Returns:
+        ``(B, K, size, size)``; channels of concepts absent from an image are zero.
+        For one part it equals :func:`concept_targets` (exclusive targets).
+    """
+    if parts.shape[-1] != size:
+        parts = F.adaptive_avg_pool2d(parts, size)
+    present = (part_concepts >= 0).to(parts.dtype)
+    onehot = F.one_hot(part_concepts.clamp(min=0), num_concepts).to(parts.dtype)
+    onehot = onehot * present.unsqueeze(-1)  # (B, P, K)
+    return torch.einsum("bpk,bphw->bkhw", onehot, parts)
+
+
 def concept_loss(
-    hidden: torch.Tensor,
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    num_concepts: int,
-    kind: str = "mse",
+    hidden: torch.Tensor, target: torch.Tensor, kind: str = "mse"
 ) -> torch.Tensor:
     """Per-image concept loss on the K concept channels, summed over their pixels.
 
-    Summed like the reconstruction loss it stands beside; zero for digits.
+    Summed like the reconstruction loss it stands beside.
 
     Args:
         hidden: ``(B, C, H, W)``, ``C >= K``: the concept-layer *activation* for
             ``mse`` (the paper's squared error), its *pre-activation* (logits of the
             sigmoid) for ``bce`` (binary cross-entropy).
-        x: ``(B, 1, 28, 28)`` images; labels: ``(B,)``.
-        num_concepts: K.
+        target: ``(B, K, H, W)`` in [0, 1] (:func:`concept_targets`,
+            :func:`part_targets`).
         kind: ``mse`` or ``bce``.
 
     Returns:
         ``(B,)``; for ``mse`` exactly 0 where the concept channels equal the targets.
     """
-    mask = labels >= FIRST_CONCEPT_LABEL
-    rows = mask.nonzero().squeeze(1)  # only concept images have a target: the
-    # K x 28 x 28 loss on digits would be multiplied by 0, at a sixth of the step
-    target, _ = concept_targets(x[rows], labels[rows], num_concepts, hidden.shape[-1])
-    h = hidden[rows, :num_concepts].float()
+    h = hidden[:, : target.shape[1]].float()
     if kind == "bce":
         err = F.binary_cross_entropy_with_logits(h, target.float(), reduction="none")
     else:
         err = (h - target.float()) ** 2
-    per_image = torch.zeros(len(labels), dtype=err.dtype, device=err.device)
-    return per_image.index_put((rows,), err.flatten(1).sum(1))
+    return err.flatten(1).sum(1)
 
 
 @dataclass
@@ -124,28 +139,48 @@ def total_loss(
     num_concepts: int,
     use_concept: bool,
     beta: float | None = None,
+    concept_weight: float | None = None,
+    target: torch.Tensor | None = None,
 ) -> LossParts:
     """``mean(recon + beta * kl + lambda * concept)`` over the batch.
+
+    The concept loss is computed on the concept images only (labels >= 10), on the
+    decoding that ``out`` carries for them: ``out.mean_hidden_pre`` (the decoding of
+    ``mu``, see ``loss.concept_decode``) when present, else the decoded sample.
 
     Args:
         out: a :class:`~conceptlib.model.VAEOutput`.
         x: ``(B, 1, 28, 28)``; labels: ``(B,)``.
         cfg: loss weights; ``cfg.concept_weight`` is lambda.
         num_concepts: K.
-        use_concept: add the concept loss (the ``concept`` variant) or not.
+        use_concept: add the concept loss (the concept variants) or not.
         beta: the KL weight to use now (default ``cfg.beta``; see KL warm-up).
+        concept_weight: lambda now (default ``cfg.concept_weight``; see warm-up).
+        target: ``(Bc, K, H, W)`` targets of the Bc concept images, in batch order
+            (default: exclusive targets, :func:`concept_targets`).
     """
     recon = recon_loss(out.logits, x, cfg.recon)
     kl = kl_loss(out.mu, out.logvar)
     per_image = recon + (cfg.beta if beta is None else beta) * kl
-    hidden = out.hidden_pre if cfg.concept_loss == "bce" else out.hidden
+    rows = (labels >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
+    mean_pre = getattr(out, "mean_hidden_pre", None)
+    if mean_pre is not None:  # already the concept rows only
+        hidden = mean_pre if cfg.concept_loss == "bce" else out.mean_hidden
+    else:
+        hidden = out.hidden_pre if cfg.concept_loss == "bce" else out.hidden
+        hidden = hidden[rows]
+    if target is None:
+        target, _ = concept_targets(
+            x[rows], labels[rows], num_concepts, hidden.shape[-1]
+        )
+    with torch.set_grad_enabled(use_concept and torch.is_grad_enabled()):
+        concept_rows = concept_loss(hidden, target, cfg.concept_loss)
+        concept = torch.zeros(len(labels), dtype=concept_rows.dtype, device=x.device)
+        concept = concept.index_put((rows,), concept_rows)
     if use_concept:
-        concept = concept_loss(hidden, x, labels, num_concepts, cfg.concept_loss)
-        per_image = per_image + cfg.concept_weight * concept
-    else:  # only watched (history, learning curves): no gradient needed
-        with torch.no_grad():
-            concept = concept_loss(hidden, x, labels, num_concepts, cfg.concept_loss)
-    num_concept = (labels >= FIRST_CONCEPT_LABEL).sum().clamp(min=1)
+        weight = cfg.concept_weight if concept_weight is None else concept_weight
+        per_image = per_image + weight * concept
+    num_concept = rows.numel() if rows.numel() else 1
     return LossParts(
         total=per_image.mean(),
         recon=recon.detach().mean(),

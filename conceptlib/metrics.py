@@ -61,11 +61,12 @@ def evaluate(
     seed: int = 0,
     device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Every loss measure of DESIGN.md on one split, plus concept alignment.
+    """Every loss measure of DESIGN.md on one split, plus concept identification.
 
     The ELBO uses one posterior sample per image, from a generator seeded by
     ``seed`` (deterministic). Concept measures are computed on the concept images
-    of the split (labels >= 10), when there are any:
+    of the split (labels >= 10), when there are any, from the read-out
+    :func:`~conceptlib.vocab.concept_maps` (decoding ``z = mu``):
 
     - ``concept_accuracy``: fraction of concept images whose concept channel with
       the most energy (sum of squared activations) is their own concept's channel.
@@ -82,40 +83,20 @@ def evaluate(
     Returns:
         Means per image (per pixel for ``mse``) and concept measures.
     """
+    from conceptlib.concepts import Composites
     from conceptlib.train import to_input
+    from conceptlib.vocab import recognition
 
     device = device or next(model.parameters()).device
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
-    k = model.num_concepts
     totals = dict.fromkeys(("recon_bce", "recon_sse", "kl"), 0.0)
-    correct, num_concepts_seen = 0, 0
-    inter = np.zeros(k)
-    union = np.zeros(k)
     for start in range(0, len(x), batch_size):
         xb = to_input(x[start : start + batch_size], device)
-        yb = y[start : start + batch_size].to(device)
         out = model(xb, generator=gen)
         totals["recon_bce"] += float(recon_loss(out.logits, xb, "bce").sum())
         totals["recon_sse"] += float(recon_loss(out.logits, xb, "mse").sum())
         totals["kl"] += float(kl_loss(out.mu, out.logvar).sum())
-        sel = yb >= FIRST_CONCEPT_LABEL
-        if sel.any():
-            h = out.hidden[sel, :k].float()  # (Bc, K, H, W)
-            c = yb[sel] - FIRST_CONCEPT_LABEL
-            energy = h.pow(2).flatten(2).sum(2)  # (Bc, K)
-            correct += int((energy.argmax(1) == c).sum())
-            num_concepts_seen += int(sel.sum())
-            own = h[torch.arange(len(c), device=device), c] > 0.5  # (Bc, H, W)
-            ink = xb[sel, 0] > 0.5
-            if ink.shape[-1] != own.shape[-1]:
-                ink = torch.nn.functional.adaptive_max_pool2d(
-                    ink[:, None].float(), own.shape[-1]
-                )[:, 0].bool()
-            i = (own & ink).flatten(1).sum(1).double()
-            u = (own | ink).flatten(1).sum(1).double()
-            inter += np.bincount(c.cpu().numpy(), weights=i.cpu().numpy(), minlength=k)
-            union += np.bincount(c.cpu().numpy(), weights=u.cpu().numpy(), minlength=k)
     n = max(len(x), 1)
     result = {
         "recon_bce": totals["recon_bce"] / n,
@@ -124,8 +105,12 @@ def evaluate(
         "kl": totals["kl"] / n,
     }
     result["neg_elbo"] = result["recon_bce"] + result["kl"]
-    if num_concepts_seen:
-        present = union > 0
-        result["concept_accuracy"] = correct / num_concepts_seen
-        result["concept_iou"] = float((inter[present] / union[present]).mean())
+    sel = (y >= FIRST_CONCEPT_LABEL).numpy()
+    if sel.any():
+        xs = x.numpy()[sel]
+        concept = (y.numpy()[sel] - FIRST_CONCEPT_LABEL).astype(np.int64)
+        probe = Composites(xs, xs[:, None], concept[:, None])
+        r = recognition(model, probe, batch_size)
+        result["concept_accuracy"] = r["accuracy"]
+        result["concept_iou"] = r["iou"]
     return result

@@ -34,6 +34,9 @@ class VAEOutput:
         hidden: ``(B, C, H, W)`` activation of the concept layer; its first
             ``num_concepts`` channels are the concept channels.
         hidden_pre: ``(B, C, H, W)`` the same layer before its activation.
+        mean_hidden: ``(R, C, H, W)`` the concept layer decoded from ``z = mu`` for
+            the ``mean_rows`` asked of :meth:`ConvVAE.forward` (else None).
+        mean_hidden_pre: the same before its activation.
     """
 
     logits: torch.Tensor
@@ -42,6 +45,8 @@ class VAEOutput:
     z: torch.Tensor
     hidden: torch.Tensor
     hidden_pre: torch.Tensor
+    mean_hidden: torch.Tensor | None = None
+    mean_hidden_pre: torch.Tensor | None = None
 
     @property
     def x_hat(self) -> torch.Tensor:
@@ -151,6 +156,29 @@ class ConvVAE(nn.Module):
                 h = torch.relu(h)
         return h, hidden, hidden_pre
 
+    def decode_to(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, L, 7, 7)`` -> the concept layer's *pre-activation* ``(B, C, H, W)``."""
+        h = z
+        for i in range(self.cfg.concept_layer):
+            if i:
+                h = torch.relu(h)
+            h = self.decoder[i](h)
+        return h
+
+    def decode_from(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Concept-layer *activation* ``(B, C, H, W)`` -> logits ``(B, 1, 28, 28)``.
+
+        The later decoder layers only: an edited concept layer decodes to an image.
+        ``decode_from(concept_act(decode_to(z)))`` equals :meth:`decode` of ``z``.
+        """
+        h = hidden
+        last = len(self.decoder) - 1
+        for i in range(self.cfg.concept_layer, len(self.decoder)):
+            h = self.decoder[i](h)
+            if i < last:
+                h = torch.relu(h)
+        return h
+
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, L, 7, 7)`` -> logits ``(B, 1, 28, 28)`` and the concept layer."""
         logits, hidden, _ = self.decode_all(z)
@@ -161,6 +189,8 @@ class ConvVAE(nn.Module):
         x: torch.Tensor,
         sample: bool = True,
         generator: torch.Generator | None = None,
+        mean_rows: torch.Tensor | None = None,
+        detach_mean: bool = False,
     ) -> VAEOutput:
         """Encode, sample ``z = mu + sigma * eps`` (or take ``mu``), decode.
 
@@ -168,6 +198,11 @@ class ConvVAE(nn.Module):
             x: ``(B, 1, 28, 28)`` images in [0, 1].
             sample: draw ``z`` with the reparameterisation trick; else ``z = mu``.
             generator: the source of ``eps`` (for exact resumption and evaluation).
+            mean_rows: ``(R,)`` rows whose concept layer is also decoded from
+                ``z = mu`` (``mean_hidden``): what the concept loss reads when
+                ``loss.concept_decode`` is ``mu`` or ``mu_detached``.
+            detach_mean: decode ``mu.detach()`` for those rows (no gradient from
+                that decoding into the encoder).
         """
         mu, logvar = self.encode(x)
         z = mu
@@ -177,7 +212,12 @@ class ConvVAE(nn.Module):
             )
             z = mu + torch.exp(0.5 * logvar) * eps
         logits, hidden, hidden_pre = self.decode_all(z)
-        return VAEOutput(logits, mu, logvar, z, hidden, hidden_pre)
+        out = VAEOutput(logits, mu, logvar, z, hidden, hidden_pre)
+        if mean_rows is not None:
+            m = mu[mean_rows]
+            out.mean_hidden_pre = self.decode_to(m.detach() if detach_mean else m)
+            out.mean_hidden = self.concept_act(out.mean_hidden_pre)
+        return out
 
 
 def count_parameters(model: nn.Module) -> int:

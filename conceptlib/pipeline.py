@@ -12,8 +12,11 @@ Steps (paper section in brackets):
    digits [3.5 step 1, Figure 3].
 4. concepts: ``per_concept`` images per concept, p = ``p_train`` [3.3, 3.5].
 5. the augmented set: digits + concepts, each split 70/30 and joined [3.5].
-6. ``augmented`` and ``concept`` variants [3.4].
-7. measures on three splits and the four clusterings of section 4.
+6. ``augmented``, ``concept_paper`` (the paper's concept loss) and ``concept``
+   (this project's: composites of several concepts, concept loss on the decoding
+   of ``mu``) [3.4].
+7. measures on three splits, the vocabulary probes, and the four clusterings of
+   section 4.
 """
 
 from __future__ import annotations
@@ -34,14 +37,16 @@ from conceptlib.cluster import (
 )
 from conceptlib.concepts import (
     Catalogue,
+    Composites,
     ConceptSet,
     VariantModel,
+    compose,
     fit_variants,
     load_catalogue,
     make_concepts,
     stratified_split,
 )
-from conceptlib.config import VARIANTS, ExperimentConfig
+from conceptlib.config import VARIANTS, ExperimentConfig, variant_config
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.metrics import evaluate
 from conceptlib.train import Run, get_or_train, resolve_device
@@ -72,10 +77,13 @@ class ImageSet:
 
     Attributes:
         x: ``(N, 28, 28)`` uint8; y: ``(N,)`` int64 (0-9 digits, 10+ concepts).
+        parts: None, or ``(N, P, 28, 28)`` uint8 ink of each image's concept parts
+            and ``(N, P)`` their concept indices (-1: none; digits have none).
     """
 
     x: torch.Tensor
     y: torch.Tensor
+    parts: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def of(cls, *parts: tuple[np.ndarray, np.ndarray]) -> ImageSet:
@@ -83,6 +91,17 @@ class ImageSet:
         x = np.concatenate([p[0] for p in parts])
         y = np.concatenate([p[1] for p in parts]).astype(np.int64)
         return cls(torch.from_numpy(x), torch.from_numpy(y))
+
+    @classmethod
+    def with_composites(
+        cls, digits: tuple[np.ndarray, np.ndarray], comp: Composites, y: np.ndarray
+    ) -> ImageSet:
+        """Digits followed by composite concept images (labelled by part 0)."""
+        base = cls.of(digits, (comp.x, y))
+        n, p = len(digits[1]), comp.parts.shape[1]
+        parts = np.concatenate([np.zeros((n, p, 28, 28), np.uint8), comp.parts])
+        which = np.concatenate([np.full((n, p), -1, np.int64), comp.concepts])
+        return cls(base.x, base.y, (torch.from_numpy(parts), torch.from_numpy(which)))
 
     def __len__(self) -> int:
         return len(self.y)
@@ -218,12 +237,32 @@ class Pipeline:
             self.concepts.y, self.cfg.data.val_fraction, self.cfg.data.split_seed
         )
 
+    @cached_property
+    def composites(self) -> Composites:
+        """The ``concept`` variant's training concept images, some made composite.
+
+        Each training concept image becomes, with probability
+        ``concepts.composite_fraction``, a composite: 1 to ``max_parts - 1``
+        further training concept images of other concepts overlaid on it (pixel
+        maximum). Unchanged images keep one part: themselves.
+        """
+        c = self.cfg.concepts
+        idx = self.concept_split[0]
+        x = self.concepts.x[idx]
+        concept = self.concepts.y[idx] - self.catalogue.labels[0]
+        rng = np.random.default_rng([self.cfg.seed, 4])
+        composite = rng.random(len(x)) < c.composite_fraction
+        extra = rng.integers(1, c.max_parts, size=len(x))  # 1 .. max_parts - 1
+        num_parts = np.where(composite, 1 + extra, 1)
+        return compose(x, concept, num_parts, rng, max_parts=c.max_parts)
+
     def dataset(self, variant: str, split: str) -> ImageSet:
         """The images a variant trains on (``train``) or is evaluated on.
 
         Args:
-            variant: ``baseline`` (digits only), ``augmented`` or ``concept``
-                (digits + concepts).
+            variant: ``baseline`` (digits only), ``augmented``, ``concept_paper``
+                (digits + concepts) or ``concept`` (digits + concepts, a share of
+                them composites, in ``train`` only).
             split: ``train``, ``val`` (the variant's own 30 %), ``test_digits`` or
                 ``test_concepts``.
         """
@@ -234,6 +273,11 @@ class Pipeline:
             return ImageSet.of((self.test_concepts.x, self.test_concepts.y))
         which = {"train": 0, "val": 1}[split]
         d_idx = self.digit_split[which]
+        if variant == "concept" and split == "train":
+            labels = self.concepts.y[self.concept_split[0]]
+            return ImageSet.with_composites(
+                (x[d_idx], y[d_idx]), self.composites, labels
+            )
         parts = [(x[d_idx], y[d_idx])]
         if variant != "baseline":
             c_idx = self.concept_split[which]
@@ -248,7 +292,7 @@ class Pipeline:
         if variant not in self._runs:
             train = self.dataset(variant, "train")
             self._runs[variant] = get_or_train(
-                self.cfg,
+                variant_config(self.cfg, variant),
                 variant,
                 train.x,
                 train.y,
@@ -256,6 +300,7 @@ class Pipeline:
                 cache_dir=self.cache_dir,
                 device=self.device,
                 progress=self.progress,
+                parts=train.parts,
             )
         return self._runs[variant]
 
@@ -275,16 +320,41 @@ class Pipeline:
         """``{variant: {split: {measure: value}}}`` for all variants and splits."""
         return {v: {s: self.evaluate(v, s) for s in SPLITS} for v in VARIANTS}
 
-    def alignment(self) -> dict[str, float]:
+    @cached_property
+    def probes(self):
+        """The vocabulary probes (:func:`~conceptlib.vocab.make_probes`)."""
+        from conceptlib.vocab import make_probes
+
+        _, _, x, y = self.digits
+        return make_probes(
+            self.catalogue,
+            x,
+            y,
+            self.variants.assign(x, y),
+            self.cfg.concepts.probe_size,
+            self.cfg.seed,
+        )
+
+    def vocabulary(self, variant: str) -> dict:
+        """The vocabulary measures of ``variant`` (see :mod:`conceptlib.vocab`)."""
+        from conceptlib.vocab import vocabulary_measures
+
+        return vocabulary_measures(
+            self.run(variant).model,
+            self.probes,
+            self.cfg.seed,
+        )
+
+    def alignment(self, variant: str = "concept") -> dict[str, float]:
         """Concept alignment on whole test digits (see :mod:`conceptlib.explain`).
 
         ``own``: mean share of a test digit's concept energy on concepts cut from
-        its own class, for the ``concept`` variant; ``uniform``: the same for
-        energy spread evenly over the concepts.
+        its own class, for ``variant``; ``uniform``: the same for energy spread
+        evenly over the concepts.
         """
         from conceptlib.explain import ConceptModel, concept_shares, own_digit_share
 
-        run = self.run("concept")
+        run = self.run(variant)
         cm = ConceptModel(run.model, self.cfg, self.catalogue, run.path)
         _, _, x_test, y_test = self.digits
         shares = concept_shares(cm, x_test, self.cfg.train.eval_batch_size)
@@ -301,11 +371,13 @@ class Pipeline:
     def clusterings(self) -> dict[str, Clustering]:
         """The four clusterings of section 4 (on seeded subsamples of the train split).
 
-        Clusterings 1 and 2 use the ``concept`` variant (the paper's trained model).
+        Clusterings 1 and 2 use the ``concept`` variant; all four run on the
+        training images of the ``augmented`` variant (isolated concepts, as in the
+        paper), which the concept variants share or (composites) build on.
         """
         c = self.cfg.cluster
         k = len(self.catalogue)
-        train = self.dataset("concept", "train")
+        train = self.dataset("augmented", "train")
         digit_idx = np.flatnonzero(train.y.numpy() < 10)
         concept_idx = np.flatnonzero(train.y.numpy() >= 10)
         digit_idx = digit_idx[self._subsample(len(digit_idx))]

@@ -24,7 +24,7 @@ import torch
 
 from conceptlib import __version__
 from conceptlib.concepts import make_concepts
-from conceptlib.config import VARIANTS, ExperimentConfig, to_dict
+from conceptlib.config import CONCEPT_VARIANTS, VARIANTS, ExperimentConfig, to_dict
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.pipeline import CLUSTERINGS, SPLITS, Pipeline
@@ -212,6 +212,10 @@ def reproduce(
         say(f"seed {scfg.seed}: measures and clusterings")
         variants = pipe.metrics()
         alignment = pipe.alignment()
+        say(f"seed {scfg.seed}: vocabulary probes")
+        vocabulary = {v: pipe.vocabulary(v) for v in VARIANTS}
+        for v in CONCEPT_VARIANTS:
+            vocabulary[v]["own_class_share"] = pipe.alignment(v)["own"]
         clustering = {k: c.scores for k, c in pipe.clusterings.items()}
         clustering["representatives_baseline"] = pipe.representatives[1].scores
         per_seed.append(
@@ -220,6 +224,7 @@ def reproduce(
                 "variants": variants,
                 "clustering": clustering,
                 "alignment": alignment,
+                "vocabulary": vocabulary,
                 "runs": {v: f"{v}-{r.key}" for v, r in runs.items()},
                 "epochs": {
                     v: [{k: h[k] for k in LOSS_KEYS} for h in r.history]
@@ -250,6 +255,7 @@ def reproduce(
     variants_mean, variants_std = _mean_std([s["variants"] for s in per_seed])
     clus_mean, clus_std = _mean_std([s["clustering"] for s in per_seed])
     align_mean, align_std = _mean_std([s["alignment"] for s in per_seed])
+    vocab_mean, vocab_std = _mean_std([s["vocabulary"] for s in per_seed])
     cat = first.catalogue
     counts = {
         "train_digits": len(first.digit_split[0]),
@@ -297,6 +303,18 @@ def reproduce(
             "concept-channel energy on concepts cut from its own class",
             "alignment.uniform": "the same share for energy spread evenly over the "
             "concepts",
+            "vocabulary.accuracy": "fraction of probe images whose concepts are the "
+            "top channels by energy (isolated probes: top 1; pairs: both in the top "
+            "2), maps decoded from z = mu",
+            "vocabulary.iou": "IoU of each concept's map > 0.5 with its own ink, "
+            "pooled over the probe images holding it, mean over concepts",
+            "vocabulary.dissection": "Network Dissection of the K concept channels on "
+            "the isolated and pair probes (top 0.5 % quantile, IoU > 0.04): unique = "
+            "concepts detected by some channel, own = channels detecting their own "
+            "concept",
+            "vocabulary.dissection_rotated": "the same after a random orthogonal "
+            "rotation of the K channels (the control)",
+            "vocabulary.own_class_share": "as alignment.own, for each concept variant",
         },
         "splits": {
             "val": "the variant's own 30 % validation split (baseline: digits only; "
@@ -310,6 +328,9 @@ def reproduce(
         "clustering_std": clus_std,
         "alignment": align_mean,
         "alignment_std": align_std,
+        "vocabulary": vocab_mean,
+        "vocabulary_std": vocab_std,
+        "probes": dict(first.probes.descriptions),
         "clusterings": CLUSTERINGS,
         "dataset": counts,
         "catalogue": {"source": Path(cat.source).name, "names": list(cat.names)},

@@ -28,9 +28,16 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from conceptlib.config import ExperimentConfig, config_hash, dump_config, to_dict
+from conceptlib.config import (
+    CONCEPT_VARIANTS,
+    FIRST_CONCEPT_LABEL,
+    ExperimentConfig,
+    config_hash,
+    dump_config,
+    to_dict,
+)
 from conceptlib.errors import ConceptlibError
-from conceptlib.losses import total_loss
+from conceptlib.losses import part_targets, total_loss
 from conceptlib.model import ConvVAE
 
 CHECKPOINT_FORMAT = 1
@@ -164,10 +171,14 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
     payload["profile"] = None  # names do not change training either
     payload["train"].pop("eval_batch_size")
     payload["concepts"].pop("test_per_concept")  # held-out images only
+    payload["concepts"].pop("probe_size")
     if variant == "baseline":
         payload.pop("concepts")  # the baseline sees digits only
-    if variant != "concept":
-        for key in ("concept_weight", "concept_target", "concept_loss"):
+    elif variant != "concept":  # composites are the concept variant's alone
+        payload["concepts"].pop("composite_fraction")
+        payload["concepts"].pop("max_parts")
+    if variant not in CONCEPT_VARIANTS:
+        for key in CONCEPT_LOSS_KEYS:
             payload["loss"].pop(key)
     payload["variant"] = variant
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -176,10 +187,28 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
     return config_hash(payload)
 
 
+#: Loss keys that only the concept variants' training depends on.
+CONCEPT_LOSS_KEYS = (
+    "concept_weight",
+    "concept_target",
+    "concept_loss",
+    "concept_decode",
+    "concept_warmup_epochs",
+)
+
+
+def _ramp(progress: float, warm: float) -> float:
+    return min(1.0, progress / warm) if warm > 0 else 1.0
+
+
 def kl_weight(cfg: ExperimentConfig, progress: float) -> float:
     """beta after ``progress`` epochs: linear warm-up over ``kl_warmup_epochs``."""
-    warm = cfg.loss.kl_warmup_epochs
-    return cfg.loss.beta * (min(1.0, progress / warm) if warm > 0 else 1.0)
+    return cfg.loss.beta * _ramp(progress, cfg.loss.kl_warmup_epochs)
+
+
+def concept_weight(cfg: ExperimentConfig, progress: float) -> float:
+    """lambda after ``progress`` epochs: linear warm-up, ``concept_warmup_epochs``."""
+    return cfg.loss.concept_weight * _ramp(progress, cfg.loss.concept_warmup_epochs)
 
 
 def init_distributed(device: torch.device) -> torch.device:
@@ -254,16 +283,31 @@ def train_step(
     beta: float,
     noise: torch.Generator | None,
     autocast: torch.autocast,
+    weight: float | None = None,
+    target: torch.Tensor | None = None,
 ):
     """One optimisation step: forward (under ``autocast``), loss, backward, Adam.
 
     The training loop and ``benchmarks/train_throughput.py`` both call this, so the
-    benchmark times exactly the step that training runs. Returns the
+    benchmark times exactly the step that training runs. ``weight`` is the concept
+    weight now (default ``cfg.loss.concept_weight``), ``target`` the concept
+    images' per-pixel targets (default: exclusive). Returns the
     :class:`~conceptlib.losses.LossParts` of the batch.
     """
+    decode = cfg.loss.concept_decode
+    mean_rows = None
+    if use_concept and decode != "z":
+        mean_rows = (yb >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     with autocast:
-        out = net(xb, generator=noise)
-    parts = total_loss(out, xb, yb, cfg.loss, num_concepts, use_concept, beta)
+        out = net(
+            xb,
+            generator=noise,
+            mean_rows=mean_rows,
+            detach_mean=decode == "mu_detached",
+        )
+    parts = total_loss(
+        out, xb, yb, cfg.loss, num_concepts, use_concept, beta, weight, target
+    )
     opt.zero_grad(set_to_none=True)
     parts.total.backward()
     opt.step()
@@ -279,17 +323,21 @@ def train_vae(
     run_dir: Path | None = None,
     device: torch.device | None = None,
     progress: bool = True,
+    parts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[ConvVAE, list[dict[str, float]]]:
     """Train one variant, checkpointing after each epoch and resuming if possible.
 
     Args:
-        cfg: the experiment config.
-        variant: ``concept`` adds the concept loss; others train without it.
+        cfg: the variant's config (:func:`~conceptlib.config.variant_config`).
+        variant: the concept variants add the concept loss; others train without.
         x: ``(N, 28, 28)`` uint8 training images; y: ``(N,)`` labels (10+ = concept).
         num_concepts: K, the number of concept channels.
         run_dir: where checkpoints and history go (None: nothing is written).
         device: where to train (default: CUDA when present).
         progress: show a tqdm bar per epoch.
+        parts: ``(N, P, 28, 28)`` uint8 ink of each image's concept parts and
+            ``(N, P)`` their concept indices (-1: none), for per-pixel targets of
+            composite concept images; None: exclusive targets from ``x``.
 
     Returns:
         The trained model (eval mode) and the per-epoch history.
@@ -312,11 +360,14 @@ def train_vae(
     net: torch.nn.Module = model
     if dist.is_initialized():
         net = torch.nn.parallel.DistributedDataParallel(model)
-    use_concept = variant == "concept"
+    use_concept = variant in CONCEPT_VARIANTS
     autocast = torch.autocast(
         device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"
     )
     x_dev, y_dev = x.to(device), y.to(device)
+    if parts is not None and use_concept:
+        parts_dev, part_concepts_dev = parts[0].to(device), parts[1].to(device)
+    size = model.concept_size
     for epoch in range(start, tc.num_epochs):
         net.train()
         order = _batches(len(x), tc.batch_size, cfg.seed, epoch)
@@ -337,7 +388,12 @@ def train_vae(
             idx = idx.to(device)
             xb = to_input(x_dev[idx], device, tc.channels_last)
             beta = kl_weight(cfg, epoch + i / len(order))
-            parts = train_step(
+            target = None
+            if parts is not None and use_concept:
+                rows = idx[y_dev[idx] >= FIRST_CONCEPT_LABEL]
+                pb = parts_dev[rows].float().div_(255.0)  # (Bc, P, 28, 28)
+                target = part_targets(pb, part_concepts_dev[rows], num_concepts, size)
+            out = train_step(
                 net,
                 opt,
                 xb,
@@ -348,12 +404,14 @@ def train_vae(
                 beta,
                 noise,
                 autocast,
+                concept_weight(cfg, epoch + i / len(order)),
+                target,
             )
             n = len(idx)
             seen += n
             acc += (
                 torch.stack(
-                    [parts.total.detach(), parts.recon, parts.kl, parts.concept]
+                    [out.total.detach(), out.recon, out.kl, out.concept]
                 ).double()
                 * n
             )
@@ -446,11 +504,12 @@ def get_or_train(
     cache_dir: str | os.PathLike = "runs",
     device: torch.device | None = None,
     progress: bool = True,
+    parts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Run:
     """Load ``variant`` from the run cache, or train it (resuming if interrupted).
 
     Args:
-        cfg, variant, x, y, num_concepts: as for :func:`train_vae`.
+        cfg, variant, x, y, num_concepts, parts: as for :func:`train_vae`.
         cache_dir: the run cache; the run lives in ``<cache_dir>/<variant>-<hash>``.
         device: where to train.
         progress: show progress bars.
@@ -479,7 +538,7 @@ def get_or_train(
                 f"{run_dir}: cannot write run ({exc.strerror})"
             ) from None
     model, history = train_vae(
-        cfg, variant, x, y, num_concepts, run_dir, device, progress
+        cfg, variant, x, y, num_concepts, run_dir, device, progress, parts
     )
     if is_main():
         atomic_torch_save(run_state(model, history, cfg, variant), final)

@@ -1,0 +1,455 @@
+"""The concept vocabulary: reading concept maps out of a model, and measuring them.
+
+Two public functions are the read-out that every concept measure, ``explain`` and
+the book use, so that anyone can probe a model the same way:
+
+- :func:`load_concept_model` loads a trained concept variant (``model.pt`` of a
+  run folder, or a committed checkpoint);
+- :func:`concept_maps` turns ``(N, 28, 28)`` uint8 images into the ``(N, K, H, W)``
+  maps of the K concept channels, decoding ``z = mu`` (no sampling noise).
+
+:func:`vocabulary_measures` then asks whether the maps form a *vocabulary*: held-out
+concept images named under box jitter and small shifts, two overlaid concepts both
+found and each localised, and Network Dissection (Bau et al., 2017) with its
+random-rotation control. The probe images are cut from the MNIST test digits
+(:func:`make_probes`).
+
+See: chapter ``ch-vocabulary``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from conceptlib.concepts import (
+    Catalogue,
+    Composites,
+    compose,
+    load_catalogue,
+    make_concepts,
+    shift_images,
+)
+from conceptlib.config import CONCEPT_VARIANTS, ExperimentConfig, from_dict
+from conceptlib.errors import ConceptlibError
+from conceptlib.model import ConvVAE
+
+#: Network Dissection: a channel is on where it exceeds its top-0.5 % quantile
+#: over the probe set, and detects a concept when that IoU exceeds 0.04.
+DISSECTION_QUANTILE = 0.995
+DISSECTION_IOU = 0.04
+#: A map pixel is "on" above 0.5 (sigmoid channels); ink is a pixel above 0.5.
+ON = 0.5
+PROBES = ("isolated", "jitter", "shift", "pairs")
+
+
+@dataclass(frozen=True)
+class ConceptModel:
+    """A trained concept variant with what is needed to name its channels."""
+
+    model: ConvVAE
+    cfg: ExperimentConfig
+    catalogue: Catalogue
+    path: Path
+
+
+def load_concept_model(
+    path: str | os.PathLike, device: torch.device | str = "cpu"
+) -> ConceptModel:
+    """Load a concept variant from ``model.pt`` (or a run folder holding one).
+
+    Works for every run that ``reproduce`` caches (``runs/concept-*``,
+    ``runs/concept_paper-*``) and for the committed checkpoints under
+    ``results/*/checkpoints/``. The file is read with ``weights_only=True``; its
+    stored config rebuilds the architecture and names the catalogue.
+
+    Args:
+        path: ``model.pt``, a checkpoint, or a run folder.
+        device: where to put the model.
+
+    Returns:
+        A :class:`ConceptModel` in eval mode.
+
+    Raises:
+        ConceptlibError: unreadable, not a concept run, or weights that do not fit.
+    """
+    from conceptlib.train import load_checkpoint, load_weights
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    state = load_checkpoint(path)
+    if state.get("variant") not in CONCEPT_VARIANTS:
+        raise ConceptlibError(
+            f"{path}: a {state.get('variant')!r} run has no trained concept "
+            "channels; pass a concept run (runs/concept-*/model.pt)"
+        )
+    try:
+        raw = yaml.safe_load(state.get("config", ""))
+    except yaml.YAMLError:
+        raw = None
+    if not isinstance(raw, dict):
+        raise ConceptlibError(f"{path}: checkpoint holds no readable config")
+    cfg = from_dict(raw, where=f"{path} (stored config)")
+    catalogue = load_catalogue(cfg.concepts.catalogue)
+    model = ConvVAE(cfg.model, len(catalogue))
+    load_weights(model, state["model"], str(path))
+    return ConceptModel(model.to(device).eval(), cfg, catalogue, path)
+
+
+def _as_model(model: ConceptModel | ConvVAE) -> ConvVAE:
+    return model.model if isinstance(model, ConceptModel) else model
+
+
+@torch.no_grad()
+def decode_mean(
+    model: ConceptModel | ConvVAE, images: np.ndarray | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, 1, 28, 28)`` and the whole concept layer ``(N, C, H, W)``.
+
+    Both decoded from ``z = mu`` of ``(N, 28, 28)`` uint8 images, on the model's
+    device (one batch: callers split large sets).
+    """
+    from conceptlib.train import to_input
+
+    net = _as_model(model)
+    device = next(net.parameters()).device
+    x_u8 = images if torch.is_tensor(images) else torch.from_numpy(np.array(images))
+    mu, _ = net.encode(to_input(x_u8, device))
+    logits, hidden = net.decode(mu)
+    return logits, hidden
+
+
+@torch.inference_mode()
+def concept_maps(
+    model: ConceptModel | ConvVAE,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """The concept maps of images: the K concept channels, decoding ``z = mu``.
+
+    Args:
+        model: a loaded concept model (:func:`load_concept_model`) or a
+            :class:`~conceptlib.model.ConvVAE` (of any variant: for ``baseline``
+            and ``augmented`` the first K channels of the layer carry no concept
+            loss, which is what makes them a control).
+        images: ``(N, 28, 28)`` uint8 images (0 = background, 255 = ink).
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(N, K, H, W)`` float32 maps (sigmoid outputs in [0, 1] for concept
+        variants; H = W = 28 at the default concept layer 3).
+
+    Example:
+        >>> cm = load_concept_model("results/paper/checkpoints/concept.pt")
+        >>> maps = concept_maps(cm, mnist.x_test[:8])  # (8, 18, 28, 28)
+    """
+    images = images.numpy() if torch.is_tensor(images) else np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise ConceptlibError(
+            f"concept_maps: expected (N, 28, 28) uint8 images, got "
+            f"{images.dtype} {tuple(images.shape)}"
+        )
+    from conceptlib.train import to_input
+
+    net = _as_model(model)
+    net.eval()
+    k = net.num_concepts
+    size = net.concept_size
+    device = next(net.parameters()).device
+    out = np.empty((len(images), k, size, size), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        xb = to_input(torch.from_numpy(images[start : start + batch_size]), device)
+        mu, _ = net.encode(xb)
+        maps = net.concept_act(net.decode_to(mu))[:, :k]  # (B, K, H, W)
+        out[start : start + len(maps)] = maps.float().cpu().numpy()
+    return out
+
+
+# -- probes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Held-out probe images with known concepts and per-concept ink.
+
+    Attributes:
+        sets: probe name -> :class:`~conceptlib.concepts.Composites` (isolated
+            probes have one part per image).
+        descriptions: probe name -> what it holds.
+    """
+
+    sets: dict[str, Composites]
+    descriptions: dict[str, str]
+
+
+def make_probes(
+    catalogue: Catalogue,
+    x: np.ndarray,
+    y: np.ndarray,
+    variant_of: np.ndarray,
+    size: int,
+    seed: int,
+) -> Probes:
+    """The four probe sets, cut from held-out digits (the MNIST test digits).
+
+    - ``isolated``: concept images as in training (catalogue box sd, 1 px);
+    - ``jitter``: the box sd doubled (2 px);
+    - ``shift``: isolated images shifted by a random offset in [-2, 2] px per axis;
+    - ``pairs``: two isolated images of concepts of *different* source digit
+      classes, cut from different test digits, overlaid (pixel maximum).
+
+    Args:
+        catalogue: the concepts.
+        x, y: ``(N, 28, 28)`` uint8 held-out digits and their labels.
+        variant_of: ``(N,)`` each digit's variant (see ``fit_variants``).
+        size: images per probe (rounded up to a multiple of K).
+        seed: the probes' seed (each probe draws from its own stream).
+    """
+    k = len(catalogue)
+    per = -(-size // k)
+
+    def cut(cat: Catalogue, stream: int):
+        rng = np.random.default_rng([seed, 7, stream])
+        s = make_concepts(cat, per, x, y, variant_of, rng)
+        return s.x, s.y - catalogue.labels[0], rng
+
+    def alone(images: np.ndarray, concept: np.ndarray) -> Composites:
+        return Composites(images, images[:, None], concept[:, None])
+
+    iso_x, iso_c, _ = cut(catalogue, 0)
+    jit_x, jit_c, _ = cut(dataclasses.replace(catalogue, sd=2 * catalogue.sd), 1)
+    sh_x, sh_c, rng = cut(catalogue, 2)
+    sh_x, _ = shift_images(sh_x, rng, 2)
+    pair_x, pair_c, rng = cut(catalogue, 3)
+    pairs = compose(pair_x, pair_c, np.full(len(pair_x), 2), rng, catalogue.digit)
+    return Probes(
+        sets={
+            "isolated": alone(iso_x, iso_c),
+            "jitter": alone(jit_x, jit_c),
+            "shift": alone(sh_x, sh_c),
+            "pairs": pairs,
+        },
+        descriptions={
+            "isolated": "concept images cut from test digits, box sd 1 px",
+            "jitter": "the same with box sd 2 px",
+            "shift": "isolated images shifted by a random offset in [-2, 2] px "
+            "per axis",
+            "pairs": "two concept images of different source digit classes, from "
+            "different test digits, overlaid (pixel maximum)",
+        },
+    )
+
+
+# -- measures --------------------------------------------------------------------
+
+
+def _energy(maps: torch.Tensor) -> torch.Tensor:
+    """``(B, K, H, W)`` -> ``(B, K)`` sum of squared activations."""
+    return maps.double().pow(2).flatten(2).sum(2)
+
+
+def _ink(parts: np.ndarray, size: int) -> torch.Tensor:
+    """``(B, P, 28, 28)`` uint8 -> bool ink masks at the concept layer's size."""
+    ink = torch.from_numpy(parts) > 127
+    if size != ink.shape[-1]:
+        ink = torch.nn.functional.adaptive_max_pool2d(ink.float(), size) > 0
+    return ink
+
+
+def _part_masks(s: Composites, start: int, stop: int, k: int, size: int):
+    """``(B, K, H, W)`` bool: each concept's own ink in images ``start:stop``."""
+    ink = _ink(s.parts[start:stop], size)  # (B, P, H, W)
+    c = torch.from_numpy(s.concepts[start:stop])
+    onehot = torch.nn.functional.one_hot(c.clamp(min=0), k) * (c >= 0)[..., None]
+    return torch.einsum("bpk,bphw->bkhw", onehot.float(), ink.float()) > 0
+
+
+def _maps(
+    model: ConvVAE, probe: Composites, batch_size: int
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(start, stop, maps)`` over a probe, one batch of concept maps at a time."""
+    for start in range(0, len(probe.x), batch_size):
+        stop = min(start + batch_size, len(probe.x))
+        yield start, stop, torch.from_numpy(concept_maps(model, probe.x[start:stop]))
+
+
+class _Recognition:
+    """Accumulates :func:`recognition` over batches."""
+
+    def __init__(self, k: int) -> None:
+        self.correct, self.seen = 0, 0
+        self.inter, self.union = np.zeros(k), np.zeros(k)
+
+    def add(self, maps: torch.Tensor, s: Composites, start: int, stop: int) -> None:
+        k, size = maps.shape[1], maps.shape[-1]
+        num_parts = int((s.concepts[start:stop] >= 0).sum(1).max())
+        top = _energy(maps).topk(num_parts, dim=1).indices.sort(1).values.numpy()
+        want = np.sort(s.concepts[start:stop, :num_parts], axis=1)
+        self.correct += int((top == want).all(1).sum())
+        self.seen += stop - start
+        own = _part_masks(s, start, stop, k, size)  # (B, K, H, W)
+        on = maps > ON
+        self.inter += (on & own).flatten(2).sum(2).sum(0).double().numpy()
+        held = own.flatten(2).any(2)  # union only in the images holding a concept
+        self.union += ((on | own).flatten(2).sum(2) * held).sum(0).double().numpy()
+
+    def result(self) -> dict[str, float]:
+        present = self.union > 0
+        iou = self.inter[present] / self.union[present]
+        return {
+            "accuracy": self.correct / max(self.seen, 1),
+            "iou": float(iou.mean()) if present.any() else 0.0,
+        }
+
+
+def recognition(
+    model: ConceptModel | ConvVAE, probe: Composites, batch_size: int = 256
+) -> dict[str, float]:
+    """How well the concept channels name and localise the concepts of a probe.
+
+    Returns:
+        ``accuracy``: fraction of images whose concepts are exactly the top-P
+        channels by energy (P = parts per image: top-1 for isolated concepts,
+        both in the top 2 for pairs); ``iou``: per concept, the IoU of its
+        channel > 0.5 with its own ink, pooled over the images holding it, then
+        the mean over concepts.
+    """
+    net = _as_model(model)
+    acc = _Recognition(net.num_concepts)
+    for start, stop, maps in _maps(net, probe, batch_size):
+        acc.add(maps, probe, start, stop)
+    return acc.result()
+
+
+def _rotation(k: int, seed: int) -> torch.Tensor:
+    """A random ``(K, K)`` orthogonal matrix (Haar measure, seeded)."""
+    from scipy.stats import ortho_group
+
+    return torch.from_numpy(ortho_group.rvs(k, random_state=seed)).float()
+
+
+def dissect(
+    maps: list[torch.Tensor],
+    probes: list[Composites],
+    rotation: torch.Tensor | None = None,
+) -> dict[str, object]:
+    """Network Dissection of K channels on probe images with known ink.
+
+    Each channel is thresholded at its top-0.5 % quantile over all the images; its
+    IoU with each concept's ink is pooled over them. A channel *detects* its best
+    concept when that IoU exceeds 0.04.
+
+    Args:
+        maps: per probe, ``(N_i, K, H, W)`` maps of its first ``N_i`` images
+            (:func:`concept_maps`).
+        probes: the probe sets, whose per-concept ink is known.
+        rotation: ``(K, K)`` orthogonal matrix applied to the channel space first
+            (the control: alignment should live in the channels, not the space).
+
+    Returns:
+        ``unique``: concepts detected by at least one channel; ``own``: channels k
+        whose best concept is concept k with IoU > 0.04; ``iou``: ``(K, K)``
+        channel-by-concept IoU (list of lists).
+    """
+    if rotation is not None:
+        maps = [torch.einsum("jk,bkhw->bjhw", rotation, m) for m in maps]
+    k, size = maps[0].shape[1], maps[0].shape[-1]
+    flat = torch.cat([m.transpose(0, 1).reshape(k, -1) for m in maps], dim=1)
+    thresh = torch.from_numpy(np.quantile(flat.numpy(), DISSECTION_QUANTILE, axis=1))
+    thresh = thresh.float()[None, :, None, None]
+    inter = torch.zeros(k, k, dtype=torch.float64)
+    on_sum = torch.zeros(k, dtype=torch.float64)
+    ink_sum = torch.zeros(k, dtype=torch.float64)
+    for m, s in zip(maps, probes):
+        for start in range(0, len(m), 1000):
+            stop = min(start + 1000, len(m))
+            on = (m[start:stop] > thresh).flatten(2).float()  # (B, K, HW)
+            ink = _part_masks(s, start, stop, k, size).flatten(2).float()
+            inter += torch.einsum("bjp,bkp->jk", on, ink).double()
+            on_sum += on.sum((0, 2)).double()
+            ink_sum += ink.sum((0, 2)).double()
+    union = on_sum[:, None] + ink_sum[None, :] - inter
+    iou = (inter / union.clamp_min(1)).numpy()  # (channel, concept)
+    best = iou.argmax(1)
+    detects = iou.max(1) > DISSECTION_IOU
+    return {
+        "unique": int(len(set(best[detects].tolist()))),
+        "own": int((detects & (best == np.arange(k))).sum()),
+        "iou": iou.round(4).tolist(),
+    }
+
+
+def vocabulary_measures(
+    model: ConceptModel | ConvVAE,
+    probes: Probes,
+    seed: int,
+    dissection_size: int = 3000,
+    batch_size: int = 256,
+) -> dict[str, object]:
+    """Every vocabulary measure of one model on the probes (see the module doc).
+
+    Each probe's maps are computed once, batch by batch, and feed every measure.
+
+    Args:
+        model: the model to measure.
+        probes: from :func:`make_probes`.
+        seed: seed of the random rotation.
+        dissection_size: images of each of the isolated and pair probes that
+            Network Dissection uses.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``accuracy`` per probe (``isolated``, ``jitter``, ``shift``; ``pairs``:
+        both concepts in the top 2), ``iou`` per probe (each concept's map > 0.5
+        against its own ink), ``dissection`` and ``dissection_rotated`` (unique
+        and own-concept detectors among the K channels, on the isolated and pair
+        probes; the second after a random rotation of the channel space, seeded),
+        and the probes' sizes.
+    """
+    net = _as_model(model)
+    result: dict[str, dict] = {"accuracy": {}, "iou": {}, "size": {}}
+    kept: dict[str, list[torch.Tensor]] = {"isolated": [], "pairs": []}
+    for name, s in probes.sets.items():
+        acc = _Recognition(net.num_concepts)
+        for start, stop, maps in _maps(net, s, batch_size):
+            acc.add(maps, s, start, stop)
+            if name in kept and start < dissection_size:
+                kept[name].append(maps[: dissection_size - start])
+        r = acc.result()
+        result["accuracy"][name] = r["accuracy"]
+        result["iou"][name] = r["iou"]
+        result["size"][name] = len(s.x)
+    maps = [torch.cat(kept[name]) for name in kept]
+    sets = [probes.sets[name] for name in kept]
+    plain = dissect(maps, sets)
+    rotated = dissect(maps, sets, _rotation(net.num_concepts, seed))
+    result["dissection"] = {"unique": plain["unique"], "own": plain["own"]}
+    result["dissection_rotated"] = {"unique": rotated["unique"], "own": rotated["own"]}
+    return result
+
+
+def binomial_halfwidth(p: float, n: int) -> float:
+    """Half-width of the 95 % normal interval of an accuracy ``p`` over ``n``."""
+    return 1.96 * float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
+
+
+__all__ = [
+    "PROBES",
+    "ConceptModel",
+    "Probes",
+    "binomial_halfwidth",
+    "concept_maps",
+    "dissect",
+    "load_concept_model",
+    "make_probes",
+    "recognition",
+    "vocabulary_measures",
+]
