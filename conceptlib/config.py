@@ -32,7 +32,7 @@ CONCEPT_VARIANTS = ("concept_paper", "concept")
 #: images, exclusive targets, BCE on the concept logits of the decoded sample ``z``,
 #: weight 100 from the first step (the recipe of the reproduction's first runs).
 PAPER_RECIPE = {
-    "concepts": {"composite_fraction": 0.0},
+    "concepts": {"composite_fraction": 0.0, "train_shift": 0},
     "loss": {
         "concept_weight": 100.0,
         "concept_loss": "bce",
@@ -70,6 +70,9 @@ class ConceptConfig:
     # overlaid (pixel maximum); each concept channel's target is its own part's ink
     composite_fraction: float = 0.5
     max_parts: int = 3
+    # the concept variant's training concept images are shifted by a random
+    # offset in [-train_shift, train_shift] px per axis (before compositing)
+    train_shift: int = 0
     probe_size: int = 10000  # images per vocabulary probe (cut from test digits)
 
 
@@ -203,6 +206,7 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("concepts.num_clusters", cfg.concepts.num_clusters >= 10),
         ("concepts.composite_fraction", 0.0 <= cfg.concepts.composite_fraction <= 1),
         ("concepts.max_parts", 2 <= cfg.concepts.max_parts <= 4),
+        ("concepts.train_shift", 0 <= cfg.concepts.train_shift <= 4),
         ("concepts.probe_size", cfg.concepts.probe_size >= 20),
         ("model.latent_channels", cfg.model.latent_channels >= 1),
         ("model.enc_channels", len(cfg.model.enc_channels) == 4),

@@ -44,6 +44,7 @@ from conceptlib.concepts import (
     fit_variants,
     load_catalogue,
     make_concepts,
+    shift_images,
     stratified_split,
 )
 from conceptlib.config import VARIANTS, ExperimentConfig, variant_config
@@ -57,7 +58,7 @@ CLUSTERINGS = {
     "concepts_latent": "2. latent images of training concepts (labels 10-27), "
     "K clusters",
     "layer3_with_concept_loss": "3. concept-layer maps of training concepts, "
-    "concept variant, K clusters",
+    "concept_paper variant (the paper's method), K clusters",
     "layer3_without_concept_loss": "4. concept-layer maps of training concepts, "
     "augmented variant, K clusters",
 }
@@ -241,16 +242,21 @@ class Pipeline:
     def composites(self) -> Composites:
         """The ``concept`` variant's training concept images, some made composite.
 
-        Each training concept image becomes, with probability
-        ``concepts.composite_fraction``, a composite: 1 to ``max_parts - 1``
-        further training concept images of other concepts overlaid on it (pixel
-        maximum). Unchanged images keep one part: themselves.
+        Each training concept image is first shifted by a random offset of up to
+        ``concepts.train_shift`` px per axis (none by default), then becomes, with
+        probability ``concepts.composite_fraction``, a composite: 1 to
+        ``max_parts - 1`` further training concept images of other concepts
+        overlaid on it (pixel maximum). Unchanged images keep one part: themselves.
         """
         c = self.cfg.concepts
         idx = self.concept_split[0]
         x = self.concepts.x[idx]
         concept = self.concepts.y[idx] - self.catalogue.labels[0]
         rng = np.random.default_rng([self.cfg.seed, 4])
+        if c.train_shift:
+            x, _ = shift_images(
+                x, np.random.default_rng([self.cfg.seed, 5]), c.train_shift
+            )
         composite = rng.random(len(x)) < c.composite_fraction
         extra = rng.integers(1, c.max_parts, size=len(x))  # 1 .. max_parts - 1
         num_parts = np.where(composite, 1 + extra, 1)
@@ -336,13 +342,53 @@ class Pipeline:
         )
 
     def vocabulary(self, variant: str) -> dict:
-        """The vocabulary measures of ``variant`` (see :mod:`conceptlib.vocab`)."""
+        """The vocabulary measures of ``variant`` (see :mod:`conceptlib.vocab`).
+
+        The probes' measures, plus how the maps split the real test digits into
+        their parts (``part_hit``, ``part_overlap``, ``part_hit_per_concept``).
+        """
         from conceptlib.vocab import vocabulary_measures
 
-        return vocabulary_measures(
+        model = self.run(variant).model
+        result = vocabulary_measures(model, self.probes, self.cfg.seed)
+        parts = self.digit_parts(variant)
+        result.update(parts.summary())
+        result["part_hit_per_concept"] = [float(v) for v in parts.hit]
+        return result
+
+    def concept_ceiling(self) -> dict[str, float]:
+        """What the catalogue allows: a supervised CNN on the same concept images.
+
+        An 18-way :class:`~conceptlib.classifier.SmallCNN` trained on the
+        training concept images of ``augmented`` (the paper's, isolated), tested
+        on the isolated, jitter and shift probes. No VAE names concepts better
+        from the image alone than a classifier trained for nothing else, so its
+        accuracy is the ceiling the catalogue's look-alike strokes set.
+        """
+        from conceptlib.classifier import predict, top_accuracy, train_classifier
+
+        train = self.dataset("augmented", "train")
+        sel = (train.y >= self.catalogue.labels[0]).numpy()
+        x = train.x.numpy()[sel]
+        y = train.y.numpy()[sel] - self.catalogue.labels[0]
+        clf = train_classifier(x, y, len(self.catalogue), seed=self.cfg.seed)
+        return {
+            name: top_accuracy(predict(clf, s.x), s.concepts)
+            for name, s in self.probes.sets.items()
+            if name != "pairs"  # one label per image: no ceiling for pairs
+        }
+
+    def digit_parts(self, variant: str):
+        """:func:`~conceptlib.vocab.digit_parts` of ``variant`` on the test digits."""
+        from conceptlib.vocab import digit_parts
+
+        _, _, x, y = self.digits
+        return digit_parts(
             self.run(variant).model,
-            self.probes,
-            self.cfg.seed,
+            self.catalogue,
+            x,
+            y,
+            self.variants.assign(x, y),
         )
 
     def alignment(self, variant: str = "concept") -> dict[str, float]:
@@ -371,9 +417,9 @@ class Pipeline:
     def clusterings(self) -> dict[str, Clustering]:
         """The four clusterings of section 4 (on seeded subsamples of the train split).
 
-        Clusterings 1 and 2 use the ``concept`` variant; all four run on the
-        training images of the ``augmented`` variant (isolated concepts, as in the
-        paper), which the concept variants share or (composites) build on.
+        Clusterings 1 to 3 use ``concept_paper``, the paper's method; all four run
+        on the training images of the ``augmented`` variant (isolated concepts, as
+        in the paper), which the concept variants share or (composites) build on.
         """
         c = self.cfg.cluster
         k = len(self.catalogue)
@@ -383,9 +429,9 @@ class Pipeline:
         digit_idx = digit_idx[self._subsample(len(digit_idx))]
         concept_idx = concept_idx[self._subsample(len(concept_idx))]
         jobs = {
-            "digits_latent": ("concept", digit_idx, "latent", 10),
-            "concepts_latent": ("concept", concept_idx, "latent", k),
-            "layer3_with_concept_loss": ("concept", concept_idx, "hidden", k),
+            "digits_latent": ("concept_paper", digit_idx, "latent", 10),
+            "concepts_latent": ("concept_paper", concept_idx, "latent", k),
+            "layer3_with_concept_loss": ("concept_paper", concept_idx, "hidden", k),
             "layer3_without_concept_loss": ("augmented", concept_idx, "hidden", k),
         }
         out = {}
@@ -405,9 +451,9 @@ class Pipeline:
         clustering = self.clusterings[name]
         centres, labels = clustering.centres_by_label()
         if name.endswith("latent"):
-            images, _ = decode_centres(self.run("concept").model, centres)
+            images, _ = decode_centres(self.run("concept_paper").model, centres)
             return images, labels
         k = len(self.catalogue)
-        size = self.run("concept").model.concept_size
+        size = self.run("concept_paper").model.concept_size
         maps = centres.reshape(len(centres), -1, size, size)[:, :k]
         return maps.max(axis=1), labels

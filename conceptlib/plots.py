@@ -127,3 +127,52 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     atomic_write_bytes(path, figure_png(fig, dpi))
     return path
+
+
+#: Colours of a digit's own concepts in :func:`plot_digit_parts` (RGB, by rank).
+PART_COLOURS = ((1.0, 0.2, 0.2), (0.2, 1.0, 0.2), (0.3, 0.5, 1.0))
+PART_COLOUR_NAMES = ("red", "green", "blue")
+
+
+def plot_digit_parts(
+    images: np.ndarray,
+    maps: np.ndarray,
+    parts: Sequence[Sequence[int]],
+    names: Sequence[str],
+    titles: Sequence[str],
+    ncols: int = 5,
+) -> Figure:
+    """Each digit with the maps of its own concepts drawn over it in colour.
+
+    Args:
+        images: ``(N, 28, 28)`` uint8 or [0, 1] digits.
+        maps: ``(N, K, H, W)`` concept maps in [0, 1] (H = W = 28).
+        parts: per digit, the concept indices to draw (at most three: red,
+            green, blue).
+        names: K concept names (the part after the first ``_`` is shown).
+        titles: one title per digit.
+        ncols: panels per row.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.max() > 1:
+        images = images / 255.0
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * 1.9, nrows * 2.35), squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        rgb = np.repeat(0.3 * images[i][:, :, None], 3, axis=2)
+        legend = []
+        for rank, k in enumerate(list(parts[i])[:3]):
+            colour = np.asarray(PART_COLOURS[rank])
+            rgb = np.maximum(rgb, maps[i, k][:, :, None] * colour)
+            short = names[k].split("_", 1)[-1]
+            legend.append(f"{PART_COLOUR_NAMES[rank]}: {short}")
+        ax.imshow(np.clip(rgb, 0, 1))
+        ax.set_title(titles[i] + "\n" + "\n".join(legend), fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -172,11 +172,14 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
     payload["train"].pop("eval_batch_size")
     payload["concepts"].pop("test_per_concept")  # held-out images only
     payload["concepts"].pop("probe_size")
+    for section, key, neutral in NEUTRAL_KEYS:  # keys added later: at their neutral
+        if payload[section].get(key) == neutral:  # value, runs made before them
+            payload[section].pop(key)  # keep their keys
     if variant == "baseline":
         payload.pop("concepts")  # the baseline sees digits only
     elif variant != "concept":  # composites are the concept variant's alone
-        payload["concepts"].pop("composite_fraction")
-        payload["concepts"].pop("max_parts")
+        for key in ("composite_fraction", "max_parts", "train_shift"):
+            payload["concepts"].pop(key, None)
     if variant not in CONCEPT_VARIANTS:
         for key in CONCEPT_LOSS_KEYS:
             payload["loss"].pop(key)
@@ -187,6 +190,8 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
     return config_hash(payload)
 
 
+#: Config keys added after runs were recorded, and the value that trains as before.
+NEUTRAL_KEYS = (("concepts", "train_shift", 0),)
 #: Loss keys that only the concept variants' training depends on.
 CONCEPT_LOSS_KEYS = (
     "concept_weight",

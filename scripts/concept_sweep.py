@@ -1,4 +1,5 @@
-"""Sweep of concept-loss candidates: which recipe makes the concept channels a vocabulary.
+"""Sweep of concept-loss candidates: which recipe makes the concept channels a
+vocabulary (names that describe and build images).
 
 Each candidate is a variant plus config overrides, trained through the same
 pipeline and run cache as ``conceptlib reproduce`` and measured with the same
@@ -59,6 +60,11 @@ CANDIDATES: dict[str, tuple[str, list[str], str]] = {
         ["loss.concept_decode=mu_detached", "loss.concept_weight=100"],
         "composites, BCE x 100 on the decoding of mu, no gradient into the encoder",
     ),
+    "composite_mudetached_w10": (
+        "concept",
+        ["loss.concept_decode=mu_detached", "loss.concept_weight=10"],
+        "composites, BCE x 10 on the decoding of mu, no gradient into the encoder",
+    ),
     "composite_mu_w10_warm2": (
         "concept",
         [
@@ -67,6 +73,33 @@ CANDIDATES: dict[str, tuple[str, list[str], str]] = {
             "loss.concept_warmup_epochs=2",
         ],
         "composites, BCE x 10 on the decoding of mu, weight warmed up over 2 epochs",
+    ),
+    "composite_mu_w10": (
+        "concept",
+        ["loss.concept_decode=mu", "loss.concept_weight=10"],
+        "composites, BCE x 10 on the decoding of mu",
+    ),
+    "composite_mu_w1": (
+        "concept",
+        ["loss.concept_decode=mu", "loss.concept_weight=1"],
+        "composites, BCE x 1 on the decoding of mu",
+    ),
+    "composite_z_w10": (
+        "concept",
+        ["loss.concept_decode=z", "loss.concept_weight=10"],
+        "composites, BCE x 10 on the decoded sample z",
+    ),
+    "composite_mu_w10_shift2": (
+        "concept",
+        ["loss.concept_decode=mu", "loss.concept_weight=10", "concepts.train_shift=2"],
+        "composites, BCE x 10 on the decoding of mu, training concept images shifted "
+        "by up to 2 px",
+    ),
+    "composite_z_w1_shift2": (
+        "concept",
+        ["loss.concept_decode=z", "loss.concept_weight=1", "concepts.train_shift=2"],
+        "composites, BCE x 1 on the decoded sample z, training concept images "
+        "shifted by up to 2 px",
     ),
     "composite_mu_mse_w100": (
         "concept",
@@ -123,8 +156,10 @@ COLUMNS = (
     ("pairs top-2", lambda r: r["vocabulary"]["accuracy"]["pairs"], "{:.3f}"),
     ("pair IoU", lambda r: r["vocabulary"]["iou"]["pairs"], "{:.3f}"),
     ("own det.", lambda r: r["vocabulary"]["dissection"]["own"], "{:.1f}"),
-    ("own det. rotated", lambda r: r["vocabulary"]["dissection_rotated"]["own"], "{:.1f}"),
+    ("own det. rotated", lambda r: r["vocabulary"]["dissection_rotated"]["own"],
+     "{:.1f}"),
     ("own-class share", lambda r: r.get("own_class_share", float("nan")), "{:.3f}"),
+    ("part hit", lambda r: r["vocabulary"].get("part_hit", float("nan")), "{:.3f}"),
     ("train min", lambda r: r["train_seconds"] / 60, "{:.1f}"),
 )
 
@@ -148,6 +183,9 @@ def table(args: argparse.Namespace) -> None:
         cells = [name, str(len(results))]
         for _, read, fmt in COLUMNS:
             values = np.array([read(r) for r in results], dtype=float)
+            if np.isnan(values).any():  # not measured for this variant
+                cells.append("–")
+                continue
             cell = fmt.format(values.mean())
             if len(values) > 1:
                 cell += " ± " + fmt.format(values.std(ddof=1))

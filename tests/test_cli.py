@@ -277,3 +277,15 @@ def test_load_recorded(tmp_path: Path) -> None:
     (tmp_path / "quick" / "metrics.json").write_text("{cut")
     with pytest.raises(ConceptlibError, match="cannot read recorded results"):
         load_recorded("quick", tmp_path)
+
+
+def test_runs_recorded_before_concept_paper_are_renamed() -> None:
+    from conceptlib.reproduce import upgrade_recorded
+
+    old = {"variants": {"baseline": {}, "concept": {"x": 1}},
+           "variants_std": {"concept": {"x": 0}}}
+    new = upgrade_recorded(old)
+    assert new["variants"]["concept_paper"] == {"x": 1}
+    assert "concept" not in new["variants"] and new["renamed"]
+    current = {"variants": {"concept_paper": {}, "concept": {}}}
+    assert upgrade_recorded(current) == current

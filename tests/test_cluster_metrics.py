@@ -22,7 +22,7 @@ from conceptlib.metrics import (
     match_clusters,
     purity,
 )
-from conceptlib.model import ConvVAE, VAEOutput
+from conceptlib.model import ConvVAE
 
 K = 18
 SMALL = ModelConfig(enc_channels=(4, 8, 8, 8), dec_channels=(8, 20, 20, 4))
@@ -241,18 +241,21 @@ def _concept_images(num: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _patch_forward(
     monkeypatch: pytest.MonkeyPatch, model: ConvVAE, shift: int = 0
 ) -> None:
-    """Make the concept channel ``k + shift`` of each image hold the image itself."""
-    real = model.forward
+    """Make the concept map ``k + shift`` of each image hold the image itself.
 
-    def forward(x, sample=True, generator=None):
-        out = real(x, sample=sample, generator=generator)
-        hidden = torch.zeros_like(out.hidden)
-        k = (x.flatten(1).amax(1) * 255).round().long() - 130
-        rows = torch.arange(len(x))
-        hidden[rows, (k + shift) % K] = x[:, 0]
-        return VAEOutput(out.logits, out.mu, out.logvar, out.z, hidden, hidden)
+    Concept measures read the maps through :func:`conceptlib.vocab.concept_maps`,
+    so that is what is replaced.
+    """
+    import conceptlib.vocab
 
-    monkeypatch.setattr(model, "forward", forward)
+    def concept_maps(net, images, batch_size=256):
+        x = np.asarray(images, dtype=np.float32) / 255.0
+        maps = np.zeros((len(x), K, 28, 28), dtype=np.float32)
+        k = np.round(x.reshape(len(x), -1).max(1) * 255).astype(int) - 130
+        maps[np.arange(len(x)), (k + shift) % K] = x
+        return maps
+
+    monkeypatch.setattr(conceptlib.vocab, "concept_maps", concept_maps)
 
 
 def test_concept_accuracy_one_when_channels_match(

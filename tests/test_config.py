@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conceptlib.config import (
+    PAPER_RECIPE,
     PROFILES,
     VARIANTS,
     ExperimentConfig,
@@ -18,6 +19,7 @@ from conceptlib.config import (
     from_dict,
     load_config,
     to_dict,
+    variant_config,
 )
 from conceptlib.errors import ConceptlibError
 from conceptlib.train import run_key
@@ -316,7 +318,13 @@ def test_run_key_ignores_cluster_and_profile() -> None:
 def test_run_key_changes_with_what_changes_training() -> None:
     cfg = load_config("smoke")
     # fields that do not change the trained weights may or may not be in the key
-    free = ("profile", "cluster.", "train.eval_batch_size", "concepts.test_per_concept")
+    free = (
+        "profile",
+        "cluster.",
+        "train.eval_batch_size",
+        "concepts.test_per_concept",
+        "concepts.probe_size",
+    )
     checked = 0
     for name, changed in _every_change(cfg):
         if name.startswith(free):
@@ -324,3 +332,37 @@ def test_run_key_changes_with_what_changes_training() -> None:
         assert run_key(changed, "concept") != run_key(cfg, "concept"), name
         checked += 1
     assert checked > 20
+
+
+def test_paper_variant_trains_the_papers_recipe() -> None:
+    cfg = load_config("smoke", ["loss.concept_weight=3", "concepts.train_shift=2"])
+    paper = variant_config(cfg, "concept_paper")
+    for section, values in PAPER_RECIPE.items():
+        for key, value in values.items():
+            assert getattr(getattr(paper, section), key) == value
+    assert variant_config(cfg, "concept") is cfg
+    assert paper.model == cfg.model and paper.train == cfg.train
+
+
+def test_only_the_concept_variant_depends_on_composites() -> None:
+    cfg = load_config("smoke")
+    for change in ("concepts.composite_fraction=0.9", "concepts.train_shift=1",
+                   "concepts.max_parts=2", "loss.concept_decode=z"):
+        other = apply_overrides(cfg, [change])
+        assert run_key(other, "concept") != run_key(cfg, "concept"), change
+        for v in ("baseline", "augmented"):
+            assert run_key(other, v) == run_key(cfg, v), (change, v)
+        paper = variant_config(other, "concept_paper")
+        assert run_key(paper, "concept_paper") == run_key(
+            variant_config(cfg, "concept_paper"), "concept_paper"
+        ), change
+
+
+def test_keys_added_later_keep_earlier_run_keys_at_their_neutral_value() -> None:
+    from conceptlib.train import NEUTRAL_KEYS
+
+    cfg = load_config("smoke")
+    for section, key, neutral in NEUTRAL_KEYS:
+        assert to_dict(cfg)[section][key] == neutral  # the default trains as before
+        changed = apply_overrides(cfg, [f"{section}.{key}={neutral + 1}"])
+        assert run_key(changed, "concept") != run_key(cfg, "concept")

@@ -13,6 +13,7 @@ from conceptlib.losses import (
     concept_loss,
     concept_targets,
     kl_loss,
+    part_targets,
     recon_loss,
     total_loss,
 )
@@ -105,6 +106,48 @@ def test_recon_bce_of_a_binary_image_is_small_when_confident() -> None:
 # --------------------------------------------------------------------- concepts
 
 
+def _cl(hidden, x, labels, k, kind="mse"):
+    """The concept loss of every image of a batch (0 for digits)."""
+    target, mask = concept_targets(x, labels, k, hidden.shape[-1])
+    return concept_loss(hidden, target, kind) * mask
+
+
+def test_part_targets_of_one_part_are_exclusive_targets() -> None:
+    x = _images(3)
+    labels = torch.tensor([10, 14, 27])
+    exclusive, _ = concept_targets(x, labels, K)
+    parts = torch.cat([x, torch.zeros(3, 2, 28, 28)], dim=1)  # (3, P=3, 28, 28)
+    which = torch.tensor([[0, -1, -1], [4, -1, -1], [17, -1, -1]])
+    torch.testing.assert_close(part_targets(parts, which, K), exclusive)
+
+
+def test_part_targets_give_each_concept_its_own_ink() -> None:
+    a, b = _images(2)
+    parts = torch.stack([a, b])[None, :, 0]  # (1, 2, 28, 28)
+    target = part_targets(parts, torch.tensor([[3, 11]]), K)
+    torch.testing.assert_close(target[0, 3], a[0])
+    torch.testing.assert_close(target[0, 11], b[0])
+    others = [k for k in range(K) if k not in (3, 11)]
+    assert (target[0, others] == 0).all()
+
+
+def test_total_reads_the_decoding_of_mu_when_present() -> None:
+    x, out = _images(4), _output(4)
+    labels = torch.tensor([0, 10, 1, 12])
+    cfg = LossConfig(concept_loss="bce")
+    rows = torch.tensor([1, 3])
+    out.mean_hidden_pre = torch.randn(2, 32, 28, 28, generator=_gen(11))
+    out.mean_hidden = torch.sigmoid(out.mean_hidden_pre)
+    target, _ = concept_targets(x[rows], labels[rows], K)
+    parts = total_loss(out, x, labels, cfg, K, True)
+    expected = concept_loss(out.mean_hidden_pre, target, "bce").sum() / 2
+    torch.testing.assert_close(parts.concept, expected)
+    # the concept weight argument overrides the config (warm-up)
+    zero = total_loss(out, x, labels, cfg, K, True, concept_weight=0.0)
+    off = total_loss(out, x, labels, cfg, K, False)
+    torch.testing.assert_close(zero.total, off.total)
+
+
 def test_exclusive_targets_use_only_the_own_channel() -> None:
     x = _images(4)
     labels = torch.tensor([10, 12, 27, 3])
@@ -132,7 +175,7 @@ def test_concept_loss_zero_at_the_targets() -> None:
     target, _ = concept_targets(x, labels, K)
     extra = torch.rand(5, 32 - K, 28, 28, generator=_gen(9))  # not concept channels
     hidden = torch.cat([target, extra], dim=1)
-    loss = concept_loss(hidden, x, labels, K)
+    loss = _cl(hidden, x, labels, K)
     assert loss.shape == (5,)
     assert torch.equal(loss, torch.zeros(5))
 
@@ -143,12 +186,12 @@ def test_concept_loss_positive_off_target() -> None:
     target, _ = concept_targets(x, labels, K)
     # the image in the wrong channel
     wrong = torch.roll(target, shifts=1, dims=1)
-    assert (concept_loss(wrong, x, labels, K) > 0).all()
+    assert (_cl(wrong, x, labels, K) > 0).all()
     # a small disturbance of one pixel of another concept channel
     nudged = target.clone()
     nudged[:, 5, 0, 0] += 0.5
     torch.testing.assert_close(
-        concept_loss(nudged, x, labels, K), torch.full((3,), 0.25)
+        _cl(nudged, x, labels, K), torch.full((3,), 0.25)
     )
 
 
@@ -158,15 +201,15 @@ def test_concept_loss_is_summed_squared_error() -> None:
     hidden = torch.rand(2, 32, 28, 28, generator=_gen(4))
     target, _ = concept_targets(x, labels, K)
     manual = ((hidden[:, :K] - target) ** 2).sum(dim=(1, 2, 3))
-    torch.testing.assert_close(concept_loss(hidden, x, labels, K, "mse"), manual)
+    torch.testing.assert_close(_cl(hidden, x, labels, K, "mse"), manual)
 
 
 def test_concept_loss_zero_for_digits() -> None:
     x = _images(4)
     labels = torch.tensor([0, 3, 9, 5])
     hidden = torch.rand(4, 32, 28, 28, generator=_gen(5))
-    assert torch.equal(concept_loss(hidden, x, labels, K), torch.zeros(4))
-    assert torch.equal(concept_loss(hidden, x, labels, K, "bce"), torch.zeros(4))
+    assert torch.equal(_cl(hidden, x, labels, K), torch.zeros(4))
+    assert torch.equal(_cl(hidden, x, labels, K, "bce"), torch.zeros(4))
 
 
 def test_concept_loss_bce() -> None:
@@ -177,7 +220,7 @@ def test_concept_loss_bce() -> None:
     manual = torch.nn.functional.binary_cross_entropy_with_logits(
         logits[0, :K], target[0], reduction="sum"
     )
-    loss = concept_loss(logits, x, labels, K, "bce")
+    loss = _cl(logits, x, labels, K, "bce")
     torch.testing.assert_close(loss[0], manual)
     assert loss[1] == 0
 
@@ -188,7 +231,7 @@ def test_concept_loss_bce() -> None:
 def _parts(out, x, labels):
     recon = recon_loss(out.logits, x)
     kl = kl_loss(out.mu, out.logvar)
-    concept = concept_loss(out.hidden, x, labels, K)
+    concept = _cl(out.hidden, x, labels, K)
     return recon, kl, concept
 
 
@@ -263,7 +306,7 @@ def test_total_uses_configured_losses() -> None:
     cfg = dataclasses.replace(LossConfig(), concept_loss="bce")
     bce = total_loss(out, x, labels, cfg, K, True)
     # bce is computed on the pre-activation (the concept logits)
-    expected = concept_loss(out.hidden_pre, x, labels, K, "bce").sum() / 2
+    expected = _cl(out.hidden_pre, x, labels, K, "bce").sum() / 2
     torch.testing.assert_close(bce.concept, expected)
 
 

@@ -156,3 +156,33 @@ def test_gradients_reach_every_parameter() -> None:
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_decode_from_the_concept_layer_reproduces_the_decoding() -> None:
+    model = _model()
+    z = torch.randn(3, 4, 7, 7, generator=torch.Generator().manual_seed(1))
+    logits, hidden = model.decode(z)
+    h = model.concept_act(model.decode_to(z))
+    torch.testing.assert_close(h, hidden, rtol=0, atol=0)
+    torch.testing.assert_close(model.decode_from(h), logits, rtol=0, atol=0)
+
+
+def test_mean_rows_decode_the_posterior_mean() -> None:
+    model = _model()
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    rows = torch.tensor([1, 3])
+    out = model(x, mean_rows=rows)
+    torch.testing.assert_close(out.mean_hidden_pre, model.decode_to(out.mu[rows]))
+    torch.testing.assert_close(out.mean_hidden, model.concept_act(out.mean_hidden_pre))
+    assert model(x).mean_hidden is None
+
+
+def test_detached_mean_sends_no_gradient_to_the_encoder() -> None:
+    model = _model()
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    for detach, expect in ((True, False), (False, True)):
+        model.zero_grad()
+        out = model(x, mean_rows=torch.tensor([0, 1]), detach_mean=detach)
+        out.mean_hidden_pre.sum().backward()
+        grad = model.encoder[0].weight.grad
+        assert (grad is not None and grad.abs().sum() > 0) == expect
