@@ -5,7 +5,7 @@ height ``h``, in pixels of the 28 x 28 canvas) on a source digit. Concept images
 the source pixels inside a randomly jittered box and are zero elsewhere. Everything
 here is vectorised over images and draws from an explicit ``np.random.Generator``.
 
-See: paper sections 3.3 and 3.5, Figure 2; chapter ``ch-concepts``.
+See: paper sections 3.3 and 3.5, Figure 2; chapters ``ch-data`` and ``ch-augmentation``.
 """
 
 from __future__ import annotations

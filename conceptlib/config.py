@@ -95,7 +95,7 @@ class LossConfig:
 
     recon: str = "bce"  # bce (section 3.1) | mse (section 3.4)
     beta: float = 1.0  # weight of the KL term
-    concept_weight: float = 100.0  # lambda: weight of the concept loss
+    concept_weight: float = 1.0  # lambda: weight of the concept loss (concept variant)
     concept_target: str = "exclusive"  # other concept channels pushed to zero
     concept_loss: str = "bce"  # bce (on the concept logits) | mse (paper 3.4)
     # which decoding the concept loss reads: z (the sample, gradient into the

@@ -6,7 +6,7 @@ concept channels says which stroke concepts the model sees in it, and the channe
 map says where. This is the measure behind ``concept_accuracy``; here it is applied
 to any 28 x 28 image: a PNG, a ``.npy`` array, or an MNIST digit (``test:N``).
 
-See: chapter ``ch-results``; command ``conceptlib explain``.
+See: chapter ``ch-explain``; command ``conceptlib explain``.
 """
 
 from __future__ import annotations

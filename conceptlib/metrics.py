@@ -4,7 +4,7 @@ Units (see DESIGN): ``recon_bce`` nats per image summed over 784 pixels;
 ``recon_sse`` summed squared error per image; ``mse`` per pixel; ``kl`` nats per
 image; ``neg_elbo = recon_bce + kl``.
 
-See: paper section 4; chapters ``ch-clustering`` and ``ch-results``.
+See: paper section 4; chapters ``ch-clustering`` and ``ch-scorecard``.
 """
 
 from __future__ import annotations

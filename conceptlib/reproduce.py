@@ -409,7 +409,8 @@ def upgrade_recorded(metrics: dict[str, Any]) -> dict[str, Any]:
     concepts, BCE x 100 on the decoded sample), which is ``concept_paper`` now;
     such records (no ``concept_paper`` variant) get the new name.
     """
-    if "concept_paper" in metrics.get("variants", {}):
+    variants = metrics.get("variants", {})
+    if "concept_paper" in variants or "concept" not in variants:
         return metrics
     for key in ("variants", "variants_std"):
         if "concept" in metrics.get(key, {}):
@@ -439,16 +440,24 @@ def describe_recorded(profile: str, metrics: dict[str, Any]) -> str:
 
 
 def format_table(metrics: dict[str, Any], split: str) -> str:
-    """A plain-text table of the measures of every variant on one split."""
+    """A plain-text table of the measures of every variant on one split.
+
+    Means ± standard deviations over seeds; for one seed the values alone (no
+    spread was measured).
+    """
     cols = ["recon_bce", "recon_sse", "kl", "neg_elbo", "concept_accuracy"]
     lines = [f"{split:<12}" + "".join(f"{c:>18}" for c in cols)]
+    several = len(metrics.get("seeds", [])) > 1  # one seed: no spread to show
     for v, splits in metrics["variants"].items():
         row, std = splits[split], metrics["variants_std"][v][split]
         cells = []
         for c in cols:
-            cells.append(
-                f"{row[c]:>10.3f} ±{std[c]:<6.3f}" if c in row else f"{'-':>18}"
-            )
+            if c not in row:
+                cells.append(f"{'-':>18}")
+            elif several:
+                cells.append(f"{row[c]:>10.3f} ±{std[c]:<6.3f}")
+            else:
+                cells.append(f"{row[c]:>10.3f}{'':8}")
         lines.append(f"{v:<12}" + "".join(cells))
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from helpers import SMALL_RUN_ARGS
 
+from conceptlib.config import VARIANTS
 from conceptlib.train import load_checkpoint
 
 
@@ -41,16 +42,17 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["variants"]) == {"baseline", "augmented", "concept"}
+    assert set(metrics["variants"]) == set(VARIANTS)
     # rank 0 wrote everything once; no temporary files were left behind
     leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
     runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert [r.split("-")[0] for r in runs] == ["augmented", "baseline", "concept"]
+    assert sorted(r.split("-")[0] for r in runs) == sorted(VARIANTS)
     counts = metrics["dataset"]
     digits = counts["train_digits"]
     sizes = {"baseline": digits, "augmented": digits + counts["train_concepts"]}
-    sizes["concept"] = sizes["augmented"]
+    sizes["concept"] = sizes["concept_paper"] = sizes["augmented"]  # composites
+    # replace concept images one for one
     for run in runs:
         state = load_checkpoint(out / "runs" / run / "model.pt")
         history = json.loads(state["history"])

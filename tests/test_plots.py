@@ -117,3 +117,21 @@ def test_save_figure_into_missing_folder_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         save_figure(plot_images(_images(1)), tmp_path / "missing" / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_digit_parts_colours_each_part() -> None:
+    from conceptlib.plots import plot_digit_parts
+
+    images = np.zeros((3, 28, 28), dtype=np.uint8)
+    maps = np.zeros((3, 18, 28, 28), dtype=np.float32)
+    maps[0, 4, :14] = 1.0  # first part of digit 0: red, top half
+    maps[0, 7, 14:] = 1.0  # second part: green, bottom half
+    names = [f"d_concept{k}" for k in range(18)]
+    fig = plot_digit_parts(images, maps, [[4, 7], [1], []], names, ["a", "b", "c"])
+    assert isinstance(fig, Figure)
+    shown = fig.axes[0].images[0].get_array()
+    assert shown[5, 5, 0] > 0.9 and shown[5, 5, 1] < 0.3  # red
+    assert shown[20, 5, 1] > 0.9 and shown[20, 5, 0] < 0.3  # green
+    assert "red: concept4" in fig.axes[0].get_title()
+    assert len([ax for ax in fig.axes if ax.images]) == 3
+    plt.close(fig)

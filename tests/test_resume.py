@@ -18,6 +18,8 @@ import pytest
 import torch
 from helpers import SMALL_RUN_ARGS
 
+from conceptlib.config import VARIANTS
+
 ARGS = SMALL_RUN_ARGS
 
 
@@ -68,7 +70,7 @@ def test_sigkill_and_resume_is_bitwise_identical(tmp_path):
     subprocess.run(_cmd(resumed), env=env, check=True, timeout=300)
 
     a, b = _weights(straight), _weights(resumed)
-    assert sorted(a) == sorted(b) and len(a) == 3
+    assert sorted(a) == sorted(b) and len(a) == len(VARIANTS)
     for run in a:
         for name, tensor in a[run].items():
             assert torch.equal(tensor, b[run][name]), f"{run}: {name} differs"
