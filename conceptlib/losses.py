@@ -163,9 +163,8 @@ def total_loss(
     kl = kl_loss(out.mu, out.logvar)
     per_image = recon + (cfg.beta if beta is None else beta) * kl
     rows = (labels >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
-    mean_pre = getattr(out, "mean_hidden_pre", None)
-    if mean_pre is not None:  # already the concept rows only
-        hidden = mean_pre if cfg.concept_loss == "bce" else out.mean_hidden
+    if out.mean_hidden_pre is not None:  # already the concept rows only
+        hidden = out.mean_hidden_pre if cfg.concept_loss == "bce" else out.mean_hidden
     else:
         hidden = out.hidden_pre if cfg.concept_loss == "bce" else out.hidden
         hidden = hidden[rows]

@@ -180,6 +180,12 @@ class Pipeline:
         x, y, _, _ = self.digits
         return self.variants.assign(x, y)
 
+    @cached_property
+    def test_variants(self) -> np.ndarray:
+        """``(N,)`` the variant of each test digit (see :attr:`variants`)."""
+        _, _, x, y = self.digits
+        return self.variants.assign(x, y)
+
     # -- baseline and representatives ----------------------------------------------
     @cached_property
     def baseline(self) -> Run:
@@ -227,7 +233,7 @@ class Pipeline:
             self.cfg.concepts.test_per_concept,
             x,
             y,
-            self.variants.assign(x, y),
+            self.test_variants,
             rng,
         )
 
@@ -336,7 +342,7 @@ class Pipeline:
             self.catalogue,
             x,
             y,
-            self.variants.assign(x, y),
+            self.test_variants,
             self.cfg.concepts.probe_size,
             self.cfg.seed,
         )
@@ -388,7 +394,7 @@ class Pipeline:
             self.catalogue,
             x,
             y,
-            self.variants.assign(x, y),
+            self.test_variants,
         )
 
     def alignment(self, variant: str = "concept") -> dict[str, float]:
