@@ -113,7 +113,10 @@ class TrainConfig:
     num_epochs: int = 50
     batch_size: int = 128
     lr: float = 1e-3
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    # auto: bf16 autocast with channels_last where the hardware computes bf16
+    # natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere;
+    # resolved by conceptlib.train.resolve_precision before a run is keyed
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast)
     channels_last: bool = False
     eval_batch_size: int = 1000
 
@@ -128,6 +131,14 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Measures that only read trained models (not part of a run's key)."""
+
+    nll_samples: int = 1000  # k of the importance-sampled test-digit NLL
+    nll_digits: int = 1000  # the first test digits it is estimated on (at most all)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """Everything that defines a run; its hash keys the run cache."""
 
@@ -139,6 +150,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 _SECTIONS = {f.name: f.type for f in fields(ExperimentConfig)}
@@ -149,6 +161,7 @@ _SECTION_TYPES = {
     "loss": LossConfig,
     "train": TrainConfig,
     "cluster": ClusterConfig,
+    "eval": EvalConfig,
 }
 _CHOICES = {
     ("model", "concept_activation"): ("sigmoid", "relu"),
@@ -156,7 +169,7 @@ _CHOICES = {
     ("loss", "concept_target"): ("exclusive",),
     ("loss", "concept_loss"): ("mse", "bce"),
     ("loss", "concept_decode"): ("z", "mu", "mu_detached"),
-    ("train", "precision"): ("fp32", "bf16"),
+    ("train", "precision"): ("auto", "fp32", "bf16"),
 }
 
 
@@ -223,6 +236,8 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("train.eval_batch_size", cfg.train.eval_batch_size >= 1),
         ("cluster.n_init", cfg.cluster.n_init >= 1),
         ("cluster.max_points", cfg.cluster.max_points >= 20),
+        ("eval.nll_samples", cfg.eval.nll_samples >= 1),
+        ("eval.nll_digits", cfg.eval.nll_digits >= 1),
     ]
     for key, ok in checks:
         if not ok:

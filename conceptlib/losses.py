@@ -95,6 +95,52 @@ def part_targets(
     return torch.einsum("bpk,bphw->bkhw", onehot, parts)
 
 
+class _TakeConcepts(torch.autograd.Function):
+    """``h[rows, :k]`` whose backward writes into zeros of ``h``'s memory format.
+
+    Autograd's own gather and slice build their gradients in the default (NCHW)
+    format; under channels_last the sum with the activation's gradient then
+    converts between formats, which cost more than the concept loss itself.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, rows: torch.Tensor | None, k: int):
+        ctx.shape, ctx.k = h.shape, k
+        ctx.channels_last = (
+            h.dim() == 4
+            and not h.is_contiguous()
+            and h.is_contiguous(memory_format=torch.channels_last)
+        )
+        ctx.save_for_backward(rows)
+        return h[:, :k] if rows is None else h[rows, :k]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (rows,) = ctx.saved_tensors
+        fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        out = torch.empty(
+            ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=fmt
+        ).zero_()
+        if rows is None:
+            out[:, : ctx.k] = grad
+        else:
+            out[rows, : ctx.k] = grad
+        return out, None, None
+
+
+def take_concepts(
+    hidden: torch.Tensor, rows: torch.Tensor | None, num_concepts: int
+) -> torch.Tensor:
+    """The concept channels of ``rows`` (all rows if None): ``hidden[rows, :K]``.
+
+    Values and gradients equal indexing's (rows are distinct), at a fraction of
+    the backward's cost under channels_last (see :class:`_TakeConcepts`).
+    """
+    if rows is None and hidden.shape[1] == num_concepts:
+        return hidden
+    return _TakeConcepts.apply(hidden, rows, num_concepts)
+
+
 def concept_loss(
     hidden: torch.Tensor, target: torch.Tensor, kind: str = "mse"
 ) -> torch.Tensor:
@@ -113,7 +159,8 @@ def concept_loss(
     Returns:
         ``(B,)``; for ``mse`` exactly 0 where the concept channels equal the targets.
     """
-    h = hidden[:, : target.shape[1]].float()
+    h = hidden if hidden.shape[1] == target.shape[1] else hidden[:, : target.shape[1]]
+    h = h.float()
     if kind == "bce":
         err = F.binary_cross_entropy_with_logits(h, target.float(), reduction="none")
     else:
@@ -165,9 +212,10 @@ def total_loss(
     rows = (labels >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     if out.mean_hidden_pre is not None:  # already the concept rows only
         hidden = out.mean_hidden_pre if cfg.concept_loss == "bce" else out.mean_hidden
+        hidden = take_concepts(hidden, None, num_concepts)
     else:
         hidden = out.hidden_pre if cfg.concept_loss == "bce" else out.hidden
-        hidden = hidden[rows]
+        hidden = take_concepts(hidden, rows, num_concepts)
     if target is None:
         target, _ = concept_targets(
             x[rows], labels[rows], num_concepts, hidden.shape[-1]

@@ -63,11 +63,15 @@ class ConceptActivation(nn.Module):
         self.kind = kind
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        k = self.num_concepts
-        head = (
-            torch.sigmoid(h[:, :k]) if self.kind == "sigmoid" else torch.relu(h[:, :k])
-        )
-        return torch.cat([head, torch.relu(h[:, k:])], dim=1)
+        relu = torch.relu(h)
+        if self.kind != "sigmoid":
+            return relu
+        # both activations over the whole tensor, then a per-channel choice: no
+        # slices and no concatenation, so neither the forward nor the backward
+        # copies or zero-fills a (B, C, H, W) buffer (whatever the memory format);
+        # in fp32 the values and gradients equal those of slicing bit for bit
+        head = torch.arange(h.shape[1], device=h.device) < self.num_concepts
+        return torch.where(head.view(1, -1, 1, 1), torch.sigmoid(h), relu)
 
 
 def _conv(c_in: int, c_out: int, down: bool, kernel: int = 3) -> nn.Conv2d:

@@ -50,7 +50,7 @@ from conceptlib.concepts import (
 from conceptlib.config import VARIANTS, ExperimentConfig, variant_config
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.metrics import evaluate
-from conceptlib.train import Run, get_or_train, resolve_device
+from conceptlib.train import Run, get_or_train, resolve_device, resolve_precision
 
 SPLITS = ("val", "test_digits", "test_concepts")
 CLUSTERINGS = {
@@ -132,10 +132,10 @@ class Pipeline:
         progress: bool = True,
         mnist: MNIST | None = None,
     ) -> None:
-        self.cfg = cfg
         self.device = (
             device if isinstance(device, torch.device) else resolve_device(device)
         )
+        self.cfg = resolve_precision(cfg, self.device)  # train.precision=auto
         self.cache_dir = Path(cache_dir)
         self.progress = progress
         self._mnist = mnist
@@ -361,6 +361,34 @@ class Pipeline:
         result.update(parts.summary())
         result["part_hit_per_concept"] = [float(v) for v in parts.hit]
         return result
+
+    def likelihood(self, variant: str) -> dict[str, float]:
+        """Importance-sampled NLL of the first ``eval.nll_digits`` test digits.
+
+        ``is_nll``: mean of :func:`~conceptlib.metrics.importance_nll` with
+        ``k = eval.nll_samples``; ``is_nll_se``: its standard error over the
+        digits; ``is_nll_neg_elbo``: the -ELBO of the same digits averaged over
+        the same k samples, so that ``is_nll_neg_elbo - is_nll`` is the gap the
+        bound leaves (nats per image).
+        """
+        from conceptlib.metrics import importance_nll
+
+        e = self.cfg.eval
+        _, _, x, _ = self.digits
+        nll, neg_elbo = importance_nll(
+            self.run(variant).model,
+            torch.from_numpy(x[: e.nll_digits]),
+            samples=e.nll_samples,
+            seed=self.cfg.seed,
+            progress=self.progress,
+        )
+        return {
+            "is_nll": float(nll.mean()),
+            "is_nll_se": float(nll.std(ddof=1) / np.sqrt(len(nll)))
+            if len(nll) > 1
+            else 0.0,
+            "is_nll_neg_elbo": float(neg_elbo.mean()),
+        }
 
     def concept_ceiling(self) -> dict[str, float]:
         """What the catalogue allows: a supervised CNN on the same concept images.

@@ -28,7 +28,7 @@ from conceptlib.config import CONCEPT_VARIANTS, VARIANTS, ExperimentConfig, to_d
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.pipeline import CLUSTERINGS, SPLITS, Pipeline
-from conceptlib.train import atomic_write_text, is_main, resolve_device
+from conceptlib.train import atomic_write_text, bf16_native, is_main, resolve_device
 
 LOSS_KEYS = ("epoch", "loss", "recon", "kl", "concept")
 FIGURES = {
@@ -72,6 +72,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
         "cpu_threads": torch.get_num_threads(),
+        "bf16_native": bf16_native(device),
         "machine": platform.machine(),
     }
 
@@ -211,6 +212,9 @@ def reproduce(
             continue  # under torchrun the other ranks only help to train
         say(f"seed {scfg.seed}: measures and clusterings")
         variants = pipe.metrics()
+        say(f"seed {scfg.seed}: importance-sampled likelihood")
+        for v in VARIANTS:
+            variants[v]["test_digits"].update(pipe.likelihood(v))
         alignment = pipe.alignment()
         say(f"seed {scfg.seed}: vocabulary probes")
         vocabulary = {v: pipe.vocabulary(v) for v in VARIANTS}
@@ -296,6 +300,11 @@ def reproduce(
             "mse": "squared error per pixel",
             "kl": "nats per image",
             "neg_elbo": "recon_bce + kl, nats per image",
+            "is_nll": "importance-sampled -log p(x) (k = eval.nll_samples posterior "
+            "samples), nats per image, mean over the first eval.nll_digits test "
+            "digits; decoder likelihood: Bernoulli cross-entropy on grey levels",
+            "is_nll_se": "standard error of is_nll over those digits",
+            "is_nll_neg_elbo": "-ELBO of the same digits over the same samples",
             "concept_accuracy": "fraction of held-out concept images whose "
             "highest-energy concept channel is their own",
             "concept_iou": "IoU of the own channel > 0.5 with the concept ink > 0.5, "
@@ -338,7 +347,7 @@ def reproduce(
         "clusterings": CLUSTERINGS,
         "dataset": counts,
         "catalogue": {"source": Path(cat.source).name, "names": list(cat.names)},
-        "config": to_dict(cfg),
+        "config": to_dict(first.cfg),  # train.precision as it ran (auto resolved)
         "environment": env,
         "figures": {f: FIGURES[f] for f in figure_files},
         "per_seed": per_seed,
@@ -363,6 +372,7 @@ HEADLINE = tuple(
         ("recon_bce", "test_digits", "test digits", VARIANTS),
         ("kl", "test_digits", "test digits", VARIANTS),
         ("neg_elbo", "test_digits", "test digits", VARIANTS),
+        ("is_nll", "test_digits", "test digits", VARIANTS),
     )
     for variant in variants
 )
@@ -445,7 +455,7 @@ def format_table(metrics: dict[str, Any], split: str) -> str:
     Means ± standard deviations over seeds; for one seed the values alone (no
     spread was measured).
     """
-    cols = ["recon_bce", "recon_sse", "kl", "neg_elbo", "concept_accuracy"]
+    cols = ["recon_bce", "recon_sse", "kl", "neg_elbo", "is_nll", "concept_accuracy"]
     lines = [f"{split:<12}" + "".join(f"{c:>18}" for c in cols)]
     several = len(metrics.get("seeds", [])) > 1  # one seed: no spread to show
     for v, splits in metrics["variants"].items():

@@ -12,6 +12,7 @@ See: paper section 3.4; chapter ``ch-training``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -53,6 +54,42 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConceptlibError("--device cuda: no CUDA GPU is available")
     return torch.device(name)
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (not emulated in fp32 units).
+
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: the AVX512-BF16 or AMX
+    instructions, as torch detects them; without them oneDNN emulates bf16 and is
+    slower than fp32, so ``train.precision=auto`` stays fp32 there.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(
+            torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        )
+    except AttributeError:  # private helpers of torch.cpu: absent means unknown
+        return False
+
+
+def resolve_precision(cfg: ExperimentConfig, device: torch.device) -> ExperimentConfig:
+    """``train.precision=auto`` made concrete for ``device``.
+
+    ``auto`` becomes bf16 autocast with channels_last (the fastest configuration
+    of ``benchmarks/train_loop.py``) where :func:`bf16_native`, else fp32 with the
+    configured memory format. Explicit ``fp32`` or ``bf16`` are kept as they are.
+    The run key hashes the result, so a run trained in bf16 is never loaded for
+    an fp32 one.
+    """
+    tc = cfg.train
+    if tc.precision != "auto":
+        return cfg
+    if bf16_native(device):
+        tc = dataclasses.replace(tc, precision="bf16", channels_last=True)
+    else:
+        tc = dataclasses.replace(tc, precision="fp32")
+    return dataclasses.replace(cfg, train=tc)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -168,6 +205,7 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
     """Hash of everything that determines the trained weights of ``variant``."""
     payload = to_dict(cfg)
     payload.pop("cluster")  # clustering does not change training
+    payload.pop("eval")  # nor do the measures that read trained models
     payload["profile"] = None  # names do not change training either
     payload["train"].pop("eval_batch_size")
     payload["concepts"].pop("test_per_concept")  # held-out images only
@@ -348,6 +386,7 @@ def train_vae(
         The trained model (eval mode) and the per-epoch history.
     """
     device = device or resolve_device()
+    cfg = resolve_precision(cfg, device)
     tc = cfg.train
     model = build_model(cfg, num_concepts).to(device)
     if tc.channels_last:
@@ -520,6 +559,7 @@ def get_or_train(
         progress: show progress bars.
     """
     device = device or resolve_device()
+    cfg = resolve_precision(cfg, device)
     key = run_key(cfg, variant)
     run_dir = Path(cache_dir) / f"{variant}-{key}"
     final = run_dir / "model.pt"

@@ -99,6 +99,10 @@ def test_reproduce_smoke_writes_metrics(smoke_runs) -> None:
             variant != "baseline"
         )
         assert "concept_accuracy" not in metrics["variants"][variant]["test_digits"]
+        digits = metrics["variants"][variant]["test_digits"]
+        # the importance-sampled NLL bounds log p(x) more tightly than the ELBO
+        assert 0 < digits["is_nll"] < digits["is_nll_neg_elbo"], variant
+        assert digits["is_nll_se"] > 0, variant
         std = metrics["variants_std"][variant]["test_digits"]
         assert all(v == 0.0 for v in std.values())  # one seed
     for name in CLUSTERINGS:
@@ -117,6 +121,8 @@ def test_reproduce_smoke_writes_metrics(smoke_runs) -> None:
     assert counts["train_digits"] + counts["val_digits"] == 2000
     assert metrics["catalogue"]["names"][0] == "zero_left_arc"
     assert metrics["config"]["profile"] == "smoke"
+    assert metrics["config"]["train"]["precision"] in ("fp32", "bf16")  # as it ran
+    assert isinstance(metrics["environment"]["bf16_native"], bool)
 
 
 def test_reproduce_smoke_writes_figures(smoke_runs) -> None:

@@ -321,6 +321,7 @@ def test_run_key_changes_with_what_changes_training() -> None:
     free = (
         "profile",
         "cluster.",
+        "eval.",
         "train.eval_batch_size",
         "concepts.test_per_concept",
         "concepts.probe_size",
@@ -346,8 +347,12 @@ def test_paper_variant_trains_the_papers_recipe() -> None:
 
 def test_only_the_concept_variant_depends_on_composites() -> None:
     cfg = load_config("smoke")
-    for change in ("concepts.composite_fraction=0.9", "concepts.train_shift=1",
-                   "concepts.max_parts=2", "loss.concept_decode=z"):
+    for change in (
+        "concepts.composite_fraction=0.9",
+        "concepts.train_shift=1",
+        "concepts.max_parts=2",
+        "loss.concept_decode=z",
+    ):
         other = apply_overrides(cfg, [change])
         assert run_key(other, "concept") != run_key(cfg, "concept"), change
         for v in ("baseline", "augmented"):

@@ -190,9 +190,7 @@ def test_concept_loss_positive_off_target() -> None:
     # a small disturbance of one pixel of another concept channel
     nudged = target.clone()
     nudged[:, 5, 0, 0] += 0.5
-    torch.testing.assert_close(
-        _cl(nudged, x, labels, K), torch.full((3,), 0.25)
-    )
+    torch.testing.assert_close(_cl(nudged, x, labels, K), torch.full((3,), 0.25))
 
 
 def test_concept_loss_is_summed_squared_error() -> None:
@@ -339,3 +337,26 @@ def test_total_bce_concept_gradients_reach_the_logits() -> None:
     assert LossConfig().concept_loss == "bce"
     assert out.hidden_pre.grad[1, :K].abs().sum() > 0
     assert out.hidden_pre.grad[0].abs().sum() == 0  # a digit gets no concept gradient
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("all_rows", [False, True])
+def test_take_concepts_equals_indexing(channels_last: bool, all_rows: bool) -> None:
+    """Same values and gradients as ``h[rows, :K]``; the gradient keeps h's format."""
+    from conceptlib.losses import take_concepts
+
+    h = torch.randn(6, 5, 4, 4, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        h = h.contiguous(memory_format=torch.channels_last)
+    rows = None if all_rows else torch.tensor([4, 1, 2])
+    a, b = h.clone().requires_grad_(), h.clone().requires_grad_()
+    ya = take_concepts(a, rows, 3)
+    yb = b[:, :3] if rows is None else b[rows, :3]
+    assert torch.equal(ya, yb)
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.equal(a.grad, b.grad)
+    assert a.grad.is_contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )

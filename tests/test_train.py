@@ -351,3 +351,50 @@ def test_to_input() -> None:
     out = train.to_input(x, CPU)
     assert out.shape == (1, 1, 2, 2) and out.dtype == torch.float32
     torch.testing.assert_close(out[0, 0], torch.tensor([[0.0, 1.0], [0.2, 0.4]]))
+
+
+# ------------------------------------------------------------------ precision
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_follows_the_hardware(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(train, "bf16_native", lambda device: native)
+    cfg = train.resolve_precision(_cfg("train.precision=auto"), CPU)
+    if native:  # the fastest configuration of benchmarks/train_loop.py
+        assert (cfg.train.precision, cfg.train.channels_last) == ("bf16", True)
+    else:
+        assert (cfg.train.precision, cfg.train.channels_last) == ("fp32", False)
+
+
+def test_explicit_precision_is_kept(monkeypatch) -> None:
+    monkeypatch.setattr(train, "bf16_native", lambda device: True)
+    cfg = _cfg("train.precision=fp32")
+    assert train.resolve_precision(cfg, CPU) is cfg
+
+
+def test_auto_precision_keys_the_run_it_trains(monkeypatch, tiny_data, tmp_path):
+    """A run under auto is the run of the precision it resolved to, not a third."""
+    monkeypatch.setattr(train, "bf16_native", lambda device: False)
+    run = get_or_train(
+        _cfg("train.precision=auto"), "baseline", *tiny_data, K, tmp_path,
+        device=CPU, progress=False,
+    )  # fmt: skip
+    assert run.key == run_key(_cfg("train.precision=fp32"), "baseline")
+    assert run.key != run_key(_cfg("train.precision=bf16"), "baseline")
+
+
+def test_bf16_training_runs_and_changes_the_numbers(tiny_data) -> None:
+    fp32, _ = _train(_cfg(), tiny_data)
+    bf16, history = _train(
+        _cfg("train.precision=bf16", "train.channels_last=true"), tiny_data
+    )
+    assert history[0]["loss"] == history[0]["loss"]  # not NaN
+    diff = max(
+        (a - b).abs().max().item()
+        for a, b in zip(fp32.state_dict().values(), bf16.state_dict().values())
+    )
+    assert 0 < diff < 0.1  # the same training, in another arithmetic
+
+
+def test_eval_section_does_not_change_the_run_key() -> None:
+    assert run_key(_cfg("eval.nll_digits=3"), "concept") == run_key(_cfg(), "concept")
