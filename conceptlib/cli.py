@@ -128,6 +128,7 @@ def _explain(args: argparse.Namespace) -> int:
         default_run,
         explain,
         format_explanation,
+        image_warnings,
         load_concept_model,
         plot_explanation,
         read_image,
@@ -155,6 +156,8 @@ def _explain(args: argparse.Namespace) -> int:
     image, name = read_image(args.image, cm.cfg.data.source)
     expl = explain(cm, image)
     print(f"image: {name}\nmodel: {cm.path}")
+    for warning in image_warnings(image):
+        print(f"warning: {warning}")
     print(format_explanation(expl, args.top))
     try:
         if args.figure is not None:

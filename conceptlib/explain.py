@@ -217,10 +217,44 @@ def own_digit_share(
     }
 
 
+#: Fewer pixels above half intensity than this: no strokes to explain.
+MIN_INK = 10
+
+
+def image_warnings(image: np.ndarray) -> list[str]:
+    """What makes ``image`` (``(28, 28)`` uint8) unlike the digits the model knows.
+
+    An image whose border is mostly light is probably inverted (dark strokes on
+    white, as scans are), while MNIST digits are light on black. A blank image
+    (fewer than :data:`MIN_INK` pixels on the other side of half intensity from
+    its background) has no strokes to name.
+    """
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    light = border.mean() > 127
+    strokes = int((image <= 127).sum() if light else (image > 127).sum())
+    found = []
+    if strokes < MIN_INK:
+        found.append(f"the image is (almost) blank: {strokes} stroke pixels")
+    if light:
+        found.append(
+            "the image looks inverted (light background): MNIST digits are light "
+            "strokes on black; invert it first (255 - pixel)"
+        )
+    return found
+
+
 def format_explanation(expl: Explanation, top: int = 5) -> str:
-    """A plain-text table of the ``top`` concepts."""
-    if expl.energy.sum() == 0:
-        return "no concept channel is active for this image"
+    """A plain-text table of the ``top`` concepts, or why there is none.
+
+    When no concept map exceeds 0.5 anywhere, shares of the remaining faint
+    activity would rank noise, so it says that no concept was found instead.
+    """
+    if expl.energy.sum() == 0 or expl.area.sum() == 0:
+        strongest = float(expl.maps.max()) if expl.maps.size else 0.0
+        return (
+            "no concept found: no concept map exceeds 0.5 anywhere "
+            f"(strongest activation {strongest:.2f})"
+        )
     lines = [f"{'rank':>4}  {'concept':<20}{'digit':>5}{'share':>8}{'area':>6}"]
     for r, k in enumerate(expl.ranking()[:top]):
         lines.append(

@@ -401,6 +401,12 @@ def train_vae(
             opt.load_state_dict(state["optimizer"])
             history = json.loads(state["history"])
             start = int(state["epoch"])
+            if progress and is_main():
+                print(
+                    f"{variant}: resuming {run_dir} after epoch {start} of "
+                    f"{tc.num_epochs} (its checkpoint)",
+                    file=sys.stderr,
+                )
     net: torch.nn.Module = model
     if dist.is_initialized():
         net = torch.nn.parallel.DistributedDataParallel(model)

@@ -18,6 +18,8 @@ from conceptlib.explain import (
     concept_shares,
     default_run,
     explain,
+    format_explanation,
+    image_warnings,
     load_concept_model,
     own_digit_share,
     read_image,
@@ -30,10 +32,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained concept model saved as ``reproduce`` saves one."""
+    """An untrained concept model saved as ``reproduce`` saves one.
+
+    Its concept channels start switched on (bias +2 instead of -4), so that its
+    maps exceed 0.5 and it names concepts the way a trained model does.
+    """
     cfg = load_config("smoke")
     torch.manual_seed(0)
     net = ConvVAE(cfg.model, 18)
+    with torch.no_grad():
+        net.decoder[cfg.model.concept_layer - 1].bias[:18].fill_(2.0)
     path = tmp_path_factory.mktemp("run") / "model.pt"
     history = [{"epoch": 1, "loss": 1.0}]
     atomic_torch_save(run_state(net, history, cfg, "concept"), path)
@@ -163,3 +171,36 @@ def test_blank_image(model_path: Path) -> None:
     expl = explain(load_concept_model(model_path), np.zeros((28, 28), np.uint8))
     assert np.isfinite(expl.share).all()
     assert expl.share.sum() == pytest.approx(1.0) or expl.share.sum() == 0
+
+
+def test_image_warnings(mnist) -> None:
+    digit = mnist.x_test[0]
+    assert image_warnings(digit) == []
+    blank = image_warnings(np.zeros((28, 28), np.uint8))
+    assert len(blank) == 1 and "blank" in blank[0]
+    inverted = image_warnings(255 - digit)
+    assert len(inverted) == 1 and "inverted" in inverted[0]
+    assert len(image_warnings(np.full((28, 28), 255, np.uint8))) == 2  # white page
+
+
+def test_no_concept_found_is_said_not_ranked(mnist) -> None:
+    """Concept maps that stay below 0.5 everywhere give no ranking."""
+    from conceptlib.explain import ConceptModel
+
+    cfg = load_config("smoke")
+    torch.manual_seed(0)
+    net = ConvVAE(cfg.model, 18).eval()  # concept channels start near 0.018
+    cm = ConceptModel(net, cfg, load_catalogue("mnist"), Path("untrained"))
+    expl = explain(cm, mnist.x_test[0])
+    assert expl.area.sum() == 0
+    assert format_explanation(expl).startswith("no concept found")
+
+
+def test_cli_explain_flags_an_inverted_image(
+    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], mnist
+) -> None:
+    path = tmp_path / "scan.npy"
+    np.save(path, 255 - mnist.x_test[0])
+    assert main(["explain", str(path), "--run", str(model_path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the image looks inverted" in out

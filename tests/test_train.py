@@ -208,6 +208,17 @@ def test_resume_is_bitwise_identical(tiny_data, tmp_path: Path) -> None:
     assert load_checkpoint(dir_a / "checkpoint.prev.pt")["epoch"] == 1
 
 
+def test_resumed_training_says_so(tiny_data, tmp_path: Path, capsys) -> None:
+    _train(_cfg("train.num_epochs=1"), tiny_data, tmp_path)
+    capsys.readouterr()
+    train_vae(
+        _cfg("train.num_epochs=2"), "concept", *tiny_data, K, run_dir=tmp_path,
+        device=CPU, progress=True,
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"concept: resuming {tmp_path} after epoch 1 of 2" in err
+
+
 def test_finished_run_dir_does_not_train_again(tiny_data, tmp_path: Path) -> None:
     cfg = _cfg()
     model, history = _train(cfg, tiny_data, tmp_path)
