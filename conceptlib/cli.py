@@ -1,4 +1,4 @@
-"""Command line: ``conceptlib reproduce|explain|catalogue``, over the library.
+"""Command line: ``conceptlib reproduce|explain|scorecard|catalogue``, over the library.
 
 Bad input of any kind ends with one line ``conceptlib: error: ...`` on stderr and
 exit status 2.
@@ -73,6 +73,27 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--top", type=int, default=5, help="concepts to show (default 5)")
     exp.add_argument("--figure", default=None, help="write a PNG of the top concepts")
     exp.add_argument("--json", default=None, help="write the full ranking as JSON")
+    card = sub.add_parser(
+        "scorecard",
+        help="judge the paper's claims on recorded runs and on your own",
+        description="Verdicts on each of the paper's claims, for the recorded runs "
+        "(RESULTS/paper, RESULTS/quick) and for each --run.",
+    )
+    card.add_argument(
+        "--run",
+        dest="runs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an output folder of `conceptlib reproduce` (or its metrics.json); "
+        "repeatable",
+    )
+    card.add_argument(
+        "--results", default="results", help="recorded runs (default results)"
+    )
+    card.add_argument(
+        "--markdown", action="store_true", help="print a Markdown table instead"
+    )
     cat = sub.add_parser("catalogue", help="print a concept catalogue")
     cat.add_argument("name", nargs="?", default="mnist", help="name or CSV path")
     return parser
@@ -94,7 +115,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     import torch.distributed as dist
 
-    from conceptlib.reproduce import format_table, reproduce
+    from conceptlib.report import format_table
+    from conceptlib.reproduce import reproduce
     from conceptlib.train import init_distributed, is_main, resolve_device
 
     device = resolve_device(args.device)  # fail early on --device cuda without a GPU
@@ -174,6 +196,27 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scorecard(args: argparse.Namespace) -> int:
+    from conceptlib.report import load_recorded, read_metrics
+    from conceptlib.scorecard import format_markdown, format_text, judge
+
+    columns = {}
+    for profile in ("paper", "quick"):
+        recorded = load_recorded(profile, args.results)
+        if recorded is not None:
+            n = len(recorded.get("seeds", [])) or 1
+            name = f"recorded {profile} ({n} seed{'s' if n > 1 else ''})"
+            columns[name] = judge(recorded)
+    for run in args.runs:
+        columns[run] = judge(read_metrics(run))
+    if not columns:
+        raise ConceptlibError(
+            f"{args.results}: no recorded runs (paper/, quick/) and no --run given"
+        )
+    print(format_markdown(columns) if args.markdown else format_text(columns))
+    return 0
+
+
 def _catalogue(args: argparse.Namespace) -> int:
     from conceptlib.concepts import load_catalogue
 
@@ -196,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             return _reproduce(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "scorecard":
+            return _scorecard(args)
         return _catalogue(args)
     except ConceptlibError as exc:
         print(f"conceptlib: error: {exc}", file=sys.stderr)

@@ -148,6 +148,64 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
     return sorted(figures)
 
 
+def seed_metrics(
+    pipe: Pipeline, runs: dict[str, Any] | None = None, say=None
+) -> dict[str, Any]:
+    """Every measure of one seed's pipeline, as one entry of ``per_seed``.
+
+    What :func:`reproduce` records per seed and what :mod:`conceptlib.scorecard`
+    judges: ``variants`` (losses and accuracies per split, the importance-sampled
+    likelihood on the test digits), ``clustering``, ``alignment``, ``vocabulary``,
+    ``runs`` and the per-epoch training losses ``epochs``. The chapters call it on
+    their own pipeline, so that the book judges its build as the command line does.
+
+    Args:
+        pipe: the seed's pipeline (its variants are trained or loaded on demand).
+        runs: the trained runs by variant (default: ``pipe.run(v)`` for each).
+        say: a function printing progress messages, or None.
+    """
+    say = say or (lambda msg: None)
+    runs = runs or {v: pipe.run(v) for v in VARIANTS}
+    seed = pipe.cfg.seed
+    say(f"seed {seed}: measures and clusterings")
+    variants = pipe.metrics()
+    say(f"seed {seed}: importance-sampled likelihood")
+    for v in VARIANTS:
+        variants[v]["test_digits"].update(pipe.likelihood(v))
+    alignment = pipe.alignment()
+    say(f"seed {seed}: vocabulary probes")
+    vocabulary = {v: pipe.vocabulary(v) for v in VARIANTS}
+    for v in CONCEPT_VARIANTS:
+        vocabulary[v]["own_class_share"] = pipe.alignment(v)["own"]
+    vocabulary["classifier_ceiling"] = {"accuracy": pipe.concept_ceiling()}
+    clustering = {k: c.scores for k, c in pipe.clusterings.items()}
+    clustering["representatives_baseline"] = pipe.representatives[1].scores
+    return {
+        "seed": seed,
+        "variants": variants,
+        "clustering": clustering,
+        "alignment": alignment,
+        "vocabulary": vocabulary,
+        "runs": {v: f"{v}-{r.key}" for v, r in runs.items()},
+        "epochs": {
+            v: [{k: h[k] for k in LOSS_KEYS} for h in r.history]
+            for v, r in runs.items()
+        },
+    }
+
+
+def run_metrics(pipe: Pipeline) -> dict[str, Any]:
+    """One seed's measures in the layout of ``metrics.json`` (without timings and
+    figures): what the book's chapters judge with :mod:`conceptlib.scorecard`."""
+    return {
+        "profile": pipe.cfg.profile,
+        "seeds": [pipe.cfg.seed],
+        "config": to_dict(pipe.cfg),
+        "catalogue": {"names": list(pipe.catalogue.names)},
+        "per_seed": [seed_metrics(pipe)],
+    }
+
+
 def reproduce(
     cfg: ExperimentConfig,
     out: str | os.PathLike,
@@ -210,33 +268,7 @@ def reproduce(
             runs[v] = pipe.run(v)
         if not is_main():
             continue  # under torchrun the other ranks only help to train
-        say(f"seed {scfg.seed}: measures and clusterings")
-        variants = pipe.metrics()
-        say(f"seed {scfg.seed}: importance-sampled likelihood")
-        for v in VARIANTS:
-            variants[v]["test_digits"].update(pipe.likelihood(v))
-        alignment = pipe.alignment()
-        say(f"seed {scfg.seed}: vocabulary probes")
-        vocabulary = {v: pipe.vocabulary(v) for v in VARIANTS}
-        for v in CONCEPT_VARIANTS:
-            vocabulary[v]["own_class_share"] = pipe.alignment(v)["own"]
-        vocabulary["classifier_ceiling"] = {"accuracy": pipe.concept_ceiling()}
-        clustering = {k: c.scores for k, c in pipe.clusterings.items()}
-        clustering["representatives_baseline"] = pipe.representatives[1].scores
-        per_seed.append(
-            {
-                "seed": scfg.seed,
-                "variants": variants,
-                "clustering": clustering,
-                "alignment": alignment,
-                "vocabulary": vocabulary,
-                "runs": {v: f"{v}-{r.key}" for v, r in runs.items()},
-                "epochs": {
-                    v: [{k: h[k] for k in LOSS_KEYS} for h in r.history]
-                    for v, r in runs.items()
-                },
-            }
-        )
+        per_seed.append(seed_metrics(pipe, runs, say))
         timings["seeds"].append(
             {
                 "seed": scfg.seed,
@@ -358,127 +390,10 @@ def reproduce(
     return metrics
 
 
-#: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
-HEADLINE = tuple(
-    (f"{measure}, {name}, {variant}", variant, split, measure)
-    for measure, split, name, variants in (
-        (
-            "concept_accuracy",
-            "test_concepts",
-            "test concepts",
-            ("augmented", "concept_paper", "concept"),
-        ),
-        ("recon_bce", "val", "own val split", ("baseline", "concept_paper", "concept")),
-        ("recon_bce", "test_digits", "test digits", VARIANTS),
-        ("kl", "test_digits", "test digits", VARIANTS),
-        ("neg_elbo", "test_digits", "test digits", VARIANTS),
-        ("is_nll", "test_digits", "test digits", VARIANTS),
-    )
-    for variant in variants
-)
-
-
-def headline(metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """``{label: (mean, std)}`` of the :data:`HEADLINE` measures of a metrics dict.
-
-    ``metrics`` is what :func:`reproduce` writes (``variants``, ``variants_std``,
-    ``alignment``...), or just ``{"variants": ...}`` for one seed (std 0). The
-    concept alignment on whole digits is added when present.
-    """
-    std = metrics.get("variants_std", {})
-    rows: dict[str, tuple[float, float]] = {}
-    for label, variant, split, measure in HEADLINE:
-        value = metrics["variants"].get(variant, {}).get(split, {}).get(measure)
-        if value is not None:
-            spread = std.get(variant, {}).get(split, {}).get(measure, 0.0)
-            rows[label] = (float(value), float(spread))
-    align, align_std = metrics.get("alignment"), metrics.get("alignment_std", {})
-    if align:
-        for key, name in (("own", "own-class share"), ("uniform", "even share")):
-            label = f"alignment, test digits, concept: {name}"
-            rows[label] = (float(align[key]), float(align_std.get(key, 0.0)))
-    return rows
-
-
-def load_recorded(profile: str, root: str | os.PathLike = "results") -> dict | None:
-    """The committed ``<root>/<profile>/metrics.json``, or None if there is none."""
-    path = Path(root) / profile / "metrics.json"
-    if not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConceptlibError(f"{path}: cannot read recorded results ({exc})") from None
-    return upgrade_recorded(metrics)
-
-
-def upgrade_recorded(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Name the variants of runs recorded before ``concept_paper`` existed.
-
-    Until then the ``concept`` variant trained the paper's recipe (isolated
-    concepts, BCE x 100 on the decoded sample), which is ``concept_paper`` now;
-    such records (no ``concept_paper`` variant) get the new name.
-    """
-    variants = metrics.get("variants", {})
-    if "concept_paper" in variants or "concept" not in variants:
-        return metrics
-    for key in ("variants", "variants_std"):
-        if "concept" in metrics.get(key, {}):
-            metrics[key]["concept_paper"] = metrics[key].pop("concept")
-    metrics["renamed"] = {"concept": "concept_paper"}
-    return metrics
-
-
-def describe_recorded(profile: str, metrics: dict[str, Any]) -> str:
-    """One Markdown line on where and how a recorded run was made."""
-    env, t = metrics["environment"], metrics["timings"]
-    device = env["gpu"] or f"{env['cpu_threads']} CPU threads"
-    loaded = any(
-        any(s.get("loaded_from_cache", {}).values()) for s in t.get("seeds", [])
-    )
-    return (
-        f"- **{profile}**: seeds {metrics['seeds']}, {device}, torch {env['torch']}, "
-        f"commit {env['git_commit']}; wall time of the recorded command "
-        f"{t['total_seconds'] / 60:.1f} min"
-        + (
-            " (some runs were loaded from the run cache, not retrained: see "
-            "`results/README.md`)"
-            if loaded
-            else ""
-        )
-    )
-
-
-def format_table(metrics: dict[str, Any], split: str) -> str:
-    """A plain-text table of the measures of every variant on one split.
-
-    Means ± standard deviations over seeds; for one seed the values alone (no
-    spread was measured).
-    """
-    cols = ["recon_bce", "recon_sse", "kl", "neg_elbo", "is_nll", "concept_accuracy"]
-    lines = [f"{split:<12}" + "".join(f"{c:>18}" for c in cols)]
-    several = len(metrics.get("seeds", [])) > 1  # one seed: no spread to show
-    for v, splits in metrics["variants"].items():
-        row, std = splits[split], metrics["variants_std"][v][split]
-        cells = []
-        for c in cols:
-            if c not in row:
-                cells.append(f"{'-':>18}")
-            elif several:
-                cells.append(f"{row[c]:>10.3f} ±{std[c]:<6.3f}")
-            else:
-                cells.append(f"{row[c]:>10.3f}{'':8}")
-        lines.append(f"{v:<12}" + "".join(cells))
-    return "\n".join(lines)
-
-
 __all__ = [
     "FIGURES",
-    "HEADLINE",
     "SPLITS",
-    "describe_recorded",
-    "format_table",
-    "headline",
-    "load_recorded",
     "reproduce",
+    "run_metrics",
+    "seed_metrics",
 ]

@@ -260,7 +260,7 @@ def test_entry_point_exit_status(tmp_path: Path) -> None:
 
 
 def test_headline_of_a_smoke_run(smoke_runs) -> None:
-    from conceptlib.reproduce import HEADLINE, headline
+    from conceptlib.report import HEADLINE, headline
 
     _, [(_, metrics), _] = smoke_runs
     rows = headline(metrics)
@@ -274,19 +274,23 @@ def test_headline_of_a_smoke_run(smoke_runs) -> None:
 
 def test_load_recorded(tmp_path: Path) -> None:
     from conceptlib.errors import ConceptlibError
-    from conceptlib.reproduce import load_recorded
+    from conceptlib.report import load_recorded
 
     assert load_recorded("quick", tmp_path) is None
     (tmp_path / "quick").mkdir()
-    (tmp_path / "quick" / "metrics.json").write_text('{"seeds": [0, 1]}')
-    assert load_recorded("quick", tmp_path) == {"seeds": [0, 1]}
+    recorded = {"seeds": [0, 1], "variants": {}}
+    (tmp_path / "quick" / "metrics.json").write_text(json.dumps(recorded))
+    assert load_recorded("quick", tmp_path) == recorded
     (tmp_path / "quick" / "metrics.json").write_text("{cut")
-    with pytest.raises(ConceptlibError, match="cannot read recorded results"):
+    with pytest.raises(ConceptlibError, match="cannot read results"):
+        load_recorded("quick", tmp_path)
+    (tmp_path / "quick" / "metrics.json").write_text('{"seeds": [0]}')
+    with pytest.raises(ConceptlibError, match="not a metrics file"):
         load_recorded("quick", tmp_path)
 
 
 def test_runs_recorded_before_concept_paper_are_renamed() -> None:
-    from conceptlib.reproduce import upgrade_recorded
+    from conceptlib.report import upgrade_recorded
 
     old = {"variants": {"baseline": {}, "concept": {"x": 1}},
            "variants_std": {"concept": {"x": 0}}}
@@ -295,3 +299,6 @@ def test_runs_recorded_before_concept_paper_are_renamed() -> None:
     assert "concept" not in new["variants"] and new["renamed"]
     current = {"variants": {"concept_paper": {}, "concept": {}}}
     assert upgrade_recorded(current) == current
+    per_seed = upgrade_recorded({"variants": {"concept": {}},
+                                 "per_seed": [{"variants": {"concept": {"y": 2}}}]})
+    assert per_seed["per_seed"][0]["variants"] == {"concept_paper": {"y": 2}}

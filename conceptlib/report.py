@@ -1,0 +1,212 @@
+"""Reporting: the headline measures of a metrics dict and the recorded runs.
+
+:func:`conceptlib.reproduce.reproduce` writes ``metrics.json``; this module reads
+such files (``results/<profile>/metrics.json``, or any run's output folder) and
+formats them: the headline table that the book sets beside its own build, the
+plain-text tables the command line prints, one line on where a recorded run was
+made. Verdicts on the paper's claims are :mod:`conceptlib.scorecard`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from conceptlib.config import VARIANTS
+from conceptlib.errors import ConceptlibError
+from conceptlib.scorecard import estimate
+
+#: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
+HEADLINE = tuple(
+    (f"{measure}, {name}, {variant}", variant, split, measure)
+    for measure, split, name, variants in (
+        (
+            "concept_accuracy",
+            "test_concepts",
+            "test concepts",
+            ("augmented", "concept_paper", "concept"),
+        ),
+        ("recon_bce", "val", "own val split", ("baseline", "concept_paper", "concept")),
+        ("recon_bce", "test_digits", "test digits", VARIANTS),
+        ("kl", "test_digits", "test digits", VARIANTS),
+        ("neg_elbo", "test_digits", "test digits", VARIANTS),
+        ("is_nll", "test_digits", "test digits", VARIANTS),
+    )
+    for variant in variants
+)
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """``{label: (mean, std)}`` of the :data:`HEADLINE` measures of a metrics dict.
+
+    ``metrics`` is what :func:`~conceptlib.reproduce.reproduce` writes, what
+    :func:`~conceptlib.reproduce.run_metrics` returns, or just ``{"variants": ...}``
+    for one seed; std is over seeds, 0 for one seed. The concept alignment on
+    whole digits is added when present.
+    """
+    rows: dict[str, tuple[float, float]] = {}
+    for label, variant, split, measure in HEADLINE:
+        est = estimate(metrics, "variants", variant, split, measure)
+        if est is not None:
+            rows[label] = (est.mean, est.sd or 0.0)
+    for key, name in (("own", "own-class share"), ("uniform", "even share")):
+        est = estimate(metrics, "alignment", key)
+        if est is not None:
+            label = f"alignment, test digits, concept: {name}"
+            rows[label] = (est.mean, est.sd or 0.0)
+    return rows
+
+
+def load_recorded(profile: str, root: str | os.PathLike = "results") -> dict | None:
+    """The committed ``<root>/<profile>/metrics.json``, or None if there is none."""
+    path = Path(root) / profile / "metrics.json"
+    if not path.is_file():
+        return None
+    return read_metrics(path)
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``metrics.json`` at ``path`` (the file, or the folder holding it).
+
+    Raises:
+        ConceptlibError: the file is missing or is not a metrics file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConceptlibError(f"{path}: no such metrics file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConceptlibError(f"{path}: cannot read results ({exc})") from None
+    if not isinstance(metrics, dict) or "variants" not in metrics:
+        raise ConceptlibError(
+            f"{path}: not a metrics file of `conceptlib reproduce` (no variants)"
+        )
+    return upgrade_recorded(metrics)
+
+
+def upgrade_recorded(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Name the variants of runs recorded before ``concept_paper`` existed.
+
+    Until then the ``concept`` variant trained the paper's recipe (isolated
+    concepts, BCE x 100 on the decoded sample), which is ``concept_paper`` now;
+    such records (no ``concept_paper`` variant) get the new name.
+    """
+    variants = metrics.get("variants", {})
+    if "concept_paper" in variants or "concept" not in variants:
+        return metrics
+    trees = [metrics, *metrics.get("per_seed", [])]
+    for tree in trees:
+        for key in ("variants", "variants_std", "epochs", "runs"):
+            if "concept" in tree.get(key, {}):
+                tree[key]["concept_paper"] = tree[key].pop("concept")
+    metrics["renamed"] = {"concept": "concept_paper"}
+    return metrics
+
+
+def describe_recorded(profile: str, metrics: dict[str, Any]) -> str:
+    """One Markdown line on where and how a recorded run was made."""
+    env, t = metrics["environment"], metrics["timings"]
+    device = env["gpu"] or f"{env['cpu_threads']} CPU threads"
+    loaded = any(
+        any(s.get("loaded_from_cache", {}).values()) for s in t.get("seeds", [])
+    )
+    return (
+        f"- **{profile}**: seeds {metrics['seeds']}, {device}, torch {env['torch']}, "
+        f"commit {env['git_commit']}; wall time of the recorded command "
+        f"{t['total_seconds'] / 60:.1f} min"
+        + (
+            " (some runs were loaded from the run cache, not retrained: see "
+            "`results/README.md`)"
+            if loaded
+            else ""
+        )
+    )
+
+
+def format_table(metrics: dict[str, Any], split: str) -> str:
+    """A plain-text table of the measures of every variant on one split.
+
+    Means ± standard deviations over seeds; for one seed the values alone (no
+    spread was measured).
+    """
+    cols = ["recon_bce", "recon_sse", "kl", "neg_elbo", "is_nll", "concept_accuracy"]
+    lines = [f"{split:<12}" + "".join(f"{c:>18}" for c in cols)]
+    several = len(metrics.get("seeds", [])) > 1  # one seed: no spread to show
+    for v, splits in metrics["variants"].items():
+        row, std = splits[split], metrics["variants_std"][v][split]
+        cells = []
+        for c in cols:
+            if c not in row:
+                cells.append(f"{'-':>18}")
+            elif several:
+                cells.append(f"{row[c]:>10.3f} ±{std[c]:<6.3f}")
+            else:
+                cells.append(f"{row[c]:>10.3f}{'':8}")
+        lines.append(f"{v:<12}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_headline(columns: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table of the :data:`HEADLINE` measures, one column per run.
+
+    Args:
+        columns: column title -> a metrics dict (as for :func:`headline`).
+    """
+    rows = {name: headline(m) for name, m in columns.items()}
+    labels = list(dict.fromkeys(label for r in rows.values() for label in r))
+    table = "| measure | " + " | ".join(columns) + " |\n"
+    table += "|---|" + "---:|" * len(columns) + "\n"
+    for label in labels:
+        cells = []
+        for r in rows.values():
+            if label not in r:  # recorded before this measure existed
+                cells.append("–")
+                continue
+            mean, std = r[label]
+            digits = 3 if mean < 2 else 1
+            cells.append(f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else ""))
+        table += f"| {label} | " + " | ".join(cells) + " |\n"
+    return table
+
+
+#: The clusterings whose scores the scorecard shows: (key, what is clustered).
+CLUSTERING_ROWS = (
+    ("digits_latent", "latent images of digits, 10 clusters (Figure 3)"),
+    ("concepts_latent", "latent images of concepts, K clusters (Figure 4)"),
+    ("layer3_with_concept_loss", "layer 3, with the concept loss (Figure 5)"),
+    ("layer3_without_concept_loss", "layer 3, without it (Figure 6)"),
+    ("representatives_baseline", "baseline latents, section 3.5 step 1"),
+)
+
+
+def format_clustering(columns: dict[str, dict[str, Any]], score: str = "nmi") -> str:
+    """A Markdown table of one clustering score (``nmi``, ``ari`` or ``purity``),
+    mean ± standard deviation over seeds, one column per run."""
+    table = f"| clustering ({score}) | " + " | ".join(columns) + " |\n"
+    table += "|---|" + "---:|" * len(columns) + "\n"
+    for key, what in CLUSTERING_ROWS:
+        cells = []
+        for m in columns.values():
+            est = estimate(m, "clustering", key, score)
+            cells.append("–" if est is None else est.text(3))
+        table += f"| {what} | " + " | ".join(cells) + " |\n"
+    return table
+
+
+__all__ = [
+    "CLUSTERING_ROWS",
+    "HEADLINE",
+    "describe_recorded",
+    "format_clustering",
+    "format_headline",
+    "format_table",
+    "headline",
+    "load_recorded",
+    "read_metrics",
+    "upgrade_recorded",
+]
