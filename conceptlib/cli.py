@@ -1,4 +1,4 @@
-"""Command line: ``conceptlib reproduce|explain|scorecard|catalogue``, over the library.
+"""Command line: ``conceptlib reproduce|explain|edit|scorecard|catalogue``.
 
 Bad input of any kind ends with one line ``conceptlib: error: ...`` on stderr and
 exit status 2.
@@ -10,6 +10,15 @@ import argparse
 import sys
 
 from conceptlib.errors import ConceptlibError
+
+
+class _Append(argparse.Action):
+    """Collect ``--remove/--add/--move`` in command-line order as (kind, value)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        ops = list(getattr(namespace, self.dest) or [])
+        ops.append((option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, ops)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +82,42 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--top", type=int, default=5, help="concepts to show (default 5)")
     exp.add_argument("--figure", default=None, help="write a PNG of the top concepts")
     exp.add_argument("--json", default=None, help="write the full ranking as JSON")
+    edit = sub.add_parser(
+        "edit",
+        help="edit an image through the concept layer: remove, add, move concepts",
+        description="Edit one 28x28 image through the concept layer of a trained "
+        "concept variant, in the order the edits are given, and decode it.",
+    )
+    edit.add_argument("image", help="the image to edit, as for `explain`")
+    edit.add_argument(
+        "--remove",
+        dest="ops",
+        action=_Append,
+        metavar="NAME",
+        help="switch a concept off (repeatable)",
+    )
+    edit.add_argument(
+        "--add",
+        dest="ops",
+        action=_Append,
+        metavar="NAME[@IMAGE]",
+        help="add a concept from its prototype, or as it appears in IMAGE "
+        "(repeatable)",
+    )
+    edit.add_argument(
+        "--move",
+        dest="ops",
+        action=_Append,
+        metavar="NAME:DX,DY[,SCALE]",
+        help="move a concept by DX, DY pixels (right, down), optionally scaled "
+        "(repeatable)",
+    )
+    for p in (edit,):
+        p.add_argument("--run", default=None, help="as for explain")
+        p.add_argument("--profile", default=None, help="as for explain")
+        p.add_argument("--cache", default="runs", help="run cache (default runs)")
+    edit.add_argument("--figure", default=None, help="write a PNG: before and after")
+    edit.add_argument("--json", default=None, help="write the edit as JSON")
     card = sub.add_parser(
         "scorecard",
         help="judge the paper's claims on recorded runs and on your own",
@@ -142,27 +187,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain(args: argparse.Namespace) -> int:
+def _concept_model(args: argparse.Namespace):
+    """The concept model of ``--run``, else of the profile's run in ``--cache``."""
     from pathlib import Path
 
     from conceptlib.config import default_profile, load_config
-    from conceptlib.explain import (
-        default_run,
-        explain,
-        format_explanation,
-        image_warnings,
-        load_concept_model,
-        plot_explanation,
-        read_image,
-        write_explanation_json,
-    )
+    from conceptlib.explain import default_run, load_concept_model
 
-    if args.top < 1:
-        raise ConceptlibError(f"--top {args.top}: must be at least 1")
-    outputs = [Path(p) for p in (args.figure, args.json) if p is not None]
-    for path in outputs:
-        if not path.parent.is_dir():
-            raise ConceptlibError(f"{path}: folder {path.parent} does not exist")
     if args.run is None:
         cfg = load_config(args.profile or default_profile())
         run = default_run(cfg, args.cache)
@@ -174,7 +205,34 @@ def _explain(args: argparse.Namespace) -> int:
             )
     else:
         run = Path(args.run)
-    cm = load_concept_model(run)
+    return load_concept_model(run)
+
+
+def _check_outputs(*paths: str | None) -> None:
+    """Fail before any work when an output's folder does not exist."""
+    from pathlib import Path
+
+    for path in (Path(p) for p in paths if p is not None):
+        if not path.parent.is_dir():
+            raise ConceptlibError(f"{path}: folder {path.parent} does not exist")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from conceptlib.explain import (
+        explain,
+        format_explanation,
+        image_warnings,
+        plot_explanation,
+        read_image,
+        write_explanation_json,
+    )
+
+    if args.top < 1:
+        raise ConceptlibError(f"--top {args.top}: must be at least 1")
+    _check_outputs(args.figure, args.json)
+    cm = _concept_model(args)
     image, name = read_image(args.image, cm.cfg.data.source)
     expl = explain(cm, image)
     print(f"image: {name}\nmodel: {cm.path}")
@@ -193,6 +251,18 @@ def _explain(args: argparse.Namespace) -> int:
     except OSError as exc:
         where = exc.filename or args.figure or args.json
         raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
+    return 0
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from conceptlib.editing import parse_steps, run_edit
+
+    if not args.ops:
+        raise ConceptlibError("nothing to do: give --remove, --add or --move")
+    _check_outputs(args.figure, args.json)
+    cm = _concept_model(args)
+    steps = parse_steps(args.ops, cm)
+    print(run_edit(cm, args.image, steps, args.cache, args.figure, args.json))
     return 0
 
 
@@ -239,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             return _reproduce(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "edit":
+            return _edit(args)
         if args.command == "scorecard":
             return _scorecard(args)
         return _catalogue(args)

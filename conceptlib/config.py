@@ -136,6 +136,10 @@ class EvalConfig:
 
     nll_samples: int = 1000  # k of the importance-sampled test-digit NLL
     nll_digits: int = 1000  # the first test digits it is estimated on (at most all)
+    num_edits: int = 1000  # test digits edited by each operator (at most all)
+    edits_per_digit: int = 100  # digits composed from concepts, per digit class
+    classifier_digits: int = 60000  # MNIST training digits of the digit classifier
+    classifier_epochs: int = 6  # its epochs
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -411,6 +412,46 @@ class Pipeline:
             for name, s in self.probes.sets.items()
             if name != "pairs"  # one label per image: no ceiling for pairs
         }
+
+    @cached_property
+    def digit_classifier(self):
+        """The evaluation-only digit classifier
+        (:func:`~conceptlib.edits.digit_classifier`), trained on
+        ``eval.classifier_digits`` MNIST training digits, cached in the run cache."""
+        from conceptlib.edits import digit_classifier
+
+        e, m, seed = self.cfg.eval, self.mnist, self.cfg.seed
+        split_seed = self.cfg.data.split_seed
+        idx = subsample_stratified(m.y_train, e.classifier_digits, split_seed)
+        name = f"digit_classifier-{len(idx)}-{e.classifier_epochs}-{seed}.pt"
+        return digit_classifier(
+            m.x_train[idx], m.y_train[idx], self.cache_dir / name, seed,
+            e.classifier_epochs, self.progress,
+        )  # fmt: skip
+
+    def edits(self, variant: str = "concept") -> dict[str, Any]:
+        """The operators measured on ``variant``
+        (:func:`~conceptlib.edits.edit_measures`): ``layer`` and ``latent`` success
+        rates, and the digit classifier's accuracy on all MNIST test digits
+        (``classifier_accuracy``)."""
+        from conceptlib.classifier import predict
+        from conceptlib.edits import edit_measures, latent_directions
+        from conceptlib.explain import ConceptModel
+
+        run = self.run(variant)
+        cm = ConceptModel(run.model, self.cfg, self.catalogue, run.path)
+        x, y, x_test, y_test = self.digits
+        sub = self._subsample(len(y))
+        latent = latent_directions(cm, x[sub], y[sub], self.train_variants[sub])
+        tc, e = self.test_concepts, self.cfg.eval
+        out: dict[str, Any] = edit_measures(
+            cm, (x_test, y_test), (tc.x, tc.y - self.catalogue.labels[0]), latent,
+            self.digit_classifier, e.num_edits, e.edits_per_digit, self.cfg.seed,
+        )  # fmt: skip
+        m = self.mnist
+        probs = predict(self.digit_classifier, m.x_test)
+        out["classifier_accuracy"] = float((probs.argmax(1) == m.y_test).mean())
+        return out
 
     def digit_parts(self, variant: str):
         """:func:`~conceptlib.vocab.digit_parts` of ``variant`` on the test digits."""

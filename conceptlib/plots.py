@@ -23,15 +23,19 @@ def plot_images(
     ncols: int = 10,
     size: float = 1.3,
     suptitle: str | None = None,
+    vrange: tuple[float, float] | None = None,
 ) -> Figure:
     """A grid of grey images with optional titles (Figures 3-6).
 
     Args:
-        images: ``(N, H, W)`` in [0, 1] (or any range; each panel is scaled alone).
+        images: ``(N, H, W)``, any range.
         titles: one short title per image.
         ncols: panels per row.
         size: inches per panel.
         suptitle: an overall title.
+        vrange: ``(black, white)``: one grey scale for every panel, so that panels
+            (and figures drawn with the same range) compare; None scales each panel
+            alone, from its own minimum to its own maximum.
     """
     n = len(images)
     ncols = max(1, min(ncols, n))
@@ -42,7 +46,8 @@ def plot_images(
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i], cmap="gray")
+            lo, hi = vrange if vrange is not None else (None, None)
+            ax.imshow(images[i], cmap="gray", vmin=lo, vmax=hi)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=7)
     if suptitle:

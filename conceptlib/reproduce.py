@@ -142,7 +142,10 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
     ]:
         images, labels = pipe.decoded_centres(key)
         titles = [names.get(lab, f"digit {lab}" if lab >= 0 else "?") for lab in labels]
-        figures[fname] = plot_images(images, titles, ncols=ncols, size=1.5)
+        # decoded images and sigmoid maps lie in [0, 1]: one scale for all four
+        figures[fname] = plot_images(
+            images, titles, ncols=ncols, size=1.5, vrange=(0.0, 1.0)
+        )
     for fname, fig in figures.items():
         save_figure(fig, out / fname)
     return sorted(figures)
@@ -178,6 +181,8 @@ def seed_metrics(
     for v in CONCEPT_VARIANTS:
         vocabulary[v]["own_class_share"] = pipe.alignment(v)["own"]
     vocabulary["classifier_ceiling"] = {"accuracy": pipe.concept_ceiling()}
+    say(f"seed {seed}: operators")
+    operators = {v: pipe.edits(v) for v in CONCEPT_VARIANTS}
     clustering = {k: c.scores for k, c in pipe.clusterings.items()}
     clustering["representatives_baseline"] = pipe.representatives[1].scores
     return {
@@ -186,6 +191,7 @@ def seed_metrics(
         "clustering": clustering,
         "alignment": alignment,
         "vocabulary": vocabulary,
+        "operators": operators,
         "runs": {v: f"{v}-{r.key}" for v, r in runs.items()},
         "epochs": {
             v: [{k: h[k] for k in LOSS_KEYS} for h in r.history]

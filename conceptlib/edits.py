@@ -1,0 +1,260 @@
+"""Measuring the operators: edits of test digits, checked independently.
+
+Every edit of :mod:`conceptlib.operators` is decoded to an image and checked by two
+readers that are not the edited model's concept channels on the edited layer:
+
+- a small CNN digit classifier, trained by the project on the MNIST training
+  digits for evaluation only (:func:`digit_classifier`);
+- the concept model itself, *re-encoding* the decoded image and reading its concept
+  maps (the edit must survive a round trip through the encoder).
+
+Three kinds of edit are scored (:func:`edit_measures`), each beside the same edit
+done in the latent space, the usual baseline: adding or subtracting the mean
+latent difference between training digits with and without the concept.
+
+- *removal*: the digit's strongest concept is switched off; success when it leaves
+  the top 3 concepts of the re-encoded image and the image outside the concept's
+  region is kept (mean absolute change at most :data:`KEEP`);
+- *addition*: a concept of another digit class, absent from the digit's top 3, is
+  added from its prototype; success when it enters the top 3;
+- *composition*: a digit built from the held-out concept images of its class alone
+  (on the blank layer); success when the classifier reads the intended digit.
+
+See: chapter ``ch-operators``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conceptlib import operators as op
+from conceptlib.classifier import SmallCNN, predict, train_classifier
+from conceptlib.explain import concept_shares
+from conceptlib.vocab import ConceptModel
+
+#: Removal keeps the rest of the image: mean absolute change outside the removed
+#: concept's region (its map dilated by 2 px, above 0.5), on [0, 1] pixels.
+KEEP = 0.05
+#: Success of removal and addition: out of or into the top this many concepts.
+TOP = 3
+
+
+def digit_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    cache: str | os.PathLike | None = None,
+    seed: int = 0,
+    num_epochs: int = 6,
+    progress: bool = False,
+) -> SmallCNN:
+    """The evaluation-only 10-way digit classifier (Adam on ``x``).
+
+    Args:
+        x, y: training digits ``(N, 28, 28)`` uint8 and labels.
+        num_epochs: passes over ``x``.
+        cache: a ``.pt`` file: loaded if present (``weights_only``), else written
+            after training (atomically).
+        seed: initialisation and data order.
+        progress: a progress bar per epoch.
+    """
+    from conceptlib.train import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
+
+    if cache is not None and Path(cache).is_file():
+        model = SmallCNN(10)
+        model.load_state_dict(load_checkpoint(Path(cache))["model"])
+        return model.eval()
+    model = train_classifier(
+        x, y, 10, num_epochs=num_epochs, seed=seed, progress=progress
+    )
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict()}
+        atomic_torch_save(state, Path(cache))
+    return model
+
+
+@dataclass(frozen=True)
+class LatentEdits:
+    """The latent baseline: per-concept directions and the blank image's latent."""
+
+    model: ConceptModel
+    directions: torch.Tensor  #: (K, L, 7, 7) mean mu with minus without
+    blank: torch.Tensor  #: (1, L, 7, 7)
+
+    @torch.inference_mode()
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        from conceptlib.train import to_input
+
+        net = self.model.model
+        device = next(net.parameters()).device
+        out = [
+            net.encode(to_input(torch.from_numpy(images[i : i + 500]), device))[0]
+            for i in range(0, len(images), 500)
+        ]
+        return torch.cat(out).float().cpu()
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor) -> np.ndarray:
+        net = self.model.model
+        device = next(net.parameters()).device
+        logits = net.decode(z.to(device))[0].float()
+        return (torch.sigmoid(logits)[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def latent_directions(
+    cm: ConceptModel, x: np.ndarray, y: np.ndarray, variants: np.ndarray
+) -> LatentEdits:
+    """Mean latent of training digits holding each concept (its source class and
+    variant) minus the mean latent of all others."""
+    edits = LatentEdits(cm, torch.empty(0), torch.empty(0))
+    mu = edits.encode(x)
+    cat = cm.catalogue
+    dirs = []
+    for c in range(len(cat)):
+        has = torch.from_numpy((y == cat.digit[c]) & (variants == cat.variant[c]))
+        dirs.append(mu[has].mean(0) - mu[~has].mean(0))
+    blank = edits.encode(np.zeros((1, 28, 28), np.uint8))
+    return LatentEdits(cm, torch.stack(dirs), blank)
+
+
+def _top(shares: np.ndarray, concepts: np.ndarray) -> np.ndarray:
+    """Whether each row's concept is among its :data:`TOP` largest shares."""
+    top = np.argsort(-shares, axis=1)[:, :TOP]
+    return (top == concepts[:, None]).any(1)
+
+
+def _outside_change(
+    before: np.ndarray, after: np.ndarray, hidden: torch.Tensor, concepts: np.ndarray
+) -> np.ndarray:
+    """Mean absolute change (on [0, 1]) outside each concept's dilated region."""
+    idx = torch.arange(len(concepts))
+    maps = hidden[idx, torch.from_numpy(concepts)][:, None]
+    inside = (torch.nn.functional.max_pool2d(maps, 5, 1, 2)[:, 0] > 0.5).numpy()
+    diff = np.abs(after.astype(np.float32) - before.astype(np.float32)) / 255.0
+    outside = ~inside
+    return (diff * outside).sum((1, 2)) / np.maximum(outside.sum((1, 2)), 1)
+
+
+def edit_measures(
+    cm: ConceptModel,
+    digits: tuple[np.ndarray, np.ndarray],
+    concept_images: tuple[np.ndarray, np.ndarray],
+    latent: LatentEdits,
+    classifier: SmallCNN,
+    num_edits: int = 1000,
+    per_digit: int = 100,
+    seed: int = 0,
+    dilate: int = op.DILATE,
+) -> dict[str, dict[str, float]]:
+    """Removal, addition and composition success, concept layer against latent.
+
+    Args:
+        cm: the concept model to edit.
+        digits: held-out digits ``(N, 28, 28)`` uint8 and labels; the first
+            ``num_edits`` are edited.
+        concept_images: held-out concept images and their concept index ``0..K-1``
+            (prototypes and the parts of composed digits).
+        latent: the latent baseline (:func:`latent_directions`).
+        classifier: the digit classifier (:func:`digit_classifier`).
+        num_edits: digits edited by removal and by addition.
+        per_digit: composed digits per digit class.
+        seed: which concepts are added and which concept images are composed.
+        dilate: the region's dilation for the layer edits.
+
+    Returns:
+        ``{"layer": {...}, "latent": {...}}`` with ``removal``, ``removal_kept``
+        (the share of removals that kept the rest of the image), ``addition``,
+        ``composition``, and ``composition_<d>`` per digit class.
+    """
+    rng = np.random.default_rng(seed)
+    k = len(cm.catalogue)
+    digit_of = np.asarray(cm.catalogue.digit)
+    x, y = digits[0][:num_edits], digits[1][:num_edits]
+    cx, cy = concept_images
+    base = op.blank(cm)
+    protos = op.prototypes(cm, cx, cy, k)
+    h = op.read(cm, x)
+    recon = op.render(cm, h)
+    shares = concept_shares(cm, recon)
+    removed_c = shares.argmax(1)
+    added_c = np.array(
+        [
+            rng.choice([c for c in range(k) if digit_of[c] != y[i] and c not in top])
+            for i, top in enumerate(np.argsort(-shares, axis=1)[:, :TOP])
+        ]
+    )
+    # the same edits, in the concept layer and in the latent
+    c_rm, c_add = torch.from_numpy(removed_c), torch.from_numpy(added_c)
+    layer_rm = np.concatenate(
+        [
+            op.render(cm, op.remove(h[i : i + 1], base, int(c), k, dilate=dilate))
+            for i, c in enumerate(removed_c)
+        ]
+    )
+    layer_add = np.concatenate(
+        [
+            op.render(
+                cm,
+                op.add(h[i : i + 1], protos[c : c + 1], base, int(c), k, masked=False),
+            )
+            for i, c in enumerate(added_c)
+        ]
+    )
+    mu = latent.encode(x)
+    latent_rm = latent.decode(mu - latent.directions[c_rm])
+    latent_add = latent.decode(mu + latent.directions[c_add])
+    # composed digits: for each class, its variant-0 concepts from held-out images
+    layer_comp, latent_comp, targets = [], [], []
+    cz = latent.encode(cx)
+    hc = op.read(cm, cx)
+    for d in range(10):
+        parts = [
+            c for c in range(k) if digit_of[c] == d and cm.catalogue.variant[c] == 0
+        ]
+        if not parts:
+            continue
+        picks = [rng.choice(np.flatnonzero(cy == c), per_digit) for c in parts]
+        layers = base.expand(per_digit, -1, -1, -1).clone()
+        z = latent.blank.expand(per_digit, -1, -1, -1).clone()
+        for c, pick in zip(parts, picks):
+            layers = op.add(layers, hc[pick], base, c, k, masked=False)
+            z = z + cz[pick] - latent.blank
+        layer_comp.append(op.render(cm, layers))
+        latent_comp.append(latent.decode(z))
+        targets.append(np.full(per_digit, d))
+    targets = np.concatenate(targets)
+    out = {}
+    for name, rm, add, comp in (
+        ("layer", layer_rm, layer_add, np.concatenate(layer_comp)),
+        ("latent", latent_rm, latent_add, np.concatenate(latent_comp)),
+    ):
+        kept = _outside_change(recon, rm, h, removed_c) <= KEEP
+        gone = ~_top(concept_shares(cm, rm), removed_c)
+        entered = _top(concept_shares(cm, add), added_c)
+        read = predict(classifier, comp).argmax(1) == targets
+        row = {
+            "removal": float((gone & kept).mean()),
+            "removal_gone": float(gone.mean()),
+            "removal_kept": float(kept.mean()),
+            "addition": float(entered.mean()),
+            "composition": float(read.mean()),
+        }
+        for d in np.unique(targets):
+            row[f"composition_{d}"] = float(read[targets == d].mean())
+        out[name] = row
+    return out
+
+
+__all__ = [
+    "KEEP",
+    "TOP",
+    "LatentEdits",
+    "digit_classifier",
+    "edit_measures",
+    "latent_directions",
+]

@@ -1,0 +1,308 @@
+"""Operators: edit and compose images through the concept layer.
+
+The concept layer of a concept model holds K concept channels (one per catalogue
+concept, sigmoid maps in [0, 1]) and the rest of the layer (ReLU channels without a
+concept loss). An operator takes that layer, ``(N, C, H, W)``, and returns an edited
+one; the later decoder layers turn it into an image (:func:`render`). Operators
+compose: ``move(add(remove(h, b0, a, K), p, b0, c, K), b0, c, K, 2, 0)``.
+
+Two facts about the layer shape the operators (chapter ``ch-operators`` measures
+them). The decoder draws from the non-concept channels: switching every concept
+channel off barely changes the image, so an edit must reach the rest of the layer
+too (``rest=True``), inside the concept's *region* (its map, dilated by ``dilate``
+pixels). And the rest of the layer is not ink: a blank image already activates it
+strongly, and ink *lowers* some channels. Strokes therefore add as departures from
+the blank image's layer ``base`` (:func:`blank`), not as a pixel maximum.
+
+- :func:`read` and :func:`render`: images to concept layer and back (``z = mu``);
+- :func:`remove`: switch a concept off;
+- :func:`add`: add a concept taken from another layer (another image, or a
+  prototype: the mean layer of held-out images of that concept, :func:`prototypes`);
+- :func:`shift` and :func:`move`: translate and scale a layer, or one concept in it;
+- :func:`compose`: build an image from concepts alone, on the layer of a blank image.
+
+See: chapter ``ch-operators``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from conceptlib.errors import ConceptlibError
+from conceptlib.model import ConvVAE
+from conceptlib.vocab import ConceptModel, _as_model
+
+#: Dilation of a concept's region, in pixels, for the edits of the non-concept
+#: channels (a map marks the stroke's centre; the rest of the layer spreads wider).
+DILATE = 1
+
+
+@torch.inference_mode()
+def read(
+    model: ConceptModel | ConvVAE, images: np.ndarray, batch_size: int = 500
+) -> torch.Tensor:
+    """The concept layer (activation, all C channels) of ``(N, 28, 28)`` uint8
+    images, decoding ``z = mu``: ``(N, C, H, W)`` float32 on the CPU."""
+    from conceptlib.train import to_input
+
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise ConceptlibError(
+            f"read: expected (N, 28, 28) uint8 images, got {images.dtype} "
+            f"{tuple(images.shape)}"
+        )
+    net = _as_model(model).eval()
+    device = next(net.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        xb = to_input(torch.from_numpy(images[start : start + batch_size]), device)
+        mu, _ = net.encode(xb)
+        out.append(net.concept_act(net.decode_to(mu)).float().cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def render(
+    model: ConceptModel | ConvVAE, hidden: torch.Tensor, batch_size: int = 500
+) -> np.ndarray:
+    """Decode concept layers ``(N, C, H, W)`` to ``(N, 28, 28)`` uint8 images."""
+    net = _as_model(model).eval()
+    device = next(net.parameters()).device
+    out = []
+    for start in range(0, len(hidden), batch_size):
+        h = hidden[start : start + batch_size].to(device)
+        x = torch.sigmoid(net.decode_from(h).float())[:, 0]
+        out.append((x * 255).round().to(torch.uint8).cpu())
+    return torch.cat(out).numpy()
+
+
+def blank(model: ConceptModel | ConvVAE) -> torch.Tensor:
+    """The concept layer of an empty image, ``(1, C, H, W)``: where to compose."""
+    return read(model, np.zeros((1, 28, 28), np.uint8))
+
+
+def prototypes(
+    model: ConceptModel | ConvVAE,
+    images: np.ndarray,
+    concepts: np.ndarray,
+    num_concepts: int,
+) -> torch.Tensor:
+    """The mean concept layer of each concept's images: ``(K, C, H, W)``.
+
+    Args:
+        images: ``(N, 28, 28)`` uint8 concept images (held out from training).
+        concepts: ``(N,)`` concept index ``0 .. K - 1`` of each image.
+        num_concepts: K.
+    """
+    hidden = read(model, images)
+    out = torch.zeros((num_concepts, *hidden.shape[1:]))
+    for c in range(num_concepts):
+        sel = torch.from_numpy(np.asarray(concepts) == c)
+        if not bool(sel.any()):
+            raise ConceptlibError(f"prototypes: no image of concept {c}")
+        out[c] = hidden[sel].mean(0)
+    return out
+
+
+def region(hidden: torch.Tensor, concept: int, dilate: int = DILATE) -> torch.Tensor:
+    """The soft region ``(N, 1, H, W)`` in [0, 1] of a concept: its map, dilated
+    by ``dilate`` pixels (a maximum filter)."""
+    m = hidden[:, concept : concept + 1].clamp(0, 1)
+    if dilate > 0:
+        m = F.max_pool2d(m, 2 * dilate + 1, stride=1, padding=dilate)
+    return m
+
+
+def _check(hidden: torch.Tensor, concept: int, num_concepts: int) -> None:
+    if hidden.ndim != 4:
+        raise ConceptlibError(
+            f"expected a (N, C, H, W) layer, got {tuple(hidden.shape)}"
+        )
+    if not 0 <= concept < num_concepts <= hidden.shape[1]:
+        raise ConceptlibError(
+            f"concept {concept}: not one of the {num_concepts} concept channels"
+        )
+
+
+def remove(
+    hidden: torch.Tensor,
+    base: torch.Tensor,
+    concept: int,
+    num_concepts: int,
+    rest: bool = True,
+    dilate: int = DILATE,
+) -> torch.Tensor:
+    """Switch ``concept`` off: its channel to the blank layer's value and, with
+    ``rest``, the non-concept channels inside its region back towards the blank
+    layer ``base`` (``h - region * (h - base)``)."""
+    _check(hidden, concept, num_concepts)
+    out = hidden.clone()
+    if rest:
+        m = region(hidden, concept, dilate)
+        out[:, num_concepts:] -= m * (hidden[:, num_concepts:] - base[:, num_concepts:])
+    out[:, concept] = base[:, concept]
+    return out
+
+
+def add(
+    hidden: torch.Tensor,
+    source: torch.Tensor,
+    base: torch.Tensor,
+    concept: int,
+    num_concepts: int,
+    rest: bool = True,
+    dilate: int = DILATE,
+    masked: bool = True,
+) -> torch.Tensor:
+    """Add ``concept`` as it appears in ``source`` (another layer, ``(N or 1, C, H,
+    W)``: another image, or a prototype).
+
+    The concept channel becomes the pixel maximum of both; with ``rest``, the
+    source's departure from the blank layer ``base`` is added to the non-concept
+    channels, inside the concept's region (``masked``) or everywhere (for sources
+    that hold the one concept only, such as concept images and prototypes).
+    """
+    _check(hidden, concept, num_concepts)
+    source = source.expand_as(hidden)
+    out = hidden.clone()
+    out[:, concept] = torch.maximum(hidden[:, concept], source[:, concept])
+    if rest:
+        delta = source[:, num_concepts:] - base[:, num_concepts:]
+        if masked:
+            delta = delta * region(source, concept, dilate)
+        out[:, num_concepts:] += delta
+    return out
+
+
+def shift(
+    hidden: torch.Tensor, dx: float = 0.0, dy: float = 0.0, scale: float = 1.0
+) -> torch.Tensor:
+    """Translate a layer by ``(dx, dy)`` pixels (right, down) and scale it by
+    ``scale`` about the centre; what moves in from outside is 0. Whole-pixel
+    shifts without scaling are exact."""
+    if scale <= 0:
+        raise ConceptlibError(f"scale {scale}: must be positive")
+    n, _, h, w = hidden.shape
+    if scale == 1 and float(dx).is_integer() and float(dy).is_integer():
+        ix, iy = int(dx), int(dy)  # exact: slice and pad with zeros
+        out = torch.zeros_like(hidden)
+        if abs(ix) >= w or abs(iy) >= h:
+            return out
+        src = hidden[:, :, max(-iy, 0) : h - max(iy, 0), max(-ix, 0) : w - max(ix, 0)]
+        out[:, :, max(iy, 0) : max(iy, 0) + src.shape[2],
+            max(ix, 0) : max(ix, 0) + src.shape[3]] = src  # fmt: skip
+        return out
+    theta = torch.tensor(
+        [[1 / scale, 0.0, -2 * dx / w / scale], [0.0, 1 / scale, -2 * dy / h / scale]],
+        dtype=hidden.dtype,
+    ).expand(n, 2, 3)
+    grid = F.affine_grid(theta, list(hidden.shape), align_corners=False)
+    return F.grid_sample(hidden, grid, padding_mode="zeros", align_corners=False)
+
+
+def move(
+    hidden: torch.Tensor,
+    base: torch.Tensor,
+    concept: int,
+    num_concepts: int,
+    dx: float = 0.0,
+    dy: float = 0.0,
+    scale: float = 1.0,
+    dilate: int = DILATE,
+) -> torch.Tensor:
+    """Move (and scale) one concept: remove it, then add it back, masked by its
+    region, from the layer shifted as a whole (its departure from the blank layer
+    shifted, so that the background does not move)."""
+    moved = base + shift(hidden - base, dx, dy, scale)
+    out = remove(hidden, base, concept, num_concepts, True, dilate)
+    return add(out, moved, base, concept, num_concepts, True, dilate, masked=True)
+
+
+def compose(
+    base: torch.Tensor,
+    parts: Sequence[tuple[torch.Tensor, int]],
+    num_concepts: int,
+    masked: bool = False,
+    dilate: int = DILATE,
+) -> torch.Tensor:
+    """Build a layer from concepts alone: starting from the blank layer ``base``
+    (:func:`blank`), add each ``(source, concept)`` in turn; ``masked`` as for
+    :func:`add`."""
+    out = base
+    for source, concept in parts:
+        out = add(out, source, base, concept, num_concepts, True, dilate, masked)
+    return out
+
+
+@dataclass(frozen=True)
+class Step:
+    """One edit of :func:`apply`: ``remove``, ``add`` or ``move`` a concept."""
+
+    kind: str  #: ``remove``, ``add`` or ``move``
+    concept: int  #: concept index ``0 .. K - 1``
+    source: np.ndarray | None = None  #: add: a (28, 28) uint8 image; None: prototype
+    dx: float = 0.0  #: move: pixels to the right
+    dy: float = 0.0  #: move: pixels down
+    scale: float = 1.0  #: move: scale about the centre
+
+
+def apply(
+    model: ConceptModel | ConvVAE,
+    image: np.ndarray,
+    steps: Sequence[Step],
+    protos: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Edit one ``(28, 28)`` uint8 image by ``steps``, in order.
+
+    Args:
+        model: the concept model.
+        image: the image to edit.
+        steps: the edits.
+        protos: ``(K, C, H, W)`` prototypes (:func:`prototypes`), needed by any
+            ``add`` without a source image.
+
+    Returns:
+        The edited concept layer ``(1, C, H, W)`` and the decoded ``(28, 28)``
+        uint8 image.
+    """
+    k = _as_model(model).num_concepts
+    base = blank(model)
+    hidden = read(model, np.asarray(image, np.uint8)[None])
+    for step in steps:
+        if step.kind == "remove":
+            hidden = remove(hidden, base, step.concept, k)
+        elif step.kind == "add" and step.source is not None:
+            source = read(model, np.asarray(step.source, np.uint8)[None])
+            hidden = add(hidden, source, base, step.concept, k, masked=True)
+        elif step.kind == "add":
+            if protos is None:
+                raise ConceptlibError("add from a prototype: no prototypes given")
+            source = protos[step.concept : step.concept + 1]
+            hidden = add(hidden, source, base, step.concept, k, masked=False)
+        elif step.kind == "move":
+            hidden = move(hidden, base, step.concept, k, step.dx, step.dy, step.scale)
+        else:
+            raise ConceptlibError(f"unknown edit {step.kind!r}")
+    return hidden, render(model, hidden)[0]
+
+
+__all__ = [
+    "DILATE",
+    "Step",
+    "apply",
+    "add",
+    "blank",
+    "compose",
+    "move",
+    "prototypes",
+    "read",
+    "region",
+    "remove",
+    "render",
+    "shift",
+]

@@ -1,0 +1,187 @@
+"""Tests for conceptlib.operators, conceptlib.edits and ``conceptlib edit``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conceptlib import operators as op
+from conceptlib.cli import main
+from conceptlib.concepts import load_catalogue
+from conceptlib.config import load_config
+from conceptlib.errors import ConceptlibError
+from conceptlib.model import ConvVAE
+from conceptlib.train import atomic_torch_save, run_state
+from conceptlib.vocab import ConceptModel
+
+K = 18
+
+
+@pytest.fixture(scope="module")
+def cm(tmp_path_factory: pytest.TempPathFactory) -> ConceptModel:
+    """An untrained concept model, saved as ``reproduce`` saves one."""
+    cfg = load_config("smoke")
+    torch.manual_seed(0)
+    net = ConvVAE(cfg.model, K).eval()
+    path = tmp_path_factory.mktemp("run") / "model.pt"
+    atomic_torch_save(run_state(net, [{"epoch": 1}], cfg, "concept"), path)
+    return ConceptModel(net, cfg, load_catalogue(cfg.concepts.catalogue), path)
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+
+
+def test_read_and_render_are_the_models_own_decoding(cm: ConceptModel) -> None:
+    from conceptlib.vocab import decode_mean
+
+    x = _images(5)
+    h = op.read(cm, x)
+    assert h.shape == (5, cm.model.cfg.dec_channels[2], 28, 28)
+    logits, hidden = decode_mean(cm, x)
+    torch.testing.assert_close(h, hidden, rtol=0, atol=0)
+    expected = (torch.sigmoid(logits[:, 0]) * 255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(op.render(cm, h), expected)
+    torch.testing.assert_close(op.read(cm, x, batch_size=2), h)  # batches agree
+    assert np.abs(op.render(cm, h, batch_size=3).astype(int) - expected).max() <= 1
+    with pytest.raises(ConceptlibError, match="uint8"):
+        op.read(cm, x.astype(np.float32))
+
+
+def test_remove_touches_the_concept_and_its_region_only(cm: ConceptModel) -> None:
+    h, base = op.read(cm, _images(2)), op.blank(cm)
+    alone = op.remove(h, base, 3, K, rest=False)
+    assert torch.equal(alone[:, 3], base[:, 3].expand(2, -1, -1))
+    others = [c for c in range(h.shape[1]) if c != 3]
+    assert torch.equal(alone[:, others], h[:, others])
+    both = op.remove(h, base, 3, K)
+    outside = op.region(h, 3)[:, 0] == 0
+    rest = both[:, K:].permute(1, 0, 2, 3)
+    assert torch.equal(rest[:, outside], h[:, K:].permute(1, 0, 2, 3)[:, outside])
+    with pytest.raises(ConceptlibError, match="concept 18"):
+        op.remove(h, base, 18, K)
+
+
+def test_add_is_a_departure_from_the_blank_layer(cm: ConceptModel) -> None:
+    h, base = op.read(cm, _images(2)), op.blank(cm)
+    same = op.add(h, base, base, 5, K, masked=False)  # adding nothing
+    assert torch.equal(same[:, K:], h[:, K:])
+    assert torch.equal(same[:, 5], torch.maximum(h[:, 5], base[:, 5]))
+    src = op.read(cm, _images(1, seed=3))
+    added = op.add(base, src, base, 5, K, masked=False)
+    torch.testing.assert_close(added[:, K:], src[:, K:])
+    assert torch.equal(op.compose(base, [], K), base)
+    two = op.compose(base, [(src, 5), (src, 6)], K)
+    torch.testing.assert_close(two[:, K:], 2 * src[:, K:] - base[:, K:])
+
+
+def test_shift_and_move() -> None:
+    h = torch.arange(2 * 3 * 28 * 28, dtype=torch.float32).reshape(2, 3, 28, 28)
+    moved = op.shift(h, dx=2, dy=-1)
+    torch.testing.assert_close(moved[:, :, :27, 2:], h[:, :, 1:, :26])
+    assert moved[:, :, :, :2].abs().sum() == 0 and moved[:, :, 27].abs().sum() == 0
+    torch.testing.assert_close(op.shift(h), h)
+    assert op.shift(h, dx=30).abs().sum() == 0  # moved out of the frame
+    half = op.shift(h, dx=0.5)  # sub-pixel: interpolated
+    torch.testing.assert_close(half[:, :, :, 5], (h[:, :, :, 4] + h[:, :, :, 5]) / 2)
+    with pytest.raises(ConceptlibError, match="scale"):
+        op.shift(h, scale=0)
+    base = torch.zeros(1, 3, 28, 28)
+    layer = torch.zeros(1, 3, 28, 28)
+    layer[0, 0, 10, 10] = 1.0  # concept 0 at (10, 10)
+    layer[0, 2, 10, 10] = 3.0  # and the rest of the layer under it
+    out = op.move(layer, base, 0, 2, dx=4, dy=0, dilate=0)
+    assert out[0, 0, 10, 14] == 1.0 and out[0, 0, 10, 10] == 0.0
+    assert out[0, 2, 10, 14] == 3.0 and out[0, 2, 10, 10] == 0.0
+
+
+def test_apply_in_order(cm: ConceptModel) -> None:
+    x = _images(1)[0]
+    protos = op.prototypes(cm, _images(36), np.repeat(np.arange(K), 2), K)
+    assert protos.shape[0] == K
+    steps = [op.Step("remove", 1), op.Step("add", 2), op.Step("move", 3, dx=1)]
+    hidden, image = op.apply(cm, x, steps, protos)
+    assert hidden.shape[0] == 1 and image.shape == (28, 28) and image.dtype == np.uint8
+    with pytest.raises(ConceptlibError, match="prototype"):
+        op.apply(cm, x, [op.Step("add", 2)])
+    with pytest.raises(ConceptlibError, match="no image of concept"):
+        op.prototypes(cm, _images(2), np.array([0, 1]), K)
+
+
+def test_edit_measures_are_rates(cm: ConceptModel, mnist) -> None:
+    from conceptlib.classifier import SmallCNN
+    from conceptlib.edits import edit_measures, latent_directions
+
+    x, y = mnist.x_train[:200], mnist.y_train[:200]
+    latent = latent_directions(cm, x, y, np.zeros(200, dtype=int))
+    concepts = (_images(K * 3, seed=4), np.repeat(np.arange(K), 3))
+    torch.manual_seed(0)
+    out = edit_measures(
+        cm,
+        (mnist.x_test[:12], mnist.y_test[:12]),
+        concepts,
+        latent,
+        SmallCNN(10).eval(),
+        num_edits=12,
+        per_digit=2,
+    )
+    assert set(out) == {"layer", "latent"}
+    for row in out.values():
+        assert {"removal", "addition", "composition", "removal_kept"} <= set(row)
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+
+
+def test_digit_classifier_is_cached(tmp_path: Path, mnist) -> None:
+    from conceptlib.edits import digit_classifier
+
+    path = tmp_path / "clf.pt"
+    a = digit_classifier(mnist.x_train[:64], mnist.y_train[:64], path, num_epochs=1)
+    b = digit_classifier(None, None, path)  # loaded: nothing to train on
+    x = torch.rand(2, 1, 28, 28)
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_cli_edit(cm: ConceptModel, tmp_path: Path, capsys, cache_env) -> None:
+    out_json, out_png = tmp_path / "e.json", tmp_path / "e.png"
+    argv = ["edit", "test:0", "--run", str(cm.path), "--cache", str(tmp_path)]
+    ops = [
+        "--remove",
+        "seven_top_bar",
+        "--move",
+        "seven_diagonal:1,-2",
+        "--add",
+        "nine_loop@test:7",
+    ]
+    assert main(argv + ops + ["--json", str(out_json), "--figure", str(out_png)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "edits: remove seven_top_bar; move seven_diagonal by (1, -2) x1; add nine_loop"
+    ) in out
+    doc = json.loads(out_json.read_text())
+    assert np.asarray(doc["edited"]).shape == (28, 28)
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "ops, message",
+    [
+        ([], "nothing to do"),
+        (["--remove", "sevenn"], "unknown concept 'sevenn'"),
+        (["--move", "seven_top_bar:1"], "expected NAME:DX,DY"),
+        (["--move", "seven_top_bar:1,2,0"], "SCALE > 0"),
+        (["--add", "nine_loop@test:x"], "test:x"),
+        (
+            ["--remove", "one_stroke", "--json", "/no/such/folder/e.json"],
+            "does not exist",
+        ),
+    ],
+)
+def test_cli_edit_bad_input(cm, ops, message, capsys, cache_env) -> None:
+    assert main(["edit", "test:0", "--run", str(cm.path)] + ops) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("conceptlib: error: ") and message in err
+    assert err.count("\n") == 1
