@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -250,11 +251,65 @@ def edit_measures(
     return out
 
 
+def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
+    """:func:`edit_measures` of ``cm`` on the data of a
+    :class:`~conceptlib.pipeline.Pipeline` of its profile: the test digits, the
+    held-out concept images, latent directions from (a subsample of) the training
+    digits, and the pipeline's digit classifier, whose accuracy on all MNIST test
+    digits is added as ``classifier_accuracy``."""
+    x, y, x_test, y_test = pipe.digits
+    sub = pipe._subsample(len(y))
+    latent = latent_directions(cm, x[sub], y[sub], pipe.train_variants[sub])
+    tc, e = pipe.test_concepts, pipe.cfg.eval
+    out: dict[str, Any] = edit_measures(
+        cm, (x_test, y_test), (tc.x, tc.y - cm.catalogue.labels[0]), latent,
+        pipe.digit_classifier, e.num_edits, e.edits_per_digit, pipe.cfg.seed,
+    )  # fmt: skip
+    out["num_edits"] = min(e.num_edits, len(y_test))
+    out["per_digit"] = e.edits_per_digit
+    probs = predict(pipe.digit_classifier, pipe.mnist.x_test)
+    out["classifier_accuracy"] = float((probs.argmax(1) == pipe.mnist.y_test).mean())
+    return out
+
+
+#: Rows of :func:`format_operators`: (key, label).
+OPERATOR_ROWS = (
+    ("removal", "removal: out of the top 3, rest kept"),
+    ("removal_gone", "removal: out of the top 3"),
+    ("removal_kept", "removal: rest of the image kept"),
+    ("addition", "addition: into the top 3"),
+    ("composition", "composition: read as the digit"),
+)
+
+
+def format_operators(columns: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table of success rates: for each column (one model's
+    :func:`measure_operators`), the concept layer and the latent baseline."""
+    head = "| edit | " + " | ".join(
+        f"{name}: {where}" for name in columns for where in ("layer", "latent")
+    )
+    head += " |\n|---|" + "---:|" * (2 * len(columns)) + "\n"
+    rows = [
+        f"| {label} | "
+        + " | ".join(
+            f"{m[where][key]:.3f}"
+            for m in columns.values()
+            for where in ("layer", "latent")
+        )
+        + " |"
+        for key, label in OPERATOR_ROWS
+    ]
+    return head + "\n".join(rows)
+
+
 __all__ = [
     "KEEP",
+    "OPERATOR_ROWS",
+    "format_operators",
     "TOP",
     "LatentEdits",
     "digit_classifier",
     "edit_measures",
     "latent_directions",
+    "measure_operators",
 ]

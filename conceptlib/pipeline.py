@@ -431,27 +431,13 @@ class Pipeline:
 
     def edits(self, variant: str = "concept") -> dict[str, Any]:
         """The operators measured on ``variant``
-        (:func:`~conceptlib.edits.edit_measures`): ``layer`` and ``latent`` success
-        rates, and the digit classifier's accuracy on all MNIST test digits
-        (``classifier_accuracy``)."""
-        from conceptlib.classifier import predict
-        from conceptlib.edits import edit_measures, latent_directions
+        (:func:`~conceptlib.edits.measure_operators`)."""
+        from conceptlib.edits import measure_operators
         from conceptlib.explain import ConceptModel
 
         run = self.run(variant)
         cm = ConceptModel(run.model, self.cfg, self.catalogue, run.path)
-        x, y, x_test, y_test = self.digits
-        sub = self._subsample(len(y))
-        latent = latent_directions(cm, x[sub], y[sub], self.train_variants[sub])
-        tc, e = self.test_concepts, self.cfg.eval
-        out: dict[str, Any] = edit_measures(
-            cm, (x_test, y_test), (tc.x, tc.y - self.catalogue.labels[0]), latent,
-            self.digit_classifier, e.num_edits, e.edits_per_digit, self.cfg.seed,
-        )  # fmt: skip
-        m = self.mnist
-        probs = predict(self.digit_classifier, m.x_test)
-        out["classifier_accuracy"] = float((probs.argmax(1) == m.y_test).mean())
-        return out
+        return measure_operators(cm, self)
 
     def digit_parts(self, variant: str):
         """:func:`~conceptlib.vocab.digit_parts` of ``variant`` on the test digits."""
