@@ -439,6 +439,13 @@ class Pipeline:
         cm = ConceptModel(run.model, self.cfg, self.catalogue, run.path)
         return measure_operators(cm, self)
 
+    def formulas(self, variant: str, num_probes: int = 1500) -> list:
+        """A logical formula over concepts for every concept-layer channel of
+        ``variant`` (:func:`conceptlib.formulas.explain_model`)."""
+        from conceptlib.formulas import explain_model
+
+        return explain_model(self.run(variant).model, self.probes, num_probes)
+
     def digit_parts(self, variant: str):
         """:func:`~conceptlib.vocab.digit_parts` of ``variant`` on the test digits."""
         from conceptlib.vocab import digit_parts

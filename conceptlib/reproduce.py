@@ -27,6 +27,7 @@ from conceptlib.concepts import make_concepts
 from conceptlib.config import CONCEPT_VARIANTS, VARIANTS, ExperimentConfig, to_dict
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.errors import ConceptlibError
+from conceptlib.formulas import summary
 from conceptlib.pipeline import CLUSTERINGS, SPLITS, Pipeline
 from conceptlib.train import atomic_write_text, bf16_native, is_main, resolve_device
 
@@ -181,8 +182,10 @@ def seed_metrics(
     for v in CONCEPT_VARIANTS:
         vocabulary[v]["own_class_share"] = pipe.alignment(v)["own"]
     vocabulary["classifier_ceiling"] = {"accuracy": pipe.concept_ceiling()}
-    say(f"seed {seed}: operators")
+    say(f"seed {seed}: operators and formulas")
     operators = {v: pipe.edits(v) for v in CONCEPT_VARIANTS}
+    k = len(pipe.catalogue)
+    formulas = {v: summary(pipe.formulas(v), k) for v in VARIANTS}
     clustering = {k: c.scores for k, c in pipe.clusterings.items()}
     clustering["representatives_baseline"] = pipe.representatives[1].scores
     return {
@@ -192,6 +195,7 @@ def seed_metrics(
         "alignment": alignment,
         "vocabulary": vocabulary,
         "operators": operators,
+        "formulas": formulas,
         "runs": {v: f"{v}-{r.key}" for v, r in runs.items()},
         "epochs": {
             v: [{k: h[k] for k in LOSS_KEYS} for h in r.history]

@@ -3,10 +3,12 @@
     python scripts/measure_operators.py results/quick/checkpoints \
         --out results/quick/operators.json
 
-For each ``concept*.pt`` in the folder: removal, addition and composition success
-in the concept layer and in the latent (:func:`conceptlib.edits.measure_operators`),
-on the data of the checkpoint's own profile. The digit classifier is trained once
-and cached in ``--cache``.
+For each concept checkpoint in the folder: removal, addition and composition
+success in the concept layer and in the latent
+(:func:`conceptlib.edits.measure_operators`), on the data of the checkpoint's own
+profile; for every checkpoint, a logical formula over concepts for each channel of
+its concept layer (:func:`conceptlib.formulas.explain_model`), under ``formulas``.
+The digit classifier is trained once and cached in ``--cache``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import json
 import time
 from pathlib import Path
 
-from conceptlib.config import CONCEPT_VARIANTS
+from conceptlib.config import CONCEPT_VARIANTS, VARIANTS
 from conceptlib.edits import measure_operators
+from conceptlib.formulas import explain_model, summary
 from conceptlib.pipeline import Pipeline
-from conceptlib.train import atomic_write_text
+from conceptlib.train import atomic_write_text, load_checkpoint
 from conceptlib.vocab import load_concept_model
 
 
@@ -44,7 +47,41 @@ def main() -> None:
         out[variant]["checkpoint"] = str(path)
         out[variant]["seed"] = cm.cfg.seed
         print(variant, json.dumps(out[variant], indent=1), flush=True)
+    out["formulas"] = {}
+    for variant in VARIANTS:
+        path = Path(args.checkpoints) / f"{variant}.pt"
+        if not path.is_file():
+            continue
+        model, cfg, names = _any_model(path)
+        pipe = Pipeline(cfg, device="cpu", cache_dir=args.cache, progress=False)
+        found = explain_model(model, pipe.probes)
+        out["formulas"][variant] = {
+            **summary(found, len(names)),
+            "channels": [
+                {"channel": e.channel, "formula": e.formula.text(names),
+                 "iou": e.iou, "single": names[e.single], "single_iou": e.single_iou}
+                for e in found
+            ],
+        }  # fmt: skip
+        print(variant, summary(found, len(names)), flush=True)
     atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
+
+
+def _any_model(path: Path):
+    """Model, config and concept names of a checkpoint of any variant."""
+    import yaml
+
+    from conceptlib.concepts import load_catalogue
+    from conceptlib.config import from_dict
+    from conceptlib.model import ConvVAE
+    from conceptlib.train import load_weights
+
+    state = load_checkpoint(path)
+    cfg = from_dict(yaml.safe_load(state["config"]), where=str(path))
+    names = list(load_catalogue(cfg.concepts.catalogue).names)
+    model = ConvVAE(cfg.model, len(names))
+    load_weights(model, state["model"], str(path))
+    return model.eval(), cfg, names
 
 
 if __name__ == "__main__":

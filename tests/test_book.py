@@ -156,3 +156,17 @@ def test_chapter_checks_some_outputs_with_nbval(path: Path) -> None:
 def test_glue_key_parsing() -> None:
     text = "a {glue:text}`n:,` b {glue}`x` c\n```{glue:figure} fig_a\n:name: f\n```"
     assert glue_keys_used(text) == {"n", "x", "fig_a"}
+
+
+#: Chapters read as prose with a few short cells: longer logic belongs in conceptlib.
+MAX_CELL_LINES = 15
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_no_chapter_cell_is_long(path: Path) -> None:
+    long = [
+        f"{source(c).splitlines()[0][:50]}... ({len(source(c).splitlines())} lines)"
+        for c in cells(path, "code")
+        if len(source(c).splitlines()) > MAX_CELL_LINES
+    ]
+    assert not long, f"{path.name}: cells over {MAX_CELL_LINES} lines: {long}"

@@ -1,0 +1,65 @@
+"""Tests for conceptlib.formulas: the beam search finds planted formulas."""
+
+from __future__ import annotations
+
+import torch
+
+from conceptlib.formulas import (
+    Formula,
+    channel_masks,
+    explain_channel,
+    explain_layer,
+    format_formulas,
+    summary,
+)
+
+
+def _concepts(k: int = 6, p: int = 4000, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(k, p, generator=g) < 0.1
+
+
+def test_planted_formulas_are_found() -> None:
+    m = _concepts()
+    for on, want in (
+        (m[2], "c2"),
+        (m[0] | m[3], "c0 OR c3"),
+        (m[1] & ~m[4], "c1 AND NOT c4"),
+        ((m[0] | m[3]) & ~m[5], "(c0 OR c3) AND NOT c5"),
+    ):
+        e = explain_channel(on, m)
+        names = [f"c{i}" for i in range(6)]
+        text = e.formula.text(names)
+        assert e.iou == 1.0, (want, text)
+        # OR is symmetric: either order is the same formula
+        assert sorted(text.replace("(", "").replace(")", "").split()) == sorted(
+            want.replace("(", "").replace(")", "").split()
+        )
+
+
+def test_single_concept_is_never_better_than_the_formula() -> None:
+    m = _concepts(seed=1)
+    noise = torch.rand(m.shape[1], generator=torch.Generator().manual_seed(2)) < 0.05
+    e = explain_channel((m[0] | m[1]) ^ noise, m, max_length=2)
+    assert e.iou >= e.single_iou and e.single in (0, 1)
+    assert len(e.formula.concepts()) <= 2
+
+
+def test_layer_thresholds_each_channel_at_its_quantile() -> None:
+    acts = torch.rand(10, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    on = channel_masks(acts)
+    assert on.shape == (3, 640)
+    assert (on.sum(1) == 4).all()  # the top 0.5 % of 640 pixels, rounded
+    masks = torch.rand(10, 4, 8, 8, generator=torch.Generator().manual_seed(4)) < 0.2
+    out = explain_layer(acts, masks, max_length=2)
+    assert [e.channel for e in out] == [0, 1, 2]
+    s = summary(out, num_concepts=2)
+    assert set(s) == {
+        "formula_iou_concept_channels",
+        "single_iou_concept_channels",
+        "formula_iou_other_channels",
+        "single_iou_other_channels",
+    }
+    table = format_formulas(out, ["a", "b", "c", "d"])
+    assert table.count("\n") == 1 + 3
+    assert Formula(0, (("OR", 1), ("AND NOT", 2))).text("abc") == "(a OR b) AND NOT c"
