@@ -60,7 +60,7 @@ test: venv
 	@shopt -s nullglob; notebooks=(book/*.ipynb); \
 	if (( $${#notebooks[@]} )); then \
 	  echo "CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/"; \
-	  CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/; \
+	  CONCEPTLIB_BUILD=1 CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/; \
 	else \
 	  echo "no book/*.ipynb yet: skipping nbval"; \
 	fi
@@ -85,14 +85,15 @@ reproduce: venv
 # from runs/, and build the HTML book in _build/html. Executed outputs go to _build only; the
 # committed notebooks keep their smoke outputs (nbval compares against them). --all:
 # Sphinx would otherwise skip unchanged chapters and keep another profile's outputs.
-# Any warning or cell error fails the build.
+# Any warning or cell error fails the build. CONCEPTLIB_BUILD=1 keeps progress bars
+# out of the pages (in a live Jupyter kernel the chapters show them).
 book: venv reproduce
 	@profile='$(PROFILE)'; \
 	if [[ -z "$$profile" ]]; then \
 	  profile=$$($(PY) -c "import torch;print('paper' if torch.cuda.is_available() else 'quick')"); \
 	fi; \
 	echo "CONCEPTLIB_PROFILE=$$profile $(VENV)/bin/jupyter-book build . --all -W -n --keep-going"; \
-	CONCEPTLIB_PROFILE="$$profile" $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	CONCEPTLIB_BUILD=1 CONCEPTLIB_PROFILE="$$profile" $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
 # Seen in a real browser: build the book (at PROFILE, smoke in CI), then open every
 # chapter in headless Chromium (Debian packages chromium and chromium-driver) and

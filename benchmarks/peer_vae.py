@@ -38,10 +38,10 @@ def run_ours(seconds: float) -> None:
     import torch
 
     from conceptlib.config import load_config
-    from conceptlib.data import load_mnist
+    from conceptlib.data import load_mnist, to_input
     from conceptlib.metrics import evaluate
     from conceptlib.model import ConvVAE
-    from conceptlib.train import _epoch_generator, to_input, train_step
+    from conceptlib.train import _epoch_generator, train_step
 
     t0 = time.perf_counter()
     cfg = load_config("paper")

@@ -38,16 +38,12 @@ from pathlib import Path
 import torch
 
 from conceptlib.config import FIRST_CONCEPT_LABEL, load_config, variant_config
+from conceptlib.data import to_input
+from conceptlib.files import atomic_write_text
 from conceptlib.losses import part_targets
 from conceptlib.pipeline import Pipeline
-from conceptlib.train import (
-    atomic_write_text,
-    bf16_native,
-    resolve_device,
-    to_input,
-    train_step,
-    train_vae,
-)
+from conceptlib.runtime import bf16_native, resolve_device
+from conceptlib.train import train_step, train_vae
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

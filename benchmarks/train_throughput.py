@@ -26,9 +26,11 @@ from dataclasses import dataclass
 import torch
 
 from conceptlib.config import load_config
+from conceptlib.data import to_input
 from conceptlib.losses import FIRST_CONCEPT_LABEL
 from conceptlib.model import ConvVAE
-from conceptlib.train import resolve_device, to_input, train_step
+from conceptlib.runtime import resolve_device
+from conceptlib.train import train_step
 
 NUM_CONCEPTS = 18
 

@@ -162,7 +162,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     from conceptlib.report import format_table
     from conceptlib.reproduce import reproduce
-    from conceptlib.train import init_distributed, is_main, resolve_device
+    from conceptlib.runtime import init_distributed, is_main, resolve_device
 
     device = resolve_device(args.device)  # fail early on --device cuda without a GPU
     device = init_distributed(device)  # joins torchrun's process group, if any

@@ -35,7 +35,7 @@ def encode_features(
     Returns:
         ``(N, D)`` float32 features.
     """
-    from conceptlib.train import to_input
+    from conceptlib.data import to_input
 
     device = next(model.parameters()).device
     model.eval()

@@ -115,7 +115,7 @@ class TrainConfig:
     lr: float = 1e-3
     # auto: bf16 autocast with channels_last where the hardware computes bf16
     # natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere;
-    # resolved by conceptlib.train.resolve_precision before a run is keyed
+    # resolved by conceptlib.runtime.resolve_precision before a run is keyed
     precision: str = "auto"  # auto | fp32 | bf16 (autocast)
     channels_last: bool = False
     eval_batch_size: int = 1000
@@ -387,3 +387,14 @@ def default_profile() -> str:
     import torch
 
     return "paper" if torch.cuda.is_available() else "quick"
+
+
+def live_progress() -> bool:
+    """Whether a chapter shows progress bars: yes in a live Jupyter kernel, no
+    while the book is built or checked (``make book`` and ``make test`` set
+    ``$CONCEPTLIB_BUILD``) and no outside IPython."""
+    if os.environ.get("CONCEPTLIB_BUILD"):
+        return False
+    import sys
+
+    return "ipykernel" in sys.modules

@@ -22,18 +22,15 @@ Sources accepted by :func:`load_mnist`:
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import importlib.util
 import os
 import pickle
 import struct
-import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -41,6 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from conceptlib.errors import ConceptlibError
+from conceptlib.files import atomic_write, atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +52,7 @@ __all__ = [
     "load_mnist",
     "read_idx",
     "safe_unpickle",
-    "to_float",
+    "to_input",
     "write_idx",
     "write_torchvision_raw",
 ]
@@ -121,23 +119,6 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return _one_line(exc.strerror)
     return _one_line(exc) or type(exc).__name__
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -379,7 +360,8 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if path.name.endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=6, mtime=0)
     try:
-        _atomic_write(path, lambda handle: handle.write(payload))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, payload)
     except OSError as exc:
         raise ConceptlibError(f"{path}: cannot write: {_why(exc)}") from None
 
@@ -609,7 +591,8 @@ def _write_cache(cache: Path, sha: str, mnist: MNIST) -> None:
         )
 
     try:
-        _atomic_write(cache, write)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache, write)
     except OSError as exc:
         warnings.warn(f"{cache}: cannot write cache: {_why(exc)}", stacklevel=3)
 
@@ -730,30 +713,10 @@ def load_mnist(
     )
 
 
-def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
-    """Turn ``uint8`` images into the network's float input.
-
-    Args:
-        x_uint8: Images, ``uint8`` of shape ``(N, 28, 28)`` (or ``(N, 1, 28, 28)``);
-            a numpy array is accepted too.
-
-    Returns:
-        ``float32`` of shape ``(N, 1, 28, 28)`` in ``[0, 1]`` (pixel / 255), on the
-        input's device.
-
-    Raises:
-        TypeError: If the images are not ``uint8``.
-        ValueError: If they do not have one of the shapes above.
-    """
+def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = False):
+    """``(B, 28, 28)`` uint8 -> ``(B, 1, 28, 28)`` float in [0, 1] on ``device``:
+    the network's input (pixel / 255), optionally in channels_last layout."""
     import torch
 
-    x = torch.from_numpy(x_uint8) if isinstance(x_uint8, np.ndarray) else x_uint8
-    if x.dtype != torch.uint8:
-        raise TypeError(f"to_float needs uint8 images, got {x.dtype}")
-    if x.ndim == 3:
-        x = x.unsqueeze(1)
-    elif not (x.ndim == 4 and x.shape[1] == 1):
-        raise ValueError(
-            f"to_float needs images of shape (N, 28, 28), got {tuple(x.shape)}"
-        )
-    return x.to(torch.float32).div_(255.0)
+    x = x_u8.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x

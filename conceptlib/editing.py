@@ -119,7 +119,7 @@ def run_edit(
             titles = ["input", "reconstruction", "edited"]
             save_figure(plot_images(panels, titles, ncols=3, vrange=(0, 1)), figure)
         if out_json is not None:
-            from conceptlib.train import atomic_write_text
+            from conceptlib.files import atomic_write_text
 
             doc = {
                 "image": name,

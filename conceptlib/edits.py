@@ -63,7 +63,7 @@ def digit_classifier(
         seed: initialisation and data order.
         progress: a progress bar per epoch.
     """
-    from conceptlib.train import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
+    from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 
     if cache is not None and Path(cache).is_file():
         model = SmallCNN(10)
@@ -89,7 +89,7 @@ class LatentEdits:
 
     @torch.inference_mode()
     def encode(self, images: np.ndarray) -> torch.Tensor:
-        from conceptlib.train import to_input
+        from conceptlib.data import to_input
 
         net = self.model.model
         device = next(net.parameters()).device

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from conceptlib.concepts import Catalogue
-from conceptlib.config import ExperimentConfig
+from conceptlib.config import ExperimentConfig, variant_config
 from conceptlib.errors import ConceptlibError
-from conceptlib.train import run_key
+from conceptlib.train import run_folder
 from conceptlib.vocab import (  # noqa: F401  (ConceptModel, load_concept_model: API)
     ConceptModel,
     concept_maps,
@@ -80,8 +80,9 @@ class Explanation:
 
 
 def default_run(cfg: ExperimentConfig, cache_dir: str | os.PathLike) -> Path:
-    """Where ``reproduce --cache cache_dir`` puts the concept run of ``cfg``."""
-    return Path(cache_dir) / f"concept-{run_key(cfg, 'concept')}" / "model.pt"
+    """Where ``reproduce --cache cache_dir`` puts the concept run of ``cfg`` on
+    this machine's default device."""
+    return run_folder(cache_dir, variant_config(cfg, "concept"), "concept") / "model.pt"
 
 
 def _check_pixels(array: np.ndarray, where: str) -> np.ndarray:
@@ -289,6 +290,6 @@ def plot_explanation(expl: Explanation, top: int = 5, title: str = ""):
 
 def write_explanation_json(expl: Explanation, path: Path, meta: dict) -> None:
     """Write the ranking (all concepts) and ``meta`` to ``path`` atomically."""
-    from conceptlib.train import atomic_write_text
+    from conceptlib.files import atomic_write_text
 
     atomic_write_text(path, json.dumps({**meta, **expl.to_dict()}, indent=1) + "\n")

@@ -85,7 +85,7 @@ def evaluate(
         Means per image (per pixel for ``mse``) and concept measures.
     """
     from conceptlib.concepts import Composites
-    from conceptlib.train import to_input
+    from conceptlib.data import to_input
     from conceptlib.vocab import recognition
 
     device = device or next(model.parameters()).device
@@ -151,7 +151,7 @@ def importance_nll(
     """
     from tqdm.auto import tqdm
 
-    from conceptlib.train import to_input
+    from conceptlib.data import to_input
 
     device = device or next(model.parameters()).device
     model.eval()

@@ -48,7 +48,7 @@ def read(
 ) -> torch.Tensor:
     """The concept layer (activation, all C channels) of ``(N, 28, 28)`` uint8
     images, decoding ``z = mu``: ``(N, C, H, W)`` float32 on the CPU."""
-    from conceptlib.train import to_input
+    from conceptlib.data import to_input
 
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:

@@ -51,7 +51,8 @@ from conceptlib.concepts import (
 from conceptlib.config import VARIANTS, ExperimentConfig, variant_config
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.metrics import evaluate
-from conceptlib.train import Run, get_or_train, resolve_device, resolve_precision
+from conceptlib.runtime import resolve_device, resolve_precision
+from conceptlib.train import Run, get_or_train
 
 SPLITS = ("val", "test_digits", "test_concepts")
 CLUSTERINGS = {
@@ -316,6 +317,23 @@ class Pipeline:
                 parts=train.parts,
             )
         return self._runs[variant]
+
+    def training_plan(self) -> dict[str, int]:
+        """Image-steps (training images x epochs) of each variant not yet in the run
+        cache, from the config alone: nothing is trained or loaded."""
+        from conceptlib.train import run_folder
+
+        c = self.cfg
+        keep = 1 - c.data.val_fraction
+        digits = min(c.data.num_train_digits, len(self.mnist.y_train)) * keep
+        concepts = c.concepts.per_concept * len(self.catalogue) * keep
+        plan = {}
+        for v in VARIANTS:
+            folder = run_folder(self.cache_dir, variant_config(c, v), v, self.device)
+            if not (folder / "model.pt").exists():
+                images = digits + (0 if v == "baseline" else concepts)
+                plan[v] = round(images * c.train.num_epochs)
+        return plan
 
     # -- measures ------------------------------------------------------------------
     def evaluate(self, variant: str, split: str) -> dict[str, float]:

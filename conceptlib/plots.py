@@ -127,7 +127,7 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write a figure as PNG atomically (temporary file, then rename)."""
-    from conceptlib.train import atomic_write_bytes
+    from conceptlib.files import atomic_write_bytes
 
     path = Path(path)
     atomic_write_bytes(path, figure_png(fig, dpi))

@@ -198,15 +198,49 @@ def format_clustering(columns: dict[str, dict[str, Any]], score: str = "nmi") ->
     return table
 
 
+
+def recorded_loop_speed(root: str | os.PathLike = "results") -> float | None:
+    """The fastest training-loop throughput (img/s, batch 128) recorded by
+    ``benchmarks/train_loop.py`` in ``<root>/benchmarks/train_loop.txt``."""
+    path = Path(root) / "benchmarks" / "train_loop.txt"
+    if not path.is_file():
+        return None
+    speeds = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[2] == "b128" and fields[3].isdigit():
+            speeds.append(float(fields[3]))
+    return max(speeds, default=None)
+
+
+def format_plan(plan: dict[str, int], img_per_s: float | None) -> str:
+    """One sentence on what a chapter will train (:meth:`Pipeline.training_plan`)."""
+    if not plan:
+        return "nothing: every variant is already in the run cache"
+    steps = sum(plan.values())
+    what = ", ".join(f"`{v}`" for v in plan)
+    text = f"{what} ({steps:,} image-steps in all)"
+    if img_per_s:
+        text += (
+            f", about {steps / img_per_s / 60:.0f} min at the {img_per_s:,.0f} "
+            "images/s that the training loop reaches on 2 CPU cores in bf16 "
+            "(`results/benchmarks/train_loop.txt`); a GPU takes a small fraction "
+            "of that"
+        )
+    return text
+
+
 __all__ = [
     "CLUSTERING_ROWS",
     "HEADLINE",
     "describe_recorded",
     "format_clustering",
     "format_headline",
+    "format_plan",
     "format_table",
     "headline",
     "load_recorded",
     "read_metrics",
+    "recorded_loop_speed",
     "upgrade_recorded",
 ]

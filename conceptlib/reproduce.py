@@ -27,9 +27,10 @@ from conceptlib.concepts import make_concepts
 from conceptlib.config import CONCEPT_VARIANTS, VARIANTS, ExperimentConfig, to_dict
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.errors import ConceptlibError
+from conceptlib.files import atomic_write_text
 from conceptlib.formulas import summary
 from conceptlib.pipeline import CLUSTERINGS, SPLITS, Pipeline
-from conceptlib.train import atomic_write_text, bf16_native, is_main, resolve_device
+from conceptlib.runtime import bf16_native, is_main, resolve_device
 
 LOSS_KEYS = ("epoch", "loss", "recon", "kl", "concept")
 FIGURES = {

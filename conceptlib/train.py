@@ -12,16 +12,13 @@ See: paper section 3.4; chapter ``ch-training``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,73 +34,19 @@ from conceptlib.config import (
     dump_config,
     to_dict,
 )
+from conceptlib.data import to_input
 from conceptlib.errors import ConceptlibError
+from conceptlib.files import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    atomic_write_text,
+    load_checkpoint,
+)
 from conceptlib.losses import part_targets, total_loss
 from conceptlib.model import ConvVAE
+from conceptlib.runtime import is_main, resolve_device, resolve_precision
 
-CHECKPOINT_FORMAT = 1
 LOSS_PARTS = ("loss", "recon", "kl", "concept")  # per-epoch means in the history
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cpu`` or ``cuda`` as asked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ConceptlibError(f"--device {name!r}: expected auto, cpu or cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConceptlibError("--device cuda: no CUDA GPU is available")
-    return torch.device(name)
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively (not emulated in fp32 units).
-
-    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: the AVX512-BF16 or AMX
-    instructions, as torch detects them; without them oneDNN emulates bf16 and is
-    slower than fp32, so ``train.precision=auto`` stays fp32 there.
-    """
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        return bool(
-            torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        )
-    except AttributeError:  # private helpers of torch.cpu: absent means unknown
-        return False
-
-
-def resolve_precision(cfg: ExperimentConfig, device: torch.device) -> ExperimentConfig:
-    """``train.precision=auto`` made concrete for ``device``.
-
-    ``auto`` becomes bf16 autocast with channels_last (the fastest configuration
-    of ``benchmarks/train_loop.py``) where :func:`bf16_native`, else fp32 with the
-    configured memory format. Explicit ``fp32`` or ``bf16`` are kept as they are.
-    The run key hashes the result, so a run trained in bf16 is never loaded for
-    an fp32 one.
-    """
-    tc = cfg.train
-    if tc.precision != "auto":
-        return cfg
-    if bf16_native(device):
-        tc = dataclasses.replace(tc, precision="bf16", channels_last=True)
-    else:
-        tc = dataclasses.replace(tc, precision="fp32")
-    return dataclasses.replace(cfg, train=tc)
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch; make torch deterministic where possible."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)  # only for third-party code; conceptlib never uses it
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def _epoch_generator(
@@ -112,52 +55,6 @@ def _epoch_generator(
     g = torch.Generator(device=device)
     g.manual_seed(seed * 1_000_003 + epoch * 101 + stream)
     return g
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Text version of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename."""
-    import io
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``); one-line error if bad."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConceptlibError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise ConceptlibError(
-            f"{path}: not a valid conceptlib checkpoint ({type(exc).__name__}"
-            f"{': ' + reason if reason else ''})"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ConceptlibError(f"{path}: not a conceptlib checkpoint (format missing)")
-    return state
 
 
 def build_model(cfg: ExperimentConfig, num_concepts: int) -> ConvVAE:
@@ -254,31 +151,6 @@ def concept_weight(cfg: ExperimentConfig, progress: float) -> float:
     return cfg.loss.concept_weight * _ramp(progress, cfg.loss.concept_warmup_epochs)
 
 
-def init_distributed(device: torch.device) -> torch.device:
-    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
-
-    gloo on CPU, nccl on GPU (one GPU per process, ``LOCAL_RANK``). Returns the
-    device this process trains on. Without ``torchrun`` it does nothing.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return device
-    if device.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    # rank 0 evaluates and clusters between trainings while the others wait in
-    # the next collective: allow for that (the defaults are 10 or 30 minutes)
-    dist.init_process_group(
-        "nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=6)
-    )
-    return device
-
-
-def is_main() -> bool:
-    """True in a single process and on rank 0 of ``torchrun``: the one that writes."""
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def _batches(num: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
     """Shuffled index batches of epoch ``epoch``.
 
@@ -307,12 +179,6 @@ def _batches(num: int, batch_size: int, seed: int, epoch: int) -> list[torch.Ten
     else:
         perm = torch.randperm(num, generator=_epoch_generator(seed, epoch, 0))
     return list(perm.split(batch_size))
-
-
-def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = False):
-    """``(B, 28, 28)`` uint8 -> ``(B, 1, 28, 28)`` float in [0, 1] on ``device``."""
-    x = x_u8.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def train_step(
@@ -545,6 +411,19 @@ def resume_state(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def run_folder(
+    cache_dir: str | os.PathLike,
+    cfg: ExperimentConfig,
+    variant: str,
+    device: torch.device | None = None,
+) -> Path:
+    """Where the run cache keeps ``variant`` trained under ``cfg`` on ``device``:
+    ``<cache_dir>/<variant>-<run_key>``, with ``train.precision=auto`` resolved
+    for the device first (so ``auto`` finds the run it trained)."""
+    cfg = resolve_precision(cfg, device or resolve_device())
+    return Path(cache_dir) / f"{variant}-{run_key(cfg, variant)}"
+
+
 def get_or_train(
     cfg: ExperimentConfig,
     variant: str,
@@ -567,7 +446,7 @@ def get_or_train(
     device = device or resolve_device()
     cfg = resolve_precision(cfg, device)
     key = run_key(cfg, variant)
-    run_dir = Path(cache_dir) / f"{variant}-{key}"
+    run_dir = run_folder(cache_dir, cfg, variant, device)
     final = run_dir / "model.pt"
     done = [final.exists()]
     if dist.is_initialized():  # every rank follows rank 0: load or train together

@@ -80,7 +80,8 @@ def load_concept_model(
     Raises:
         ConceptlibError: unreadable, not a concept run, or weights that do not fit.
     """
-    from conceptlib.train import load_checkpoint, load_weights
+    from conceptlib.files import load_checkpoint
+    from conceptlib.train import load_weights
 
     path = Path(path)
     if path.is_dir():
@@ -117,7 +118,7 @@ def decode_mean(
     Both decoded from ``z = mu`` of ``(N, 28, 28)`` uint8 images, on the model's
     device (one batch: callers split large sets).
     """
-    from conceptlib.train import to_input
+    from conceptlib.data import to_input
 
     net = _as_model(model)
     device = next(net.parameters()).device
@@ -157,7 +158,7 @@ def concept_maps(
             f"concept_maps: expected (N, 28, 28) uint8 images, got "
             f"{images.dtype} {tuple(images.shape)}"
         )
-    from conceptlib.train import to_input
+    from conceptlib.data import to_input
 
     net = _as_model(model)
     net.eval()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from conceptlib.compare import compare, format_comparison
-from conceptlib.train import atomic_write_text
+from conceptlib.files import atomic_write_text
 
 
 def main() -> int:

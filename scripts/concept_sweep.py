@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from conceptlib.config import CONCEPT_VARIANTS, load_config
+from conceptlib.files import atomic_write_text
 from conceptlib.pipeline import Pipeline
 from conceptlib.sweep import CANDIDATES, format_sweep, gather
-from conceptlib.train import atomic_write_text
 
 
 def run(args: argparse.Namespace) -> None:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from conceptlib.config import CONCEPT_VARIANTS, VARIANTS
 from conceptlib.edits import measure_operators
+from conceptlib.files import atomic_write_text, load_checkpoint
 from conceptlib.formulas import explain_model, summary
 from conceptlib.pipeline import Pipeline
-from conceptlib.train import atomic_write_text, load_checkpoint
 from conceptlib.vocab import load_concept_model
 
 

@@ -417,13 +417,14 @@ def test_messages_are_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
-def test_to_float() -> None:
+def test_to_input() -> None:
     torch = pytest.importorskip("torch")
     x = torch.zeros(3, 28, 28, dtype=torch.uint8)
     x[0, 0, 0], x[1, 5, 5] = 255, 51
-    y = data.to_float(x)
+    y = data.to_input(x, torch.device("cpu"))
     assert y.shape == (3, 1, 28, 28) and y.dtype == torch.float32
     assert y[0, 0, 0, 0].item() == 1.0 and y[1, 0, 5, 5].item() == pytest.approx(0.2)
     assert float(y.min()) == 0.0
-    with pytest.raises(TypeError):
-        data.to_float(x.float())
+    assert data.to_input(x, torch.device("cpu"), channels_last=True).is_contiguous(
+        memory_format=torch.channels_last
+    )

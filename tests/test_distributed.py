@@ -15,7 +15,7 @@ from pathlib import Path
 from helpers import SMALL_RUN_ARGS
 
 from conceptlib.config import VARIANTS
-from conceptlib.train import load_checkpoint
+from conceptlib.files import load_checkpoint
 
 
 def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     # rank 0 wrote everything once; no temporary files were left behind
     leftovers = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
-    runs = sorted(p.name for p in (out / "runs").iterdir())
+    runs = sorted(p.name for p in (out / "runs").iterdir() if p.is_dir())
     assert sorted(r.split("-")[0] for r in runs) == sorted(VARIANTS)
     counts = metrics["dataset"]
     digits = counts["train_digits"]

@@ -24,8 +24,9 @@ from conceptlib.explain import (
     own_digit_share,
     read_image,
 )
+from conceptlib.files import atomic_torch_save
 from conceptlib.model import ConvVAE
-from conceptlib.train import atomic_torch_save, run_state
+from conceptlib.train import run_state
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -136,6 +137,16 @@ def test_default_run_is_where_reproduce_puts_it() -> None:
     path = default_run(cfg, "runs")
     assert path.parts[0] == "runs" and path.name == "model.pt"
     assert path.parent.name.startswith("concept-")
+    # train.precision=auto: the folder of the precision it resolves to here, as
+    # get_or_train names it (the quick profile trains with auto)
+    from conceptlib.config import variant_config
+    from conceptlib.runtime import resolve_device, resolve_precision
+    from conceptlib.train import run_key
+
+    quick = load_config("quick")
+    resolved = resolve_precision(variant_config(quick, "concept"), resolve_device())
+    expected = f"concept-{run_key(resolved, 'concept')}"
+    assert default_run(quick, "runs").parent.name == expected
 
 
 def test_cli_explain_writes_json_and_figure(

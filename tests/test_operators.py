@@ -14,8 +14,9 @@ from conceptlib.cli import main
 from conceptlib.concepts import load_catalogue
 from conceptlib.config import load_config
 from conceptlib.errors import ConceptlibError
+from conceptlib.files import atomic_torch_save
 from conceptlib.model import ConvVAE
-from conceptlib.train import atomic_torch_save, run_state
+from conceptlib.train import run_state
 from conceptlib.vocab import ConceptModel
 
 K = 18

@@ -10,19 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from conceptlib import train
+from conceptlib import runtime, train
 from conceptlib.config import ExperimentConfig, apply_overrides
 from conceptlib.config import load_config as _load_config
 from conceptlib.errors import ConceptlibError
+from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
+from conceptlib.runtime import resolve_device
 from conceptlib.train import (
-    CHECKPOINT_FORMAT,
-    atomic_torch_save,
     build_model,
     get_or_train,
     kl_weight,
-    load_checkpoint,
     load_weights,
-    resolve_device,
     resume_state,
     run_key,
     train_vae,
@@ -357,20 +355,9 @@ def test_resolve_device() -> None:
             resolve_device("cuda")
 
 
-def test_to_input() -> None:
-    x = torch.tensor([[[0, 255], [51, 102]]], dtype=torch.uint8)
-    out = train.to_input(x, CPU)
-    assert out.shape == (1, 1, 2, 2) and out.dtype == torch.float32
-    torch.testing.assert_close(out[0, 0], torch.tensor([[0.0, 1.0], [0.2, 0.4]]))
-
-
-# ------------------------------------------------------------------ precision
-
-
-@pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_follows_the_hardware(monkeypatch, native: bool) -> None:
-    monkeypatch.setattr(train, "bf16_native", lambda device: native)
-    cfg = train.resolve_precision(_cfg("train.precision=auto"), CPU)
+    monkeypatch.setattr(runtime, "bf16_native", lambda device: native)
+    cfg = runtime.resolve_precision(_cfg("train.precision=auto"), CPU)
     if native:  # the fastest configuration of benchmarks/train_loop.py
         assert (cfg.train.precision, cfg.train.channels_last) == ("bf16", True)
     else:
@@ -378,14 +365,14 @@ def test_auto_precision_follows_the_hardware(monkeypatch, native: bool) -> None:
 
 
 def test_explicit_precision_is_kept(monkeypatch) -> None:
-    monkeypatch.setattr(train, "bf16_native", lambda device: True)
+    monkeypatch.setattr(runtime, "bf16_native", lambda device: True)
     cfg = _cfg("train.precision=fp32")
-    assert train.resolve_precision(cfg, CPU) is cfg
+    assert runtime.resolve_precision(cfg, CPU) is cfg
 
 
 def test_auto_precision_keys_the_run_it_trains(monkeypatch, tiny_data, tmp_path):
     """A run under auto is the run of the precision it resolved to, not a third."""
-    monkeypatch.setattr(train, "bf16_native", lambda device: False)
+    monkeypatch.setattr(runtime, "bf16_native", lambda device: False)
     run = get_or_train(
         _cfg("train.precision=auto"), "baseline", *tiny_data, K, tmp_path,
         device=CPU, progress=False,

@@ -12,8 +12,9 @@ import conceptlib
 from conceptlib.concepts import Composites, compose, load_catalogue, shift_images
 from conceptlib.config import load_config
 from conceptlib.errors import ConceptlibError
+from conceptlib.files import atomic_torch_save
 from conceptlib.model import ConvVAE
-from conceptlib.train import atomic_torch_save, run_state
+from conceptlib.train import run_state
 from conceptlib.vocab import (
     _Recognition,
     _rotation,

@@ -1,0 +1,90 @@
+"""Files written whole or not at all, and checkpoints read safely.
+
+Every file conceptlib writes (metrics, figures, checkpoints, caches) goes through a
+temporary file in the same folder and an atomic rename, so that an interrupted or
+failed write never leaves a half-written file or loses the previous one.
+Checkpoints are read with ``torch.load(..., weights_only=True)``: no pickles run.
+torch is imported only by the functions that need it, so that reading data stays
+light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from conceptlib.errors import ConceptlibError
+
+#: Version of the checkpoint layout (``format`` key of every saved state).
+CHECKPOINT_FORMAT = 1
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` by ``write(handle)`` into a temporary file in the same folder,
+    fsync it, make it readable (0644) and rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """:func:`atomic_write` of ``data``."""
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write` of ``text`` (UTF-8)."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``); one-line error if bad."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConceptlibError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise ConceptlibError(
+            f"{path}: not a valid conceptlib checkpoint ({type(exc).__name__}"
+            f"{': ' + reason if reason else ''})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConceptlibError(f"{path}: not a conceptlib checkpoint (format missing)")
+    return state
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_checkpoint",
+]
