@@ -355,6 +355,10 @@ def test_resolve_device() -> None:
             resolve_device("cuda")
 
 
+# ------------------------------------------------------------------ precision
+
+
+@pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_follows_the_hardware(monkeypatch, native: bool) -> None:
     monkeypatch.setattr(runtime, "bf16_native", lambda device: native)
     cfg = runtime.resolve_precision(_cfg("train.precision=auto"), CPU)
