@@ -13,6 +13,7 @@ See: chapter ``ch-operators``.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,12 @@ def parse_steps(ops: list[tuple[str, str]], cm: ConceptModel) -> list[Step]:
                 numbers = [float(v) for v in rest.split(",")] if sep else []
             except ValueError:
                 numbers = []
-            if len(numbers) not in (2, 3) or (len(numbers) == 3 and numbers[2] <= 0):
+            bad = not all(math.isfinite(v) for v in numbers)
+            if (
+                bad
+                or len(numbers) not in (2, 3)
+                or (len(numbers) == 3 and numbers[2] <= 0)
+            ):
                 raise ConceptlibError(
                     f"--move {value}: expected NAME:DX,DY or NAME:DX,DY,SCALE with "
                     "numbers (SCALE > 0), e.g. seven_top_bar:2,-1"

@@ -111,13 +111,17 @@ def latent_directions(
     cm: ConceptModel, x: np.ndarray, y: np.ndarray, variants: np.ndarray
 ) -> LatentEdits:
     """Mean latent of training digits holding each concept (its source class and
-    variant) minus the mean latent of all others."""
+    variant) minus the mean latent of all others; zero for a concept that no digit
+    (or every digit) holds, so that its latent edits change nothing."""
     edits = LatentEdits(cm, torch.empty(0), torch.empty(0))
     mu = edits.encode(x)
     cat = cm.catalogue
     dirs = []
     for c in range(len(cat)):
         has = torch.from_numpy((y == cat.digit[c]) & (variants == cat.variant[c]))
+        if has.all() or not has.any():  # no contrast to take: the edit does nothing
+            dirs.append(torch.zeros_like(mu[0]))
+            continue
         dirs.append(mu[has].mean(0) - mu[~has].mean(0))
     blank = edits.encode(np.zeros((1, 28, 28), np.uint8))
     return LatentEdits(cm, torch.stack(dirs), blank)
@@ -168,8 +172,9 @@ def edit_measures(
         dilate: the region's dilation for the layer edits.
 
     Returns:
-        ``{"layer": {...}, "latent": {...}}`` with ``removal``, ``removal_kept``
-        (the share of removals that kept the rest of the image), ``addition``,
+        ``{"layer": {...}, "latent": {...}}`` with ``removal``, ``removal_gone``
+        (the share of removals whose concept left the top 3), ``removal_kept``
+        (the share that kept the rest of the image), ``addition``,
         ``composition``, and ``composition_<d>`` per digit class.
     """
     rng = np.random.default_rng(seed)

@@ -131,10 +131,15 @@ def explain_channel(
                         grown = Formula(formula.first, (*formula.rest, (op, c)))
                         found.append((float(scores[c]), grown, mask, op, c))
         found.sort(key=lambda t: -t[0])
-        frontier = [
-            (score, f, _combine(mask, op, concepts[c]))
-            for score, f, mask, op, c in found[:beam]
-        ]
+        frontier, seen = [], set()
+        for score, f, mask, op, c in found:  # distinct masks only: A OR B = B OR A
+            grown_mask = _combine(mask, op, concepts[c])
+            key = hash(grown_mask.numpy().tobytes())
+            if key not in seen:
+                seen.add(key)
+                frontier.append((score, f, grown_mask))
+            if len(frontier) == beam:
+                break
         if frontier and frontier[0][0] > best[0]:
             best = frontier[0]
     top = int(single.argmax())

@@ -26,6 +26,7 @@ See: chapter ``ch-operators``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -185,8 +186,10 @@ def shift(
     """Translate a layer by ``(dx, dy)`` pixels (right, down) and scale it by
     ``scale`` about the centre; what moves in from outside is 0. Whole-pixel
     shifts without scaling are exact."""
-    if scale <= 0:
-        raise ConceptlibError(f"scale {scale}: must be positive")
+    if not all(math.isfinite(v) for v in (dx, dy, scale)) or scale <= 0:
+        raise ConceptlibError(
+            f"shift by ({dx}, {dy}) x{scale}: needs finite numbers and a positive scale"
+        )
     n, _, h, w = hidden.shape
     if scale == 1 and float(dx).is_integer() and float(dy).is_integer():
         ix, iy = int(dx), int(dy)  # exact: slice and pad with zeros
@@ -200,6 +203,7 @@ def shift(
     theta = torch.tensor(
         [[1 / scale, 0.0, -2 * dx / w / scale], [0.0, 1 / scale, -2 * dy / h / scale]],
         dtype=hidden.dtype,
+        device=hidden.device,
     ).expand(n, 2, 3)
     grid = F.affine_grid(theta, list(hidden.shape), align_corners=False)
     return F.grid_sample(hidden, grid, padding_mode="zeros", align_corners=False)

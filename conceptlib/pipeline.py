@@ -48,7 +48,7 @@ from conceptlib.concepts import (
     shift_images,
     stratified_split,
 )
-from conceptlib.config import VARIANTS, ExperimentConfig, variant_config
+from conceptlib.config import VARIANTS, ExperimentConfig, config_hash, variant_config
 from conceptlib.data import MNIST, load_mnist
 from conceptlib.metrics import evaluate
 from conceptlib.runtime import resolve_device, resolve_precision
@@ -320,7 +320,7 @@ class Pipeline:
 
     def training_plan(self) -> dict[str, int]:
         """Image-steps (training images x epochs) of each variant not yet in the run
-        cache, from the config alone: nothing is trained or loaded."""
+        cache, from the config alone: no model is trained or loaded."""
         from conceptlib.train import run_folder
 
         c = self.cfg
@@ -441,7 +441,10 @@ class Pipeline:
         e, m, seed = self.cfg.eval, self.mnist, self.cfg.seed
         split_seed = self.cfg.data.split_seed
         idx = subsample_stratified(m.y_train, e.classifier_digits, split_seed)
-        name = f"digit_classifier-{len(idx)}-{e.classifier_epochs}-{seed}.pt"
+        key = config_hash({"source": self.cfg.data.source, "split_seed": split_seed,
+                           "digits": len(idx), "epochs": e.classifier_epochs,
+                           "seed": seed})  # fmt: skip
+        name = f"digit_classifier-{key}.pt"
         return digit_classifier(
             m.x_train[idx], m.y_train[idx], self.cache_dir / name, seed,
             e.classifier_epochs, self.progress,

@@ -99,11 +99,14 @@ def upgrade_recorded(metrics: dict[str, Any]) -> dict[str, Any]:
     variants = metrics.get("variants", {})
     if "concept_paper" in variants or "concept" not in variants:
         return metrics
-    trees = [metrics, *metrics.get("per_seed", [])]
+    trees = [metrics, *(metrics.get("per_seed") or [])]
     for tree in trees:
         for key in ("variants", "variants_std", "epochs", "runs"):
-            if "concept" in tree.get(key, {}):
+            if "concept" in (tree.get(key) or {}):
                 tree[key]["concept_paper"] = tree[key].pop("concept")
+        for key in ("alignment", "alignment_std"):  # measured on that model too
+            if key in tree:
+                tree[f"{key}_concept_paper"] = tree.pop(key)
     metrics["renamed"] = {"concept": "concept_paper"}
     return metrics
 
@@ -198,7 +201,6 @@ def format_clustering(columns: dict[str, dict[str, Any]], score: str = "nmi") ->
     return table
 
 
-
 def recorded_loop_speed(root: str | os.PathLike = "results") -> float | None:
     """The fastest training-loop throughput (img/s, batch 128) recorded by
     ``benchmarks/train_loop.py`` in ``<root>/benchmarks/train_loop.txt``."""
@@ -223,9 +225,9 @@ def format_plan(plan: dict[str, int], img_per_s: float | None) -> str:
     if img_per_s:
         text += (
             f", about {steps / img_per_s / 60:.0f} min at the {img_per_s:,.0f} "
-            "images/s that the training loop reaches on 2 CPU cores in bf16 "
-            "(`results/benchmarks/train_loop.txt`); a GPU takes a small fraction "
-            "of that"
+            "images/s of the fastest configuration recorded on 2 CPU cores "
+            "(`results/benchmarks/train_loop.txt`; slower without native bf16); "
+            "a GPU takes a small fraction of that"
         )
     return text
 

@@ -303,3 +303,6 @@ def test_runs_recorded_before_concept_paper_are_renamed() -> None:
     per_seed = upgrade_recorded({"variants": {"concept": {}},
                                  "per_seed": [{"variants": {"concept": {"y": 2}}}]})
     assert per_seed["per_seed"][0]["variants"] == {"concept_paper": {"y": 2}}
+    aligned = upgrade_recorded({"variants": {"concept": {}}, "alignment": {"own": 0.4}})
+    assert aligned["alignment_concept_paper"] == {"own": 0.4}
+    assert "alignment" not in aligned

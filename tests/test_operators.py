@@ -89,8 +89,10 @@ def test_shift_and_move() -> None:
     assert op.shift(h, dx=30).abs().sum() == 0  # moved out of the frame
     half = op.shift(h, dx=0.5)  # sub-pixel: interpolated
     torch.testing.assert_close(half[:, :, :, 5], (h[:, :, :, 4] + h[:, :, :, 5]) / 2)
-    with pytest.raises(ConceptlibError, match="scale"):
+    with pytest.raises(ConceptlibError, match="positive scale"):
         op.shift(h, scale=0)
+    with pytest.raises(ConceptlibError, match="finite"):
+        op.shift(h, dx=float("inf"))
     base = torch.zeros(1, 3, 28, 28)
     layer = torch.zeros(1, 3, 28, 28)
     layer[0, 0, 10, 10] = 1.0  # concept 0 at (10, 10)
@@ -174,6 +176,7 @@ def test_cli_edit(cm: ConceptModel, tmp_path: Path, capsys, cache_env) -> None:
         (["--remove", "sevenn"], "unknown concept 'sevenn'"),
         (["--move", "seven_top_bar:1"], "expected NAME:DX,DY"),
         (["--move", "seven_top_bar:1,2,0"], "SCALE > 0"),
+        (["--move", "seven_top_bar:nan,0"], "expected NAME:DX,DY"),
         (["--add", "nine_loop@test:x"], "test:x"),
         (
             ["--remove", "one_stroke", "--json", "/no/such/folder/e.json"],

@@ -159,3 +159,20 @@ def test_scorecard_command(tmp_path: Path, capsys) -> None:
     (run / "metrics.json").write_text("{}")
     assert main(["scorecard", "--run", str(run)]) == 2
     assert "not a metrics file" in capsys.readouterr().err
+
+
+def test_a_diverged_run_is_not_judged() -> None:
+    nan = float("nan")
+    verdicts = _verdicts(
+        _run(_seed(elbo_concept=nan, purity_digits=nan, recon_concept=nan))
+    )
+    assert verdicts["5"] == verdicts["3"] == verdicts["1b"] == sc.NOT_MEASURABLE
+
+
+def test_seeds_that_agree_exactly_fall_back_to_the_margin() -> None:
+    same = _run(_seed(purity_digits=0.9), _seed(purity_digits=0.9))
+    diff = sc.Difference(
+        sc.estimate(same, "clustering", "digits_latent", "purity"),
+        sc.Estimate((0.9 + 1e-7, 0.9 + 1e-7)),
+    )
+    assert diff.se == 0 and diff.sign == 0
