@@ -101,8 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="ops",
         action=_Append,
         metavar="NAME[@IMAGE]",
-        help="add a concept from its prototype, or as it appears in IMAGE "
-        "(repeatable)",
+        help="add a concept from its prototype, or as it appears in IMAGE (repeatable)",
     )
     edit.add_argument(
         "--move",
@@ -224,7 +223,6 @@ def _explain(args: argparse.Namespace) -> int:
         explain,
         format_explanation,
         image_warnings,
-        plot_explanation,
         read_image,
         write_explanation_json,
     )
@@ -241,7 +239,7 @@ def _explain(args: argparse.Namespace) -> int:
     print(format_explanation(expl, args.top))
     try:
         if args.figure is not None:
-            from conceptlib.plots import save_figure
+            from conceptlib.plots import plot_explanation, save_figure
 
             fig = plot_explanation(expl, args.top, title=name)
             save_figure(fig, args.figure)

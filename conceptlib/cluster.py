@@ -67,6 +67,13 @@ class Clustering:
     scores: dict[str, float]
     matching: dict[int, int]
 
+    def majority_labels(self) -> list[int]:
+        """The most common true label of each cluster (clusters in order)."""
+        return [
+            int(np.bincount(self.labels[self.assignment == j]).argmax())
+            for j in range(len(self.centres))
+        ]
+
     def centres_by_label(self) -> tuple[np.ndarray, list[int]]:
         """Centres ordered by their matched label (unmatched clusters last)."""
         order = sorted(

@@ -265,29 +265,6 @@ def format_explanation(expl: Explanation, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def plot_explanation(expl: Explanation, top: int = 5, title: str = ""):
-    """Input, reconstruction and the ``top`` concept maps, in one row."""
-    import matplotlib.pyplot as plt
-
-    order = expl.ranking()[:top]
-    fig, axes = plt.subplots(1, 2 + len(order), figsize=(1.6 * (2 + len(order)), 2.1))
-    panels = [
-        ("input", expl.image, "gray"),
-        ("reconstruction", expl.reconstruction, "gray"),
-    ]
-    panels += [
-        (f"{expl.names[k]}\n{expl.share[k]:.0%}", expl.maps[k], "magma") for k in order
-    ]
-    for ax, (name, img, cmap) in zip(axes, panels):
-        ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
-        ax.set_title(name, fontsize=7)
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def write_explanation_json(expl: Explanation, path: Path, meta: dict) -> None:
     """Write the ranking (all concepts) and ``meta`` to ``path`` atomically."""
     from conceptlib.files import atomic_write_text

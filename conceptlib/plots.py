@@ -117,6 +117,67 @@ def plot_learning_curves(
     return fig
 
 
+def plot_explanation(expl, top: int = 5, title: str = "") -> Figure:
+    """Input, reconstruction and the ``top`` concept maps of an
+    :class:`~conceptlib.explain.Explanation`, in one row."""
+    order = expl.ranking()[:top]
+    fig, axes = plt.subplots(1, 2 + len(order), figsize=(1.6 * (2 + len(order)), 2.1))
+    panels = [
+        ("input", expl.image, "gray"),
+        ("reconstruction", expl.reconstruction, "gray"),
+    ]
+    panels += [
+        (f"{expl.names[k]}\n{expl.share[k]:.0%}", expl.maps[k], "magma") for k in order
+    ]
+    for ax, (name, img, cmap) in zip(axes, panels):
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=7)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def catalogue_figure(catalogue, x: np.ndarray, y: np.ndarray, variant_of: np.ndarray):
+    """Figure 2: each concept's mean box on the mean image of its source digit's
+    variant (``x, y``: uint8 digits and labels; ``variant_of``: their variants)."""
+    protos = np.stack(
+        [
+            x[(y == d) & (variant_of == v)].mean(0) / 255.0
+            for d, v in zip(catalogue.digit, catalogue.variant)
+        ]
+    )
+    return plot_catalogue(catalogue.names, catalogue.box, protos)
+
+
+def concept_gallery(
+    images: np.ndarray, labels: np.ndarray, catalogue, per_row: int = 8
+):
+    """The first ``per_row`` concept images of each concept, one row per concept."""
+    rows = np.concatenate([images[labels == lab][:per_row] for lab in catalogue.labels])
+    return plot_gallery(rows, per_row, catalogue.names)
+
+
+def plot_concept_shares(shares: np.ndarray, labels: np.ndarray, catalogue) -> Figure:
+    """Mean share of concept energy by digit class (rows) and concept (columns,
+    ordered by source digit), each concept's own class outlined."""
+    order = np.argsort(catalogue.digit, kind="stable")
+    mean = np.stack([shares[labels == d].mean(0) for d in range(10)])[:, order]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    im = ax.imshow(mean, cmap="magma", vmin=0, vmax=max(mean.max(), 1e-9))
+    ax.set_xticks(range(len(order)), [catalogue.names[k] for k in order], rotation=70,
+                  fontsize=7)  # fmt: skip
+    ax.set_yticks(range(10), [f"digit {d}" for d in range(10)], fontsize=7)
+    for k in range(len(order)):
+        d = catalogue.digit[order[k]]
+        ax.add_patch(Rectangle((k - 0.5, d - 0.5), 1, 1, fill=False, ec="c", lw=1))
+    fig.colorbar(im, ax=ax, label="mean share of concept energy")
+    ax.set_title("concept shares by digit class (test digits); outlined: own class")
+    fig.tight_layout()
+    return fig
+
+
 def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     """Render a figure to PNG bytes (and close it)."""
     buf = io.BytesIO()

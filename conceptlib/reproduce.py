@@ -104,8 +104,8 @@ def _check_out(out: Path) -> None:
 def write_figures(pipe: Pipeline, out: Path) -> list[str]:
     """The figures of one pipeline (the first seed's) as PNG files in ``out``."""
     from conceptlib.plots import (  # matplotlib and torchvision: only when drawing
-        plot_catalogue,
-        plot_gallery,
+        catalogue_figure,
+        concept_gallery,
         plot_images,
         plot_learning_curves,
         save_figure,
@@ -113,21 +113,10 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
 
     cat = pipe.catalogue
     x, y, _, _ = pipe.digits
-    variant_of = pipe.train_variants
-    protos = np.stack(
-        [
-            x[(y == d) & (variant_of == v)].mean(0) / 255.0
-            for d, v in zip(cat.digit, cat.variant)
-        ]
-    )
-    per_row = 8
-    rows = np.concatenate(
-        [pipe.concepts.x[pipe.concepts.y == lab][:per_row] for lab in cat.labels]
-    )
     reps, rep_clusters = pipe.representatives
     figures = {
-        "figure2_catalogue.png": plot_catalogue(cat.names, cat.box, protos),
-        "figure2_gallery.png": plot_gallery(rows, per_row, cat.names),
+        "figure2_catalogue.png": catalogue_figure(cat, x, y, pipe.train_variants),
+        "figure2_gallery.png": concept_gallery(pipe.concepts.x, pipe.concepts.y, cat),
         "figure3_representatives.png": plot_images(
             reps / 255.0, [f"digit {d}" for d in range(10)]
         ),

@@ -325,3 +325,17 @@ def test_importance_nll_is_seeded_and_chunk_free(model: ConvVAE) -> None:
     np.testing.assert_allclose(a[0], b[0], rtol=1e-5)
     c = importance_nll(model, x, samples=30, chunk=60, seed=3)
     assert not np.allclose(a[0], c[0])
+
+
+def test_majority_labels() -> None:
+    from conceptlib.cluster import Clustering
+
+    c = Clustering(
+        index=np.arange(6),
+        assignment=np.array([0, 0, 1, 1, 1, 0]),
+        centres=np.zeros((2, 3)),
+        labels=np.array([4, 4, 7, 2, 7, 1]),
+        scores={},
+        matching={},
+    )
+    assert c.majority_labels() == [4, 7]

@@ -135,3 +135,25 @@ def test_plot_digit_parts_colours_each_part() -> None:
     assert "red: concept4" in fig.axes[0].get_title()
     assert len([ax for ax in fig.axes if ax.images]) == 3
     plt.close(fig)
+
+
+def test_composed_figures() -> None:
+    from conceptlib.concepts import load_catalogue
+    from conceptlib.plots import (
+        catalogue_figure,
+        concept_gallery,
+        plot_concept_shares,
+    )
+
+    cat = load_catalogue("mnist")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    y = np.arange(40) % 10
+    variants = (np.arange(40) // 10) % 2
+    assert len(catalogue_figure(cat, x, y, variants).axes) >= len(cat)
+    images = rng.integers(0, 256, (len(cat) * 3, 28, 28), dtype=np.uint8)
+    labels = np.repeat(cat.labels, 3)
+    assert concept_gallery(images, labels, cat, per_row=3).axes
+    shares = rng.random((40, len(cat)))
+    fig = plot_concept_shares(shares, y, cat)
+    assert len(fig.axes[0].patches) == len(cat)  # each concept's own class outlined
