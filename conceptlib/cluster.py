@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.metrics import cluster_scores, match_clusters
 from conceptlib.model import ConvVAE
 
@@ -157,8 +158,8 @@ def representative_images(
     feats = encode_features(model, x, "latent")
     clustering = fit_kmeans(feats, y, num_clusters, seed=seed, n_init=n_init)
     images, _ = decode_centres(model, clustering.centres)
-    out = np.zeros((10, 28, 28), dtype=np.uint8)
+    out = np.zeros((NUM_CLASSES, *IMAGE_SHAPE), dtype=np.uint8)
     for cluster, digit in clustering.matching.items():
-        if 0 <= digit < 10:
+        if 0 <= digit < NUM_CLASSES:
             out[digit] = np.rint(images[cluster] * 255).astype(np.uint8)
     return out, clustering

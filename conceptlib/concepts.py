@@ -21,9 +21,10 @@ from sklearn.cluster import KMeans
 from sklearn.model_selection import train_test_split
 
 from conceptlib.config import FIRST_CONCEPT_LABEL
+from conceptlib.data import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
 
-SIZE = 28
+SIZE = IMAGE_SHAPE[0]  # concept boxes live on the digits' canvas
 CATALOGUE_DIR = Path(__file__).parent / "catalogues"
 COLUMNS = ("name", "digit", "variant", "x", "y", "w", "h", "sd", "description")
 

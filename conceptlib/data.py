@@ -72,6 +72,7 @@ IDX_NAMES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: The one place where the image size and the number of digit classes are named.
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 

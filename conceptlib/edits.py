@@ -35,6 +35,7 @@ import torch
 
 from conceptlib import operators as op
 from conceptlib.classifier import SmallCNN, predict, train_classifier
+from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.explain import concept_shares
 from conceptlib.vocab import ConceptModel
 
@@ -66,7 +67,7 @@ def digit_classifier(
     from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 
     if cache is not None and Path(cache).is_file():
-        model = SmallCNN(10)
+        model = SmallCNN(NUM_CLASSES)
         model.load_state_dict(load_checkpoint(Path(cache))["model"])
         return model.eval()
     model = train_classifier(
@@ -123,7 +124,7 @@ def latent_directions(
             dirs.append(torch.zeros_like(mu[0]))
             continue
         dirs.append(mu[has].mean(0) - mu[~has].mean(0))
-    blank = edits.encode(np.zeros((1, 28, 28), np.uint8))
+    blank = edits.encode(np.zeros((1, *IMAGE_SHAPE), np.uint8))
     return LatentEdits(cm, torch.stack(dirs), blank)
 
 
@@ -218,7 +219,7 @@ def edit_measures(
     layer_comp, latent_comp, targets = [], [], []
     cz = latent.encode(cx)
     hc = op.read(cm, cx)
-    for d in range(10):
+    for d in range(NUM_CLASSES):
         parts = [
             c for c in range(k) if digit_of[c] == d and cm.catalogue.variant[c] == 0
         ]

@@ -21,6 +21,7 @@ import torch
 
 from conceptlib.concepts import Catalogue
 from conceptlib.config import ExperimentConfig, variant_config
+from conceptlib.data import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
 from conceptlib.train import run_folder
 from conceptlib.vocab import (  # noqa: F401  (ConceptModel, load_concept_model: API)
@@ -30,7 +31,7 @@ from conceptlib.vocab import (  # noqa: F401  (ConceptModel, load_concept_model:
     load_concept_model,
 )
 
-SIZE = 28
+SIZE = IMAGE_SHAPE[0]
 
 
 @dataclass(frozen=True)

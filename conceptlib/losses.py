@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from conceptlib.config import FIRST_CONCEPT_LABEL, LossConfig
+from conceptlib.data import IMAGE_SHAPE
 
 
 def recon_loss(
@@ -48,7 +49,7 @@ def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def concept_targets(
-    x: torch.Tensor, labels: torch.Tensor, num_concepts: int, size: int = 28
+    x: torch.Tensor, labels: torch.Tensor, num_concepts: int, size: int = IMAGE_SHAPE[0]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exclusive targets for the concept channels of isolated concept images.
 
@@ -72,7 +73,10 @@ def concept_targets(
 
 
 def part_targets(
-    parts: torch.Tensor, part_concepts: torch.Tensor, num_concepts: int, size: int = 28
+    parts: torch.Tensor,
+    part_concepts: torch.Tensor,
+    num_concepts: int,
+    size: int = IMAGE_SHAPE[0],
 ) -> torch.Tensor:
     """Per-pixel targets of composite concept images: channel k gets its part's ink.
 

@@ -16,10 +16,13 @@ import torch
 from torch import nn
 
 from conceptlib.config import ModelConfig
+from conceptlib.data import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
 
+#: Spatial size of the latent image: the input halved twice (28 -> 14 -> 7).
+LATENT_SIZE = IMAGE_SHAPE[0] // 4
 #: Spatial size of each decoder layer's output (layers 1..5).
-DECODER_SIZES = (7, 14, 28, 28, 28)
+DECODER_SIZES = (LATENT_SIZE, 2 * LATENT_SIZE, *(IMAGE_SHAPE[0],) * 3)
 
 
 @dataclass

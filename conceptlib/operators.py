@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from conceptlib.data import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
 from conceptlib.model import ConvVAE
 from conceptlib.vocab import ConceptModel, _as_model
@@ -52,7 +53,7 @@ def read(
     from conceptlib.data import to_input
 
     images = np.asarray(images)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
         raise ConceptlibError(
             f"read: expected (N, 28, 28) uint8 images, got {images.dtype} "
             f"{tuple(images.shape)}"
@@ -84,7 +85,7 @@ def render(
 
 def blank(model: ConceptModel | ConvVAE) -> torch.Tensor:
     """The concept layer of an empty image, ``(1, C, H, W)``: where to compose."""
-    return read(model, np.zeros((1, 28, 28), np.uint8))
+    return read(model, np.zeros((1, *IMAGE_SHAPE), np.uint8))
 
 
 def prototypes(

@@ -49,7 +49,7 @@ from conceptlib.concepts import (
     stratified_split,
 )
 from conceptlib.config import VARIANTS, ExperimentConfig, config_hash, variant_config
-from conceptlib.data import MNIST, load_mnist
+from conceptlib.data import IMAGE_SHAPE, MNIST, NUM_CLASSES, load_mnist
 from conceptlib.metrics import evaluate
 from conceptlib.runtime import resolve_device, resolve_precision
 from conceptlib.train import Run, get_or_train
@@ -102,7 +102,7 @@ class ImageSet:
         """Digits followed by composite concept images (labelled by part 0)."""
         base = cls.of(digits, (comp.x, y))
         n, p = len(digits[1]), comp.parts.shape[1]
-        parts = np.concatenate([np.zeros((n, p, 28, 28), np.uint8), comp.parts])
+        parts = np.concatenate([np.zeros((n, p, *IMAGE_SHAPE), np.uint8), comp.parts])
         which = np.concatenate([np.full((n, p), -1, np.int64), comp.concepts])
         return cls(base.x, base.y, (torch.from_numpy(parts), torch.from_numpy(which)))
 
@@ -518,7 +518,7 @@ class Pipeline:
         digit_idx = digit_idx[self._subsample(len(digit_idx))]
         concept_idx = concept_idx[self._subsample(len(concept_idx))]
         jobs = {
-            "digits_latent": ("concept_paper", digit_idx, "latent", 10),
+            "digits_latent": ("concept_paper", digit_idx, "latent", NUM_CLASSES),
             "concepts_latent": ("concept_paper", concept_idx, "latent", k),
             "layer3_with_concept_loss": ("concept_paper", concept_idx, "hidden", k),
             "layer3_without_concept_loss": ("augmented", concept_idx, "hidden", k),

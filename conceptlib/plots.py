@@ -16,6 +16,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+from conceptlib.data import NUM_CLASSES  # noqa: E402
+
 
 def plot_images(
     images: np.ndarray,
@@ -163,12 +165,13 @@ def plot_concept_shares(shares: np.ndarray, labels: np.ndarray, catalogue) -> Fi
     """Mean share of concept energy by digit class (rows) and concept (columns,
     ordered by source digit), each concept's own class outlined."""
     order = np.argsort(catalogue.digit, kind="stable")
-    mean = np.stack([shares[labels == d].mean(0) for d in range(10)])[:, order]
+    digits = range(NUM_CLASSES)
+    mean = np.stack([shares[labels == d].mean(0) for d in digits])[:, order]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     im = ax.imshow(mean, cmap="magma", vmin=0, vmax=max(mean.max(), 1e-9))
     ax.set_xticks(range(len(order)), [catalogue.names[k] for k in order], rotation=70,
                   fontsize=7)  # fmt: skip
-    ax.set_yticks(range(10), [f"digit {d}" for d in range(10)], fontsize=7)
+    ax.set_yticks(digits, [f"digit {d}" for d in digits], fontsize=7)
     for k in range(len(order)):
         d = catalogue.digit[order[k]]
         ax.add_patch(Rectangle((k - 0.5, d - 0.5), 1, 1, fill=False, ec="c", lw=1))

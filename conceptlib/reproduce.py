@@ -25,7 +25,7 @@ import torch
 from conceptlib import __version__
 from conceptlib.concepts import make_concepts
 from conceptlib.config import CONCEPT_VARIANTS, VARIANTS, ExperimentConfig, to_dict
-from conceptlib.data import MNIST, load_mnist
+from conceptlib.data import MNIST, NUM_CLASSES, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_write_text
 from conceptlib.formulas import summary
@@ -118,7 +118,7 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
         "figure2_catalogue.png": catalogue_figure(cat, x, y, pipe.train_variants),
         "figure2_gallery.png": concept_gallery(pipe.concepts.x, pipe.concepts.y, cat),
         "figure3_representatives.png": plot_images(
-            reps / 255.0, [f"digit {d}" for d in range(10)]
+            reps / 255.0, [f"digit {d}" for d in range(NUM_CLASSES)]
         ),
         "learning_curves.png": plot_learning_curves(
             {v: pipe.run(v).history for v in VARIANTS}
@@ -126,7 +126,7 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
     }
     names = {lab: n for lab, n in zip(cat.labels, cat.names)}
     for key, fname, ncols in [
-        ("digits_latent", "figure3_digit_clusters.png", 10),
+        ("digits_latent", "figure3_digit_clusters.png", NUM_CLASSES),
         ("concepts_latent", "figure4_concept_clusters.png", 6),
         ("layer3_with_concept_loss", "figure5_layer3_with_concept_loss.png", 6),
         ("layer3_without_concept_loss", "figure6_layer3_without_concept_loss.png", 6),

@@ -108,8 +108,11 @@ COLUMNS = (
     ("pairs top-2", lambda r: r["vocabulary"]["accuracy"]["pairs"], "{:.3f}"),
     ("pair IoU", lambda r: r["vocabulary"]["iou"]["pairs"], "{:.3f}"),
     ("own det.", lambda r: r["vocabulary"]["dissection"]["own"], "{:.1f}"),
-    ("own det. rotated", lambda r: r["vocabulary"]["dissection_rotated"]["own"],
-     "{:.1f}"),
+    (
+        "own det. rotated",
+        lambda r: r["vocabulary"]["dissection_rotated"]["own"],
+        "{:.1f}",
+    ),
     ("own-class share", lambda r: r.get("own_class_share", float("nan")), "{:.3f}"),
     ("part hit", lambda r: r["vocabulary"].get("part_hit", float("nan")), "{:.3f}"),
     ("train min", lambda r: r["train_seconds"] / 60, "{:.1f}"),

@@ -38,6 +38,7 @@ from conceptlib.concepts import (
     shift_images,
 )
 from conceptlib.config import CONCEPT_VARIANTS, ExperimentConfig, from_dict
+from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.errors import ConceptlibError
 from conceptlib.model import ConvVAE
 
@@ -153,7 +154,7 @@ def concept_maps(
         >>> maps = concept_maps(cm, mnist.x_test[:8])  # (8, 18, 28, 28)
     """
     images = images.numpy() if torch.is_tensor(images) else np.asarray(images)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
         raise ConceptlibError(
             f"concept_maps: expected (N, 28, 28) uint8 images, got "
             f"{images.dtype} {tuple(images.shape)}"
@@ -505,7 +506,7 @@ def digit_parts(
         stop = min(start + 1000, len(x))
         maps = torch.from_numpy(concept_maps(net, x[start:stop]))  # (B, K, H, W)
         size = maps.shape[-1]
-        coords = torch.arange(size, dtype=torch.float32) * (28.0 / size)
+        coords = torch.arange(size, dtype=torch.float32) * (IMAGE_SHAPE[0] / size)
         energy = maps.flatten(2).sum(2).clamp_min(1e-12)  # (B, K)
         cy = (maps.sum(3) * coords).sum(2) / energy
         cx = (maps.sum(2) * coords).sum(2) / energy
@@ -531,7 +532,7 @@ def digit_parts(
     hit = torch.where(counts > 0, hits / counts.clamp_min(1), torch.nan).numpy()
     with np.errstate(invalid="ignore"):
         overlap = np.where(iou_num > 0, iou_sum / np.maximum(iou_num, 1), np.nan)
-    examples = np.array([int(np.flatnonzero(y == d)[0]) for d in range(10)])
+    examples = np.array([int(np.flatnonzero(y == d)[0]) for d in range(NUM_CLASSES)])
     return DigitParts(hit, overlap, examples)
 
 
