@@ -35,6 +35,13 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1280,2000",
 )
+#: Wider than the window: the page scrolls sideways (a table or figure too wide).
+PAGE_OVERFLOW = (
+    "return Math.max(document.documentElement.scrollWidth,"
+    " document.body.scrollWidth) - window.innerWidth;"
+)
+#: Phone width: screenshots and overflow are reported, not failed.
+NARROW = 390
 BROKEN_IMAGES = (
     "return Array.from(document.images)"
     ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);"
@@ -96,20 +103,29 @@ def main() -> int:
             if not (args.html / f"{page}.html").is_file():
                 failures.append(f"{page}: no HTML page was built")
                 continue
+            driver.set_window_size(1280, 2000)
             driver.get(f"{base}/{page}.html")
             num_images = driver.execute_script("return document.images.length;")
             broken = driver.execute_script(BROKEN_IMAGES)
+            overflow = driver.execute_script(PAGE_OVERFLOW)
             title = driver.title
             shot = args.shots / f"{page.replace('/', '_')}.png"
             driver.save_screenshot(str(shot))
-            status = "ok" if title and not broken else "FAILED"
+            driver.set_window_size(NARROW, 2000)
+            driver.get(f"{base}/{page}.html")
+            narrow = driver.execute_script(PAGE_OVERFLOW)
+            driver.save_screenshot(str(shot.with_name(f"{shot.stem}_{NARROW}.png")))
+            ok = title and not broken and overflow <= 0
             print(
-                f"{status:6} {page}: title {title!r}, {num_images} images, "
-                f"{len(broken)} broken; screenshot {shot}"
+                f"{'ok' if ok else 'FAILED':6} {page}: title {title!r}, {num_images} "
+                f"images, {len(broken)} broken, sideways scroll {max(overflow, 0)} px "
+                f"at 1280 (and {max(narrow, 0)} px at {NARROW}); screenshot {shot}"
             )
             if not title:
                 failures.append(f"{page}: page has no title")
             failures.extend(f"{page}: image did not load: {src}" for src in broken)
+            if overflow > 0:
+                failures.append(f"{page}: the page scrolls sideways at 1280 px")
     finally:
         driver.quit()
         server.shutdown()
