@@ -273,8 +273,7 @@ def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     )  # fmt: skip
     out["num_edits"] = min(e.num_edits, len(y_test))
     out["per_digit"] = e.edits_per_digit
-    probs = predict(pipe.digit_classifier, pipe.mnist.x_test)
-    out["classifier_accuracy"] = float((probs.argmax(1) == pipe.mnist.y_test).mean())
+    out["classifier_accuracy"] = pipe.classifier_accuracy
     return out
 
 

@@ -450,15 +450,28 @@ class Pipeline:
             e.classifier_epochs, self.progress,
         )  # fmt: skip
 
+    @cached_property
+    def classifier_accuracy(self) -> float:
+        """Accuracy of :attr:`digit_classifier` on all MNIST test digits."""
+        from conceptlib.classifier import predict
+
+        probs = predict(self.digit_classifier, self.mnist.x_test)
+        return float((probs.argmax(1) == self.mnist.y_test).mean())
+
+    def concept_model(self, variant: str = "concept"):
+        """``variant``'s trained run as a :class:`~conceptlib.explain.ConceptModel`
+        (the model with its config, catalogue and run folder)."""
+        from conceptlib.explain import ConceptModel
+
+        run = self.run(variant)
+        return ConceptModel(run.model, self.cfg, self.catalogue, run.path)
+
     def edits(self, variant: str = "concept") -> dict[str, Any]:
         """The operators measured on ``variant``
         (:func:`~conceptlib.edits.measure_operators`)."""
         from conceptlib.edits import measure_operators
-        from conceptlib.explain import ConceptModel
 
-        run = self.run(variant)
-        cm = ConceptModel(run.model, self.cfg, self.catalogue, run.path)
-        return measure_operators(cm, self)
+        return measure_operators(self.concept_model(variant), self)
 
     def formulas(self, variant: str, num_probes: int = 1500) -> list:
         """A logical formula over concepts for every concept-layer channel of
@@ -487,12 +500,12 @@ class Pipeline:
         its own class, for ``variant``; ``uniform``: the same for energy spread
         evenly over the concepts.
         """
-        from conceptlib.explain import ConceptModel, concept_shares, own_digit_share
+        from conceptlib.explain import concept_shares, own_digit_share
 
-        run = self.run(variant)
-        cm = ConceptModel(run.model, self.cfg, self.catalogue, run.path)
         _, _, x_test, y_test = self.digits
-        shares = concept_shares(cm, x_test, self.cfg.train.eval_batch_size)
+        shares = concept_shares(
+            self.concept_model(variant), x_test, self.cfg.train.eval_batch_size
+        )
         return own_digit_share(shares, y_test, self.catalogue)
 
     def _subsample(self, num: int) -> np.ndarray:
