@@ -81,6 +81,20 @@ def load_concept_model(
     Raises:
         ConceptlibError: unreadable, not a concept run, or weights that do not fit.
     """
+    return load_model(path, device, concept_only=True)
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    concept_only: bool = False,
+) -> ConceptModel:
+    """Load a run of any variant, as :func:`load_concept_model` does.
+
+    The baseline's and augmented's channels carry no concept names, but their
+    layers can be probed the same way (e.g. by :mod:`conceptlib.formulas`).
+    ``concept_only`` refuses runs without trained concept channels.
+    """
     from conceptlib.files import load_checkpoint
     from conceptlib.train import load_weights
 
@@ -88,7 +102,7 @@ def load_concept_model(
     if path.is_dir():
         path = path / "model.pt"
     state = load_checkpoint(path)
-    if state.get("variant") not in CONCEPT_VARIANTS:
+    if concept_only and state.get("variant") not in CONCEPT_VARIANTS:
         raise ConceptlibError(
             f"{path}: a {state.get('variant')!r} run has no trained concept "
             "channels; pass a concept run (runs/concept-*/model.pt)"

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from conceptlib.config import CONCEPT_VARIANTS, VARIANTS
 from conceptlib.edits import measure_operators
-from conceptlib.files import atomic_write_text, load_checkpoint
+from conceptlib.files import atomic_write_text
 from conceptlib.formulas import explain_model, summary
 from conceptlib.pipeline import Pipeline
-from conceptlib.vocab import load_concept_model
+from conceptlib.vocab import load_concept_model, load_model
 
 
 def main() -> None:
@@ -52,9 +52,10 @@ def main() -> None:
         path = Path(args.checkpoints) / f"{variant}.pt"
         if not path.is_file():
             continue
-        model, cfg, names = _any_model(path)
-        pipe = Pipeline(cfg, device="cpu", cache_dir=args.cache, progress=False)
-        found = explain_model(model, pipe.probes)
+        run = load_model(path)
+        names = list(run.catalogue.names)
+        pipe = Pipeline(run.cfg, device="cpu", cache_dir=args.cache, progress=False)
+        found = explain_model(run.model, pipe.probes)
         out["formulas"][variant] = {
             **summary(found, len(names)),
             "channels": [
@@ -65,23 +66,6 @@ def main() -> None:
         }  # fmt: skip
         print(variant, summary(found, len(names)), flush=True)
     atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
-
-
-def _any_model(path: Path):
-    """Model, config and concept names of a checkpoint of any variant."""
-    import yaml
-
-    from conceptlib.concepts import load_catalogue
-    from conceptlib.config import from_dict
-    from conceptlib.model import ConvVAE
-    from conceptlib.train import load_weights
-
-    state = load_checkpoint(path)
-    cfg = from_dict(yaml.safe_load(state["config"]), where=str(path))
-    names = list(load_catalogue(cfg.concepts.catalogue).names)
-    model = ConvVAE(cfg.model, len(names))
-    load_weights(model, state["model"], str(path))
-    return model.eval(), cfg, names
 
 
 if __name__ == "__main__":
