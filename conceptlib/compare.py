@@ -5,7 +5,8 @@ with several seeds. For every headline measure (test-digit losses of each varian
 concept accuracy, the vocabulary measures of the concept variants, the clustering
 NMIs) it takes the per-seed values of both runs and asks whether the difference of
 their means lies within twice the standard error of that difference,
-``sqrt(s_a^2 / n_a + s_b^2 / n_b)`` (sample standard deviations over seeds). Used to
+``sqrt(s_a^2 / n_a + s_b^2 / n_b)`` (sample standard deviations over seeds), the
+rule of :class:`conceptlib.scorecard.Difference`. Used to
 decide whether bf16 training may replace fp32 (``results/quick-bf16/``).
 
 See: chapter ``ch-training``.
@@ -13,12 +14,11 @@ See: chapter ``ch-training``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from conceptlib.scorecard import Difference, Estimate
 
 Getter = Callable[[dict[str, Any]], float | None]
 
@@ -72,29 +72,42 @@ def measures(variants: tuple[str, ...]) -> list[tuple[str, Getter]]:
 
 @dataclass(frozen=True)
 class Row:
-    """One measure in both runs: means, sample sds over seeds and the verdict."""
+    """One measure in both runs (per-seed values) and whether they differ.
+
+    The judgement is :class:`~conceptlib.scorecard.Difference`'s, the same rule
+    as the scorecard's: a difference of means within :data:`~conceptlib.scorecard.Z`
+    standard errors of the (unpaired) difference is within the seed noise.
+    """
 
     label: str
-    mean_a: float
-    sd_a: float
-    mean_b: float
-    sd_b: float
-    n_a: int
-    n_b: int
+    a: Estimate
+    b: Estimate
+
+    @property
+    def difference(self) -> Difference:
+        return Difference(self.b, self.a)
+
+    mean_a = property(lambda self: self.a.mean)
+    mean_b = property(lambda self: self.b.mean)
+    sd_a = property(lambda self: self.a.sd)
+    sd_b = property(lambda self: self.b.sd)
+    n_a = property(lambda self: self.a.n)
+    n_b = property(lambda self: self.b.n)
 
     @property
     def diff(self) -> float:
-        return self.mean_b - self.mean_a
+        """``mean_b - mean_a``."""
+        return self.difference.value
 
     @property
     def se(self) -> float:
         """Standard error of the difference of the means."""
-        return math.sqrt(self.sd_a**2 / self.n_a + self.sd_b**2 / self.n_b)
+        return self.difference.se
 
     @property
     def within(self) -> bool:
-        """``|diff| <= 2 se`` (a zero difference with zero spread is within)."""
-        return abs(self.diff) <= 2 * self.se
+        """The difference lies within the seed noise."""
+        return self.difference.sign == 0
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
@@ -102,21 +115,10 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
     variants = tuple(v for v in a["variants"] if v in b["variants"])
     rows = []
     for label, get in measures(variants):
-        va = [x for x in map(get, a["per_seed"]) if x is not None]
-        vb = [x for x in map(get, b["per_seed"]) if x is not None]
-        if len(va) < 2 or len(vb) < 2:
-            continue
-        rows.append(
-            Row(
-                label,
-                float(np.mean(va)),
-                float(np.std(va, ddof=1)),
-                float(np.mean(vb)),
-                float(np.std(vb, ddof=1)),
-                len(va),
-                len(vb),
-            )
-        )
+        va = tuple(x for x in map(get, a["per_seed"]) if x is not None)
+        vb = tuple(x for x in map(get, b["per_seed"]) if x is not None)
+        if len(va) >= 2 and len(vb) >= 2:
+            rows.append(Row(label, Estimate(va), Estimate(vb)))
     return rows
 
 
