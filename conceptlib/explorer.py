@@ -98,8 +98,6 @@ def operator_explorer(
     from IPython.display import display
 
     names = list(cm.catalogue.names)
-    k = len(names)
-    base = op.blank(cm)
     pick = w.IntSlider(0, 0, len(images) - 1, description="digit")
     boxes = [w.Checkbox(value=False, description=n, indent=False) for n in names]
     mover = w.Dropdown(options=["(none)", *names], description="move")
@@ -124,17 +122,25 @@ def operator_explorer(
         draw()
 
     def draw(change=None) -> None:
-        hidden = op.read(cm, images[pick.value : pick.value + 1])
-        before = op.render(cm, hidden)[0]
-        for i, box in enumerate(boxes):
-            if i in state["top"] and not box.value:
-                hidden = op.remove(hidden, base, i, k)
-            elif i not in state["top"] and box.value and protos is not None:
-                hidden = op.add(hidden, protos[i : i + 1], base, i, k, masked=False)
+        top = state["top"]
+        steps = [
+            op.Step("remove", i)
+            for i, b in enumerate(boxes)
+            if i in top and not b.value
+        ]
+        if protos is not None:
+            steps += [
+                op.Step("add", i)
+                for i, b in enumerate(boxes)
+                if i not in top and b.value
+            ]
         if mover.value != "(none)" and (dx.value or dy.value):
-            c = names.index(mover.value)
-            hidden = op.move(hidden, base, c, k, dx.value, dy.value)
-        after = op.render(cm, hidden)[0]
+            steps.append(
+                op.Step("move", names.index(mover.value), dx=dx.value, dy=dy.value)
+            )
+        image = images[pick.value]
+        before = op.apply(cm, image, [])[1]
+        after = op.apply(cm, image, steps, protos)[1]
         with out:
             out.clear_output(wait=True)
             fig = plot_edits(cm, [("edited", before, after)], classifier)
