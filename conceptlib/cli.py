@@ -21,6 +21,22 @@ class _Append(argparse.Action):
         setattr(namespace, self.dest, ops)
 
 
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    """``--run``, ``--profile`` and ``--cache``: which concept model to use."""
+    parser.add_argument(
+        "--run",
+        default=None,
+        help="a concept run's model.pt or folder (default: the profile's concept "
+        "run in --cache)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="profile whose concept run to use (default as for reproduce)",
+    )
+    parser.add_argument("--cache", default="runs", help="run cache (default runs)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conceptlib",
@@ -67,18 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a PNG/JPEG file, a .npy array (uint8 0..255 or float 0..1), "
         "or test:N / train:N for an MNIST digit",
     )
-    exp.add_argument(
-        "--run",
-        default=None,
-        help="a concept run's model.pt or folder (default: the profile's concept "
-        "run in --cache)",
-    )
-    exp.add_argument(
-        "--profile",
-        default=None,
-        help="profile whose concept run to use (default as for reproduce)",
-    )
-    exp.add_argument("--cache", default="runs", help="run cache (default runs)")
+    _model_options(exp)
     exp.add_argument("--top", type=int, default=5, help="concepts to show (default 5)")
     exp.add_argument("--figure", default=None, help="write a PNG of the top concepts")
     exp.add_argument("--json", default=None, help="write the full ranking as JSON")
@@ -111,10 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         help="move a concept by DX, DY pixels (right, down), optionally scaled "
         "(repeatable)",
     )
-    for p in (edit,):
-        p.add_argument("--run", default=None, help="as for explain")
-        p.add_argument("--profile", default=None, help="as for explain")
-        p.add_argument("--cache", default="runs", help="run cache (default runs)")
+    _model_options(edit)
     edit.add_argument("--figure", default=None, help="write a PNG: before and after")
     edit.add_argument("--json", default=None, help="write the edit as JSON")
     card = sub.add_parser(
