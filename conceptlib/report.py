@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,42 @@ def describe_recorded(profile: str, metrics: dict[str, Any]) -> str:
     )
 
 
+def recorded_runs(
+    root: str | os.PathLike = "results", profiles: Sequence[str] = ("paper", "quick")
+) -> dict[str, dict[str, Any]]:
+    """The recorded runs of ``profiles`` that exist under ``root``
+    (:func:`load_recorded`), named for a table's columns, e.g.
+    ``recorded quick (3 seeds)``."""
+    out = {}
+    for profile in profiles:
+        metrics = load_recorded(profile, root)
+        if metrics is not None:
+            n = len(metrics["seeds"])
+            out[f"recorded {profile} ({n} seed{'s' * (n > 1)})"] = metrics
+    return out
+
+
+def markdown_table(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None
+) -> str:
+    """A Markdown table: one ``|``-separated line per row, cells as ``str()``.
+
+    Args:
+        header: the column names.
+        rows: the cells of each row, one per column.
+        align: ``l`` or ``r`` per column (default: the first column left, the
+            others right, as for a label followed by numbers).
+    """
+    align = align or "l" + "r" * (len(header) - 1)
+    if len(align) != len(header):
+        raise ValueError(f"align {align!r} does not match {len(header)} columns")
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "".join("---:|" if a == "r" else "---|" for a in align))
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
 def format_table(metrics: dict[str, Any], split: str) -> str:
     """A plain-text table of the measures of every variant on one split.
 
@@ -242,6 +279,8 @@ __all__ = [
     "format_table",
     "headline",
     "load_recorded",
+    "markdown_table",
+    "recorded_runs",
     "read_metrics",
     "recorded_loop_speed",
     "upgrade_recorded",

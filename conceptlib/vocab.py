@@ -562,9 +562,14 @@ __all__ = [
     "digit_parts",
     "Probes",
     "binomial_halfwidth",
+    "check_targets",
     "concept_maps",
     "dissect",
+    "format_targets",
+    "format_vocabulary",
+    "layer3_verdict",
     "load_concept_model",
+    "load_model",
     "make_probes",
     "recognition",
     "vocabulary_measures",
@@ -647,6 +652,25 @@ def check_targets(measures: dict) -> list[tuple[str, str, float | None, bool | N
         met = value >= threshold if op == ">=" else value <= threshold
         out.append((name, rule, float(value), bool(met)))
     return out
+
+
+def format_targets(columns: dict[str, dict]) -> str:
+    """A Markdown table of :func:`check_targets`, one column per model's measures
+    (e.g. this build's and the recorded runs'): the value and met / missed."""
+    from conceptlib.report import markdown_table
+
+    checks = [check_targets(m) for m in columns.values()]
+
+    def cell(check: tuple) -> str:
+        _, _, value, met = check
+        return "–" if value is None else f"{value:.3f} {'met' if met else 'missed'}"
+
+    rows = [
+        (name, rule, *(cell(c[i]) for c in checks))
+        for i, (name, rule, _, _) in enumerate(check_targets({}))
+    ]
+    head = ("target", "rule", *columns)
+    return markdown_table(head, rows, "ll" + "r" * len(columns))
 
 
 def layer3_verdict(measures: dict, num_concepts: int) -> tuple[str, str]:

@@ -290,18 +290,47 @@ def test_load_recorded(tmp_path: Path) -> None:
         load_recorded("quick", tmp_path)
 
 
+def test_recorded_runs_are_named_by_profile_and_seeds(tmp_path: Path) -> None:
+    from conceptlib.report import recorded_runs
+
+    for profile, seeds in (("quick", [0, 1, 2]), ("paper", [0])):
+        (tmp_path / profile).mkdir()
+        recorded = {"seeds": seeds, "variants": {}}
+        (tmp_path / profile / "metrics.json").write_text(json.dumps(recorded))
+    names = list(recorded_runs(tmp_path, ("paper", "quick", "missing")))
+    assert names == ["recorded paper (1 seed)", "recorded quick (3 seeds)"]
+
+
+def test_markdown_table_aligns_and_checks_columns() -> None:
+    from conceptlib.report import markdown_table
+
+    text = markdown_table(("name", "value"), [("a", 1), ("b", "")])
+    assert text.splitlines() == [
+        "| name | value |",
+        "|---|---:|",
+        "| a | 1 |",
+        "| b |  |",
+    ]
+    assert markdown_table(("x", "y"), [], "rl").splitlines()[1] == "|---:|---|"
+    with pytest.raises(ValueError, match="2 columns"):
+        markdown_table(("x", "y"), [], "lrr")
+
+
 def test_runs_recorded_before_concept_paper_are_renamed() -> None:
     from conceptlib.report import upgrade_recorded
 
-    old = {"variants": {"baseline": {}, "concept": {"x": 1}},
-           "variants_std": {"concept": {"x": 0}}}
+    old = {
+        "variants": {"baseline": {}, "concept": {"x": 1}},
+        "variants_std": {"concept": {"x": 0}},
+    }
     new = upgrade_recorded(old)
     assert new["variants"]["concept_paper"] == {"x": 1}
     assert "concept" not in new["variants"] and new["renamed"]
     current = {"variants": {"concept_paper": {}, "concept": {}}}
     assert upgrade_recorded(current) == current
-    per_seed = upgrade_recorded({"variants": {"concept": {}},
-                                 "per_seed": [{"variants": {"concept": {"y": 2}}}]})
+    per_seed = upgrade_recorded(
+        {"variants": {"concept": {}}, "per_seed": [{"variants": {"concept": {"y": 2}}}]}
+    )
     assert per_seed["per_seed"][0]["variants"] == {"concept_paper": {"y": 2}}
     aligned = upgrade_recorded({"variants": {"concept": {}}, "alignment": {"own": 0.4}})
     assert aligned["alignment_concept_paper"] == {"own": 0.4}

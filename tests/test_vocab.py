@@ -225,8 +225,12 @@ def test_digit_parts_of_an_untrained_model(net: ConvVAE, mnist) -> None:
 
 def _measures(own=18, rotated=0, shift=0.95, pairs=0.95, isolated=0.98) -> dict:
     return {
-        "accuracy": {"isolated": isolated, "jitter": 0.93, "shift": shift,
-                     "pairs": pairs},
+        "accuracy": {
+            "isolated": isolated,
+            "jitter": 0.93,
+            "shift": shift,
+            "pairs": pairs,
+        },
         "iou": {"pairs": 0.5},
         "dissection": {"own": own},
         "dissection_rotated": {"own": rotated},
@@ -260,6 +264,19 @@ def test_targets_are_checked_in_both_directions() -> None:
     assert not missed["isolated accuracy"]
     assert not missed["the same after a random rotation"]
     assert check_targets({})[0][2] is None
+
+
+def test_targets_table_marks_met_missed_and_missing() -> None:
+    from conceptlib.vocab import TARGETS, format_targets
+
+    text = format_targets(
+        {"good": _measures(), "bad": _measures(isolated=0.9), "none": {}}
+    )
+    lines = text.splitlines()
+    assert lines[0] == "| target | rule | good | bad | none |"
+    assert lines[1] == "|---|---|---:|---:|---:|"
+    assert len(lines) == 2 + len(TARGETS)
+    assert lines[2] == "| isolated accuracy | >= 0.97 | 0.980 met | 0.900 missed | – |"
 
 
 def test_vocabulary_table_has_a_row_per_model_and_spreads() -> None:
