@@ -172,6 +172,22 @@ def test_no_chapter_cell_is_long(path: Path) -> None:
     assert not long, f"{path.name}: cells over {MAX_CELL_LINES} lines: {long}"
 
 
+#: Characters of code that a cell shows at 1280 px without scrolling sideways
+#: (the book theme's code font and column width).
+MAX_CODE_COLUMNS = 76
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_no_code_line_runs_past_its_cell(path: Path) -> None:
+    wide = [
+        line
+        for c in cells(path, "code")
+        for line in source(c).splitlines()
+        if len(line) > MAX_CODE_COLUMNS
+    ]
+    assert not wide, f"{path.name}: lines over {MAX_CODE_COLUMNS} characters: {wide}"
+
+
 def test_a_chapter_runs_in_a_kernel_from_an_empty_run_cache(tmp_path: Path) -> None:
     """Chapter 3 as a researcher opens it: a fresh Jupyter kernel, no run cache;
     it trains every variant (smoke profile) and runs to the end without errors."""
