@@ -1,0 +1,79 @@
+"""Measure the operators over seeds, from a folder of committed checkpoints.
+
+    python scripts/operator_seeds.py results/quick/checkpoints --seeds 0 1 2 \
+        --out results/quick/operators_seeds.json --cache runs
+
+For each concept checkpoint in the folder (``concept.pt``, ``concept_paper.pt``):
+the checkpoint's own seed is measured on the checkpoint itself; every other seed
+is trained first with the checkpoint's stored config, only ``seed`` changed
+(cached in ``--cache``, so an interrupted run resumes). Each seed is measured
+with :func:`conceptlib.edits.measure_operators` (its own digit classifier and
+latent directions), and the file holds the per-seed measures and their mean and
+sample standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from conceptlib.config import CONCEPT_VARIANTS
+from conceptlib.edits import OPERATOR_ROWS, measure_operators
+from conceptlib.files import atomic_write_text
+from conceptlib.pipeline import Pipeline
+from conceptlib.vocab import load_concept_model
+
+WHERE = ("layer", "latent")
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """Mean and sample sd over seeds of every success rate of OPERATOR_ROWS."""
+    out = {}
+    for where in WHERE:
+        out[where] = {}
+        for key, _ in OPERATOR_ROWS:
+            values = [m[where][key] for m in per_seed]
+            sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            out[where][key] = {"mean": float(np.mean(values)), "sd": sd}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", help="folder of <variant>.pt checkpoints")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--cache", default="runs", help="run cache (default runs)")
+    args = parser.parse_args()
+    out: dict = {"seeds": args.seeds, "per_seed": {}, "summary": {}}
+    for variant in CONCEPT_VARIANTS:
+        path = Path(args.checkpoints) / f"{variant}.pt"
+        if not path.is_file():
+            continue
+        committed = load_concept_model(path)
+        out["per_seed"][variant] = []
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            cfg = dataclasses.replace(committed.cfg, seed=seed)
+            pipe = Pipeline(cfg, device="cpu", cache_dir=args.cache, progress=True)
+            if seed == committed.cfg.seed:
+                cm, source = committed, str(path)
+            else:
+                cm = pipe.concept_model(variant)
+                source = str(cm.path)
+            measured = measure_operators(cm, pipe)
+            measured.update(seed=seed, model=source, seconds=time.perf_counter() - t0)
+            out["per_seed"][variant].append(measured)
+            print(variant, seed, json.dumps(measured["layer"]), flush=True)
+        out["summary"][variant] = summarise(out["per_seed"][variant])
+        atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
+    atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
