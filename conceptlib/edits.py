@@ -287,24 +287,42 @@ OPERATOR_ROWS = (
 )
 
 
+def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof 1; None for one seed) over
+    seeds of every success rate of :data:`OPERATOR_ROWS`, in the concept layer
+    and in the latent: ``{where: {key: {"mean": m, "sd": s}}}``."""
+    out: dict[str, Any] = {"seeds": len(per_seed)}
+    for where in ("layer", "latent"):
+        out[where] = {}
+        for key, _ in OPERATOR_ROWS:
+            values = [m[where][key] for m in per_seed]
+            sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            out[where][key] = {"mean": float(np.mean(values)), "sd": sd}
+    return out
+
+
+def _rate(value: float | dict[str, Any]) -> str:
+    if isinstance(value, dict):  # summarise_seeds: mean ± sd over seeds
+        sd = value["sd"]
+        return f"{value['mean']:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
+    return f"{value:.3f}"
+
+
 def format_operators(columns: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of success rates: for each column (one model's
-    :func:`measure_operators`), the concept layer and the latent baseline."""
-    head = "| edit | " + " | ".join(
+    :func:`measure_operators`, or :func:`summarise_seeds` of several seeds), the
+    concept layer and the latent baseline."""
+    from conceptlib.report import markdown_table
+
+    head = ["edit"] + [
         f"{name}: {where}" for name in columns for where in ("layer", "latent")
-    )
-    head += " |\n|---|" + "---:|" * (2 * len(columns)) + "\n"
-    rows = [
-        f"| {label} | "
-        + " | ".join(
-            f"{m[where][key]:.3f}"
-            for m in columns.values()
-            for where in ("layer", "latent")
-        )
-        + " |"
-        for key, label in OPERATOR_ROWS
     ]
-    return head + "\n".join(rows)
+    rows = [
+        (label, *(_rate(m[where][key]) for m in columns.values()
+                  for where in ("layer", "latent")))
+        for key, label in OPERATOR_ROWS
+    ]  # fmt: skip
+    return markdown_table(head, rows)
 
 
 __all__ = [
@@ -317,4 +335,5 @@ __all__ = [
     "edit_measures",
     "latent_directions",
     "measure_operators",
+    "summarise_seeds",
 ]

@@ -20,27 +20,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from conceptlib.config import CONCEPT_VARIANTS
-from conceptlib.edits import OPERATOR_ROWS, measure_operators
+from conceptlib.edits import measure_operators, summarise_seeds
 from conceptlib.files import atomic_write_text
 from conceptlib.pipeline import Pipeline
 from conceptlib.vocab import load_concept_model
-
-WHERE = ("layer", "latent")
-
-
-def summarise(per_seed: list[dict]) -> dict:
-    """Mean and sample sd over seeds of every success rate of OPERATOR_ROWS."""
-    out = {}
-    for where in WHERE:
-        out[where] = {}
-        for key, _ in OPERATOR_ROWS:
-            values = [m[where][key] for m in per_seed]
-            sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
-            out[where][key] = {"mean": float(np.mean(values)), "sd": sd}
-    return out
 
 
 def main() -> None:
@@ -70,7 +54,7 @@ def main() -> None:
             measured.update(seed=seed, model=source, seconds=time.perf_counter() - t0)
             out["per_seed"][variant].append(measured)
             print(variant, seed, json.dumps(measured["layer"]), flush=True)
-        out["summary"][variant] = summarise(out["per_seed"][variant])
+        out["summary"][variant] = summarise_seeds(out["per_seed"][variant])
         atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
     atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
 

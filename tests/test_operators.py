@@ -189,3 +189,23 @@ def test_cli_edit_bad_input(cm, ops, message, capsys, cache_env) -> None:
     err = capsys.readouterr().err
     assert err.startswith("conceptlib: error: ") and message in err
     assert err.count("\n") == 1
+
+
+def test_operator_table_of_one_run_and_of_seeds() -> None:
+    from conceptlib.edits import OPERATOR_ROWS, format_operators, summarise_seeds
+
+    def run(rate: float) -> dict:
+        rates = {key: rate for key, _ in OPERATOR_ROWS}
+        return {"layer": rates, "latent": {k: v / 2 for k, v in rates.items()}}
+
+    summary = summarise_seeds([run(0.8), run(0.9), run(1.0)])
+    assert summary["seeds"] == 3
+    assert summary["layer"]["removal"]["mean"] == pytest.approx(0.9)
+    assert summary["layer"]["removal"]["sd"] == pytest.approx(0.1)
+    assert summarise_seeds([run(0.5)])["latent"]["addition"]["sd"] is None
+    lines = format_operators({"one": run(0.5), "seeds": summary}).splitlines()
+    assert (
+        lines[0] == "| edit | one: layer | one: latent | seeds: layer | seeds: latent |"
+    )
+    assert len(lines) == 2 + len(OPERATOR_ROWS)
+    assert lines[2].endswith("| 0.500 | 0.250 | 0.900 ± 0.100 | 0.450 ± 0.050 |")
