@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,22 @@ def test_operator_figures_are_quoted_as_recorded() -> None:
     acc = ops["concept"]["classifier_accuracy"]
     _quoted(RESULTS_README, f"test accuracy {acc:.3f}")
     _quoted(RESULTS_README, f"the success of {ops['concept']['num_edits']:,} removals")
+
+
+def test_paper_training_times_are_quoted_as_recorded() -> None:
+    """Undisturbed training time of each variant: median epoch x epochs."""
+    paper = load_recorded("paper", RESULTS)
+    epochs = paper["timings"]["seeds"][0]["epoch_seconds"]
+    total = 0.0
+    for variant, seconds in epochs.items():
+        undisturbed = statistics.median(seconds) * len(seconds)
+        total += undisturbed
+        for text in (README, RESULTS_README):
+            _quoted(text, f"{variant} {undisturbed:,.0f} s")
+        _quoted(RESULTS_README, f"{variant} {statistics.median(seconds):.1f} s")
+    for text in (README, RESULTS_README):
+        _quoted(text, f"about {round(total, -2):,.0f} s")
+    _quoted(README, f"{total / 60:.0f} min of training undisturbed")
 
 
 @pytest.mark.parametrize("profile", ["paper", "quick", "quick-bf16"])
