@@ -115,6 +115,10 @@ class ImageSet:
         return {"digits": num_digits, "concepts": len(self) - num_digits}
 
 
+#: The seed of the evaluation-only digit classifier (:attr:`Pipeline.digit_classifier`).
+CLASSIFIER_SEED = 0
+
+
 class Pipeline:
     """One config, one seed: every step of the paper, computed on demand.
 
@@ -435,10 +439,13 @@ class Pipeline:
     def digit_classifier(self):
         """The evaluation-only digit classifier
         (:func:`~conceptlib.edits.digit_classifier`), trained on
-        ``eval.classifier_digits`` MNIST training digits, cached in the run cache."""
+        ``eval.classifier_digits`` MNIST training digits, cached in the run cache.
+
+        Its seed is :data:`CLASSIFIER_SEED` whatever the models' seed, so that the
+        models of every seed are read by the same instrument."""
         from conceptlib.edits import digit_classifier
 
-        e, m, seed = self.cfg.eval, self.mnist, self.cfg.seed
+        e, m, seed = self.cfg.eval, self.mnist, CLASSIFIER_SEED
         split_seed = self.cfg.data.split_seed
         idx = subsample_stratified(m.y_train, e.classifier_digits, split_seed)
         key = config_hash({"source": self.cfg.data.source, "split_seed": split_seed,
