@@ -37,6 +37,7 @@ from conceptlib import operators as op
 from conceptlib.classifier import SmallCNN, predict, train_classifier
 from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.explain import concept_shares
+from conceptlib.scorecard import Estimate
 from conceptlib.vocab import ConceptModel
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
@@ -295,9 +296,8 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     for where in ("layer", "latent"):
         out[where] = {}
         for key, _ in OPERATOR_ROWS:
-            values = [m[where][key] for m in per_seed]
-            sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
-            out[where][key] = {"mean": float(np.mean(values)), "sd": sd}
+            rate = Estimate(tuple(m[where][key] for m in per_seed))
+            out[where][key] = {"mean": rate.mean, "sd": rate.sd}
     return out
 
 
