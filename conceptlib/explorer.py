@@ -117,6 +117,7 @@ def operator_explorer(
 
     def reset(change=None) -> None:
         state["top"] = top3(pick.value)
+        state["before"] = op.apply(cm, images[pick.value], [])[1]  # once per digit
         for i, box in enumerate(boxes):
             box.value = i in state["top"]
         draw()
@@ -138,12 +139,10 @@ def operator_explorer(
             steps.append(
                 op.Step("move", names.index(mover.value), dx=dx.value, dy=dy.value)
             )
-        image = images[pick.value]
-        before = op.apply(cm, image, [])[1]
-        after = op.apply(cm, image, steps, protos)[1]
+        after = op.apply(cm, images[pick.value], steps, protos)[1]
         with out:
             out.clear_output(wait=True)
-            fig = plot_edits(cm, [("edited", before, after)], classifier)
+            fig = plot_edits(cm, [("edited", state["before"], after)], classifier)
             display(fig)
             plt.close(fig)
 
