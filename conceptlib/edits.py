@@ -16,9 +16,14 @@ latent difference between training digits with and without the concept.
   the top 3 concepts of the re-encoded image and the image outside the concept's
   region is kept (mean absolute change at most :data:`KEEP`);
 - *addition*: a concept of another digit class, absent from the digit's top 3, is
-  added from its prototype; success when it enters the top 3;
+  added from a held-out image of it; success when it enters the top 3;
 - *composition*: a digit built from the held-out concept images of its class alone
-  (on the blank layer); success when the classifier reads the intended digit.
+  (on the blank layer, :func:`~conceptlib.operators.compose`); success when the
+  classifier reads the intended digit.
+
+A third reference needs no model: the same addition and composition done on the
+pixels (pixel maximum of the images). It shows what the read-out and the parts
+allow: an edit that drew exactly the concept image would score the same.
 
 See: chapter ``ch-operators``.
 """
@@ -36,6 +41,7 @@ import torch
 from conceptlib import operators as op
 from conceptlib.classifier import SmallCNN, predict, train_classifier
 from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
+from conceptlib.errors import ConceptlibError
 from conceptlib.explain import concept_shares
 from conceptlib.scorecard import Estimate
 from conceptlib.vocab import ConceptModel
@@ -45,6 +51,9 @@ from conceptlib.vocab import ConceptModel
 KEEP = 0.05
 #: Success of removal and addition: out of or into the top this many concepts.
 TOP = 3
+#: What :func:`edit_measures` adds a concept from (``image`` chosen on training
+#: digits by ``scripts/choose_operators.py``).
+ADD_FROM = ("image", "prototype")
 
 
 def digit_classifier(
@@ -147,6 +156,52 @@ def _outside_change(
     return (diff * outside).sum((1, 2)) / np.maximum(outside.sum((1, 2)), 1)
 
 
+def _removed(
+    cm: ConceptModel,
+    h: torch.Tensor,
+    base: torch.Tensor,
+    concepts: np.ndarray,
+    dilate: int,
+) -> np.ndarray:
+    """Images of ``h`` with each row's concept removed, decoded."""
+    k = len(cm.catalogue)
+    return np.concatenate(
+        [
+            op.render(cm, op.remove(h[i : i + 1], base, int(c), k, dilate=dilate))
+            for i, c in enumerate(concepts)
+        ]
+    )
+
+
+#: The dilations :func:`choose_dilation` chooses the removal's from, in pixels.
+DILATIONS = (0, 1, 2)
+
+
+def choose_dilation(
+    cm: ConceptModel, x: np.ndarray, dilations: tuple[int, ...] = DILATIONS
+) -> tuple[int, dict[str, float]]:
+    """How far removal should reach, for one model: the dilation of the region
+    it resets whose removals succeed most often on ``x`` (training digits, not
+    the digits the edits are reported on), and the success of each.
+
+    A wider region erases more of the stroke but changes more of the image
+    around it, since the later decoder layers spread any change of the layer;
+    where the balance lies differs between models.
+    """
+    base = op.blank(cm)
+    h = op.read(cm, x)
+    recon = op.render(cm, h)
+    removed_c = concept_shares(cm, recon).argmax(1)
+    rates = {}
+    for dilate in dilations:
+        rm = _removed(cm, h, base, removed_c, dilate)
+        kept = _outside_change(recon, rm, h, removed_c) <= KEEP
+        gone = ~_top(concept_shares(cm, rm), removed_c)
+        rates[str(dilate)] = float((gone & kept).mean())
+    best = max(dilations, key=lambda d: rates[str(d)])
+    return best, rates
+
+
 def edit_measures(
     cm: ConceptModel,
     digits: tuple[np.ndarray, np.ndarray],
@@ -157,6 +212,7 @@ def edit_measures(
     per_digit: int = 100,
     seed: int = 0,
     dilate: int = op.DILATE,
+    add_from: str = "image",
 ) -> dict[str, dict[str, float]]:
     """Removal, addition and composition success, concept layer against latent.
 
@@ -165,27 +221,35 @@ def edit_measures(
         digits: held-out digits ``(N, 28, 28)`` uint8 and labels; the first
             ``num_edits`` are edited.
         concept_images: held-out concept images and their concept index ``0..K-1``
-            (prototypes and the parts of composed digits).
+            (the added concepts and the parts of composed digits).
         latent: the latent baseline (:func:`latent_directions`).
         classifier: the digit classifier (:func:`digit_classifier`).
         num_edits: digits edited by removal and by addition.
         per_digit: composed digits per digit class.
         seed: which concepts are added and which concept images are composed.
-        dilate: the region's dilation for the layer edits.
+        dilate: the dilation of the region that removal resets.
+        add_from: what each concept is added from: ``image``, a held-out image
+            of it (drawn at random; the pixel reference lays the same image on
+            the digit), or ``prototype`` (:func:`~conceptlib.operators.prototypes`
+            of the held-out images).
 
     Returns:
         ``{"layer": {...}, "latent": {...}}`` with ``removal``, ``removal_gone``
         (the share of removals whose concept left the top 3), ``removal_kept``
         (the share that kept the rest of the image), ``addition``,
-        ``composition``, and ``composition_<d>`` per digit class.
+        ``composition``, and ``composition_<d>`` per digit class; and
+        ``"pixel"``, the same edits done on the pixels: ``addition`` when each
+        digit's pixel maximum with the held-out image of the added concept is
+        read, and ``composition`` of the parts' pixel maximum.
     """
     rng = np.random.default_rng(seed)
     k = len(cm.catalogue)
     digit_of = np.asarray(cm.catalogue.digit)
     x, y = digits[0][:num_edits], digits[1][:num_edits]
     cx, cy = concept_images
+    if add_from not in ADD_FROM:
+        raise ConceptlibError(f"add_from {add_from!r}: not one of {list(ADD_FROM)}")
     base = op.blank(cm)
-    protos = op.prototypes(cm, cx, cy, k)
     h = op.read(cm, x)
     recon = op.render(cm, h)
     shares = concept_shares(cm, recon)
@@ -198,26 +262,31 @@ def edit_measures(
     )
     # the same edits, in the concept layer and in the latent
     c_rm, c_add = torch.from_numpy(removed_c), torch.from_numpy(added_c)
-    layer_rm = np.concatenate(
-        [
-            op.render(cm, op.remove(h[i : i + 1], base, int(c), k, dilate=dilate))
-            for i, c in enumerate(removed_c)
-        ]
-    )
+    layer_rm = _removed(cm, h, base, removed_c, dilate)
+    # the concept to add: a held-out image of it (drawn from its own stream, so
+    # that the other edits stay as they were) or its prototype; the pixel
+    # reference lays the same image on the digit
+    pick_rng = np.random.default_rng([seed, 1])
+    pick = np.array([pick_rng.choice(np.flatnonzero(cy == c)) for c in added_c])
+    if add_from == "image":
+        sources = op.read(cm, cx[pick])
+    else:
+        sources = op.prototypes(cm, cx, cy, k)[torch.from_numpy(added_c)]
     layer_add = np.concatenate(
         [
             op.render(
                 cm,
-                op.add(h[i : i + 1], protos[c : c + 1], base, int(c), k, masked=False),
+                op.add(h[i : i + 1], sources[i : i + 1], base, int(c), k, masked=False),
             )
             for i, c in enumerate(added_c)
         ]
     )
+    pixel_add = np.maximum(x, cx[pick])
     mu = latent.encode(x)
     latent_rm = latent.decode(mu - latent.directions[c_rm])
     latent_add = latent.decode(mu + latent.directions[c_add])
     # composed digits: for each class, its variant-0 concepts from held-out images
-    layer_comp, latent_comp, targets = [], [], []
+    layer_comp, latent_comp, pixel_comp, targets = [], [], [], []
     cz = latent.encode(cx)
     hc = op.read(cm, cx)
     for d in range(NUM_CLASSES):
@@ -227,13 +296,13 @@ def edit_measures(
         if not parts:
             continue
         picks = [rng.choice(np.flatnonzero(cy == c), per_digit) for c in parts]
-        layers = base.expand(per_digit, -1, -1, -1).clone()
+        layers = op.compose(base, [(hc[p], c) for c, p in zip(parts, picks)], k)
         z = latent.blank.expand(per_digit, -1, -1, -1).clone()
-        for c, pick in zip(parts, picks):
-            layers = op.add(layers, hc[pick], base, c, k, masked=False)
+        for pick in picks:
             z = z + cz[pick] - latent.blank
         layer_comp.append(op.render(cm, layers))
         latent_comp.append(latent.decode(z))
+        pixel_comp.append(np.stack([cx[p] for p in picks]).max(0))
         targets.append(np.full(per_digit, d))
     targets = np.concatenate(targets)
     out = {}
@@ -255,6 +324,11 @@ def edit_measures(
         for d in np.unique(targets):
             row[f"composition_{d}"] = float(read[targets == d].mean())
         out[name] = row
+    read = predict(classifier, np.concatenate(pixel_comp)).argmax(1) == targets
+    out["pixel"] = {
+        "addition": float(_top(concept_shares(cm, pixel_add), added_c).mean()),
+        "composition": float(read.mean()),
+    }
     return out
 
 
@@ -263,15 +337,23 @@ def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     :class:`~conceptlib.pipeline.Pipeline` of its profile: the test digits, the
     held-out concept images, latent directions from (a subsample of) the training
     digits, and the pipeline's digit classifier, whose accuracy on all MNIST test
-    digits is added as ``classifier_accuracy``."""
+    digits is added as ``classifier_accuracy``. Removal reaches as far as
+    :func:`choose_dilation` finds best for ``cm`` on ``eval.num_edits`` training
+    digits (``removal_dilate``; the success of each in ``removal_by_dilate``)."""
     x, y, x_test, y_test = pipe.digits
     sub = pipe._subsample(len(y))
     latent = latent_directions(cm, x[sub], y[sub], pipe.train_variants[sub])
     tc, e = pipe.test_concepts, pipe.cfg.eval
+    rng = np.random.default_rng([pipe.cfg.seed, 9])
+    train = rng.choice(len(y), min(e.num_edits, len(y)), replace=False)
+    dilate, by_dilate = choose_dilation(cm, x[train])
     out: dict[str, Any] = edit_measures(
         cm, (x_test, y_test), (tc.x, tc.y - cm.catalogue.labels[0]), latent,
         pipe.digit_classifier, e.num_edits, e.edits_per_digit, pipe.cfg.seed,
+        dilate,
     )  # fmt: skip
+    out["removal_dilate"] = dilate
+    out["removal_by_dilate"] = by_dilate
     out["num_edits"] = min(e.num_edits, len(y_test))
     out["per_digit"] = e.edits_per_digit
     out["classifier_accuracy"] = pipe.classifier_accuracy
@@ -290,14 +372,18 @@ OPERATOR_ROWS = (
 
 def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation (ddof 1; None for one seed) over
-    seeds of every success rate of :data:`OPERATOR_ROWS`, in the concept layer
-    and in the latent: ``{where: {key: {"mean": m, "sd": s}}}``."""
+    seeds of every success rate of :data:`OPERATOR_ROWS`, in the concept layer,
+    in the latent and, where measured, the pixel reference:
+    ``{where: {key: {"mean": m, "sd": s}}}``."""
     out: dict[str, Any] = {"seeds": len(per_seed)}
-    for where in ("layer", "latent"):
+    for where in ("layer", "latent", "pixel"):
+        if not all(where in m for m in per_seed):
+            continue
         out[where] = {}
         for key, _ in OPERATOR_ROWS:
-            rate = Estimate(tuple(m[where][key] for m in per_seed))
-            out[where][key] = {"mean": rate.mean, "sd": rate.sd}
+            if key in per_seed[0][where]:
+                rate = Estimate(tuple(m[where][key] for m in per_seed))
+                out[where][key] = {"mean": rate.mean, "sd": rate.sd}
     return out
 
 
@@ -326,6 +412,9 @@ def format_operators(columns: dict[str, dict[str, Any]]) -> str:
 
 
 __all__ = [
+    "ADD_FROM",
+    "DILATIONS",
+    "choose_dilation",
     "KEEP",
     "OPERATOR_ROWS",
     "format_operators",

@@ -10,8 +10,8 @@ Two facts about the layer shape the operators (chapter ``ch-operators`` measures
 them). The decoder draws from the non-concept channels: switching every concept
 channel off barely changes the image, so an edit must reach the rest of the layer
 too (``rest=True``), inside the concept's *region* (its map, dilated by ``dilate``
-pixels). And the rest of the layer is not ink: a blank image already activates it
-strongly, and ink *lowers* some channels. Strokes therefore add as departures from
+pixels). And the rest of the layer is not ink: a blank image already activates
+it strongly, and ink *lowers* some channels. Strokes therefore add as departures from
 the blank image's layer ``base`` (:func:`blank`), not as a pixel maximum.
 
 - :func:`read` and :func:`render`: images to concept layer and back (``z = mu``);
@@ -19,7 +19,8 @@ the blank image's layer ``base`` (:func:`blank`), not as a pixel maximum.
 - :func:`add`: add a concept taken from another layer (another image, or a
   prototype: the mean layer of held-out images of that concept, :func:`prototypes`);
 - :func:`shift` and :func:`move`: translate and scale a layer, or one concept in it;
-- :func:`compose`: build an image from concepts alone, on the layer of a blank image.
+- :func:`compose`: build an image from concepts alone, on the layer of a blank image
+  (the union of the parts' departures).
 
 See: chapter ``ch-operators``.
 """
@@ -235,12 +236,33 @@ def compose(
     masked: bool = False,
     dilate: int = DILATE,
 ) -> torch.Tensor:
-    """Build a layer from concepts alone: starting from the blank layer ``base``
-    (:func:`blank`), add each ``(source, concept)`` in turn; ``masked`` as for
-    :func:`add`."""
-    out = base
+    """Build a layer from concepts alone, on the blank layer ``base``
+    (:func:`blank`), from ``(source, concept)`` parts (layers of ``N`` or 1
+    images).
+
+    Each concept channel is the pixel maximum of the parts'; the non-concept
+    channels are the blank layer plus, element by element, the one departure
+    from it of largest magnitude among the parts (a union of strokes: where two
+    parts overlap, their departures do not add up, which a sum, :func:`add`, lets
+    them do). ``masked`` limits each departure to its concept's region, as for
+    :func:`add`. Chapter ``ch-operators`` chose the union over the sum on
+    validation concept images.
+    """
+    if not parts:
+        return base
     for source, concept in parts:
-        out = add(out, source, base, concept, num_concepts, True, dilate, masked)
+        _check(source, concept, num_concepts)
+    shape = torch.broadcast_shapes(*(source.shape for source, _ in parts))
+    out = base.expand(shape).clone()
+    rest = torch.zeros_like(out[:, num_concepts:])
+    for source, concept in parts:
+        source = source.expand(shape)
+        out[:, concept] = torch.maximum(out[:, concept], source[:, concept])
+        delta = source[:, num_concepts:] - base[:, num_concepts:]
+        if masked:
+            delta = delta * region(source, concept, dilate)
+        rest = torch.where(delta.abs() > rest.abs(), delta, rest)
+    out[:, num_concepts:] += rest
     return out
 
 

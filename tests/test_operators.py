@@ -59,10 +59,17 @@ def test_remove_touches_the_concept_and_its_region_only(cm: ConceptModel) -> Non
     assert torch.equal(alone[:, 3], base[:, 3].expand(2, -1, -1))
     others = [c for c in range(h.shape[1]) if c != 3]
     assert torch.equal(alone[:, others], h[:, others])
-    both = op.remove(h, base, 3, K)
-    outside = op.region(h, 3)[:, 0] == 0
-    rest = both[:, K:].permute(1, 0, 2, 3)
-    assert torch.equal(rest[:, outside], h[:, K:].permute(1, 0, 2, 3)[:, outside])
+    h = h.clone()  # concept 3 on a 3 x 3 patch only, so that "outside" exists
+    h[:, 3] = 0.0
+    h[:, 3, 10:13, 10:13] = 1.0
+    both = op.remove(h, base, 3, K, dilate=0)  # the map itself, not dilated
+    outside = h[:, 3] == 0
+    rest, before = (t[:, K:].permute(1, 0, 2, 3) for t in (both, h))
+    assert torch.equal(rest[:, outside], before[:, outside])
+    torch.testing.assert_close(rest[:, ~outside], base[0, K:, 10:13, 10:13]
+                               .flatten(1).repeat(1, 2))  # fmt: skip
+    wider = op.remove(h, base, 3, K)[:, K:].permute(1, 0, 2, 3)  # 1 px wider
+    assert not torch.equal(wider[:, outside], before[:, outside])
     with pytest.raises(ConceptlibError, match="concept 18"):
         op.remove(h, base, 18, K)
 
@@ -76,8 +83,16 @@ def test_add_is_a_departure_from_the_blank_layer(cm: ConceptModel) -> None:
     added = op.add(base, src, base, 5, K, masked=False)
     torch.testing.assert_close(added[:, K:], src[:, K:])
     assert torch.equal(op.compose(base, [], K), base)
-    two = op.compose(base, [(src, 5), (src, 6)], K)
-    torch.testing.assert_close(two[:, K:], 2 * src[:, K:] - base[:, K:])
+    one = op.compose(base, [(src, 5)], K)  # one part: as adding it to the blank
+    torch.testing.assert_close(one, added)
+    twice = op.compose(base, [(src, 5), (src, 6)], K)  # a union: no double ink
+    torch.testing.assert_close(twice[:, K:], src[:, K:])
+    assert torch.equal(twice[:, 6], torch.maximum(base[:, 6], src[:, 6]))
+    other = op.read(cm, _images(1, seed=4))
+    two = op.compose(base, [(src, 5), (other, 6)], K)
+    d_src, d_other = src[:, K:] - base[:, K:], other[:, K:] - base[:, K:]
+    larger = torch.where(d_other.abs() > d_src.abs(), d_other, d_src)
+    torch.testing.assert_close(two[:, K:], base[:, K:] + larger)
 
 
 def test_shift_and_move() -> None:
@@ -132,10 +147,28 @@ def test_edit_measures_are_rates(cm: ConceptModel, mnist) -> None:
         num_edits=12,
         per_digit=2,
     )
-    assert set(out) == {"layer", "latent"}
+    assert set(out) == {"layer", "latent", "pixel"}
+    for where in ("layer", "latent"):
+        keys = {"removal", "addition", "composition", "removal_kept"}
+        assert keys <= set(out[where])
+    assert set(out["pixel"]) == {"addition", "composition"}  # no pixel removal
     for row in out.values():
-        assert {"removal", "addition", "composition", "removal_kept"} <= set(row)
         assert all(0.0 <= v <= 1.0 for v in row.values())
+    args = (cm, (mnist.x_test[:4], mnist.y_test[:4]), concepts, latent)
+    proto = edit_measures(*args, SmallCNN(10).eval(), 4, 1, add_from="prototype")
+    assert proto["pixel"]["addition"] == pytest.approx(
+        edit_measures(*args, SmallCNN(10).eval(), 4, 1)["pixel"]["addition"]
+    )  # the pixel reference does not depend on the layer's source
+    with pytest.raises(ConceptlibError, match="add_from 'mean'"):
+        edit_measures(*args, SmallCNN(10).eval(), 4, 1, add_from="mean")
+
+
+def test_removal_reach_is_chosen_on_given_digits(cm: ConceptModel, mnist) -> None:
+    from conceptlib.edits import choose_dilation
+
+    best, rates = choose_dilation(cm, mnist.x_train[:6], dilations=(0, 2))
+    assert set(rates) == {"0", "2"} and all(0 <= r <= 1 for r in rates.values())
+    assert rates[str(best)] == max(rates.values())
 
 
 def test_digit_classifier_is_cached(tmp_path: Path, mnist) -> None:
@@ -203,6 +236,11 @@ def test_operator_table_of_one_run_and_of_seeds() -> None:
     assert summary["layer"]["removal"]["mean"] == pytest.approx(0.9)
     assert summary["layer"]["removal"]["sd"] == pytest.approx(0.1)
     assert summarise_seeds([run(0.5)])["latent"]["addition"]["sd"] is None
+    assert "pixel" not in summary  # summarised only where every seed has it
+    with_pixel = [{**run(r), "pixel": {"addition": r}} for r in (0.4, 0.6)]
+    pixel = summarise_seeds(with_pixel)["pixel"]
+    assert set(pixel) == {"addition"}
+    assert pixel["addition"]["mean"] == pytest.approx(0.5)
     lines = format_operators({"one": run(0.5), "seeds": summary}).splitlines()
     assert (
         lines[0] == "| edit | one: layer | one: latent | seeds: layer | seeds: latent |"

@@ -1,0 +1,131 @@
+"""Choose two settings of the operators on data the chapter does not report on.
+
+    python scripts/choose_operators.py results/quick/checkpoints --seeds 0 1 2 \
+        --out results/quick/operator_choices.json --cache runs
+
+For each seed of the folder's ``concept`` checkpoint (other seeds trained with
+its config, only ``seed`` changed, or loaded from ``--cache``):
+
+- *how* :func:`conceptlib.operators.compose` *combines its parts*: digits are
+  composed from the validation concept images (the concept variant's own 30 %)
+  of each class's variant-0 concepts, 100 per class, and read by the digit
+  classifier, under two rules for the non-concept channels, on the same parts:
+  ``sum``, the parts' departures from the blank layer added up (adding each part
+  in turn, :func:`conceptlib.operators.add`), and ``union``, the departure of
+  largest magnitude element by element (:func:`conceptlib.operators.compose`);
+- *what* :func:`conceptlib.edits.edit_measures` *adds a concept from*: addition
+  success on 1,000 *training* digits, adding a validation concept image of the
+  concept or its prototype (the mean layer of its validation images).
+
+(How far removal reaches is chosen for each model by
+:func:`conceptlib.edits.measure_operators` itself, on training digits.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from conceptlib import operators as op
+from conceptlib.classifier import predict
+from conceptlib.data import NUM_CLASSES
+from conceptlib.edits import ADD_FROM, edit_measures, latent_directions
+from conceptlib.files import atomic_write_text
+from conceptlib.pipeline import Pipeline
+from conceptlib.scorecard import Estimate
+from conceptlib.vocab import load_concept_model
+
+RULES = ("sum", "union")
+
+
+def validation_concepts(pipe: Pipeline, cm) -> tuple[np.ndarray, np.ndarray]:
+    """The concept variant's validation concept images and concept indices."""
+    val = pipe.concept_split[1]
+    return pipe.concepts.x[val], pipe.concepts.y[val] - cm.catalogue.labels[0]
+
+
+def compose_rates(pipe: Pipeline, cm, per_digit: int, seed: int) -> dict:
+    """Share of composed validation digits read as intended, per rule."""
+    rng = np.random.default_rng(seed)
+    cat, k = cm.catalogue, len(cm.catalogue)
+    cx, cy = validation_concepts(pipe, cm)
+    hc, base = op.read(cm, cx), op.blank(cm)
+    read: dict[str, list[np.ndarray]] = {rule: [] for rule in RULES}
+    for d in range(NUM_CLASSES):
+        parts = [c for c in range(k) if cat.digit[c] == d and cat.variant[c] == 0]
+        picks = [rng.choice(np.flatnonzero(cy == c), per_digit) for c in parts]
+        sources = [(hc[p], c) for c, p in zip(parts, picks)]
+        summed = base.expand(per_digit, -1, -1, -1)
+        for source, c in sources:
+            summed = op.add(summed, source, base, c, k, masked=False)
+        for rule, layer in zip(RULES, (summed, op.compose(base, sources, k))):
+            probs = predict(pipe.digit_classifier, op.render(cm, layer))
+            read[rule].append(probs.argmax(1) == d)
+    return {rule: float(np.concatenate(r).mean()) for rule, r in read.items()}
+
+
+def addition_rates(pipe: Pipeline, cm, num: int, seed: int) -> dict:
+    """Addition success on ``num`` training digits, per source."""
+    x, y, _, _ = pipe.digits
+    pick = np.random.default_rng([seed, 9]).choice(len(y), num, replace=False)
+    sub = pipe._subsample(len(y))
+    latent = latent_directions(cm, x[sub], y[sub], pipe.train_variants[sub])
+    out = {}
+    for source in ADD_FROM:
+        m = edit_measures(
+            cm, (x[pick], y[pick]), validation_concepts(pipe, cm), latent,
+            pipe.digit_classifier, num, per_digit=1, seed=seed, add_from=source,
+        )  # fmt: skip
+        out[source] = m["layer"]["addition"]
+    return out
+
+
+def summarise(per_seed: list[dict], keys) -> dict:
+    """Mean and sd over seeds of each of ``keys``."""
+    out = {}
+    for key in keys:
+        rate = Estimate(tuple(r[key] for r in per_seed))
+        out[key] = {"mean": rate.mean, "sd": rate.sd}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", help="folder with concept.pt")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--per-digit", type=int, default=100)
+    parser.add_argument("--edits", type=int, default=1000, help="training digits")
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--cache", default="runs", help="run cache (default runs)")
+    args = parser.parse_args()
+    committed = load_concept_model(Path(args.checkpoints) / "concept.pt")
+    compose, add = [], []
+    for seed in args.seeds:
+        cfg = dataclasses.replace(committed.cfg, seed=seed)
+        pipe = Pipeline(cfg, device="cpu", cache_dir=args.cache, progress=True)
+        cm = committed if seed == committed.cfg.seed else pipe.concept_model()
+        compose.append(compose_rates(pipe, cm, args.per_digit, seed))
+        add.append(addition_rates(pipe, cm, args.edits, seed))
+        print(seed, json.dumps(compose[-1]), json.dumps(add[-1]), flush=True)
+    out = {
+        "seeds": args.seeds,
+        "compose": {
+            "per_digit": args.per_digit,
+            "per_seed": compose,
+            "summary": summarise(compose, RULES),
+        },
+        "add": {
+            "digits": args.edits,
+            "per_seed": add,
+            "summary": summarise(add, ADD_FROM),
+        },
+    }
+    atomic_write_text(Path(args.out), json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
