@@ -21,9 +21,10 @@ latent difference between training digits with and without the concept.
   (on the blank layer, :func:`~conceptlib.operators.compose`); success when the
   classifier reads the intended digit.
 
-A third reference needs no model: the same addition and composition done on the
-pixels (pixel maximum of the images). It shows what the read-out and the parts
-allow: an edit that drew exactly the concept image would score the same.
+A third reference needs no edit of the model: the same addition and composition
+done on the pixels (pixel maximum of the images), read the same way. It shows
+what the read-out and the parts allow: an edit that drew exactly the concept
+image would score the same.
 
 See: chapter ``ch-operators``.
 """
@@ -198,7 +199,7 @@ def choose_dilation(
         kept = _outside_change(recon, rm, h, removed_c) <= KEEP
         gone = ~_top(concept_shares(cm, rm), removed_c)
         rates[str(dilate)] = float((gone & kept).mean())
-    best = max(dilations, key=lambda d: rates[str(d)])
+    best = max(dilations, key=lambda d: rates[str(d)])  # ties: the first listed
     return best, rates
 
 
@@ -266,7 +267,12 @@ def edit_measures(
     # the concept to add: a held-out image of it (drawn from its own stream, so
     # that the other edits stay as they were) or its prototype; the pixel
     # reference lays the same image on the digit
-    pick_rng = np.random.default_rng([seed, 1])
+    pick_rng = np.random.default_rng([seed, 11])
+    missing = sorted(set(added_c.tolist()) - set(np.asarray(cy).tolist()))
+    if missing:
+        raise ConceptlibError(
+            f"edit_measures: no held-out image of concept {missing[0]}"
+        )
     pick = np.array([pick_rng.choice(np.flatnonzero(cy == c)) for c in added_c])
     if add_from == "image":
         sources = op.read(cm, cx[pick])
@@ -381,7 +387,7 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         out[where] = {}
         for key, _ in OPERATOR_ROWS:
-            if key in per_seed[0][where]:
+            if all(key in m[where] for m in per_seed):
                 rate = Estimate(tuple(m[where][key] for m in per_seed))
                 out[where][key] = {"mean": rate.mean, "sd": rate.sd}
     return out

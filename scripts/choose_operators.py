@@ -57,6 +57,8 @@ def compose_rates(pipe: Pipeline, cm, per_digit: int, seed: int) -> dict:
     read: dict[str, list[np.ndarray]] = {rule: [] for rule in RULES}
     for d in range(NUM_CLASSES):
         parts = [c for c in range(k) if cat.digit[c] == d and cat.variant[c] == 0]
+        if not parts:
+            continue
         picks = [rng.choice(np.flatnonzero(cy == c), per_digit) for c in parts]
         sources = [(hc[p], c) for c, p in zip(parts, picks)]
         summed = base.expand(per_digit, -1, -1, -1)

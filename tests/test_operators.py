@@ -161,14 +161,25 @@ def test_edit_measures_are_rates(cm: ConceptModel, mnist) -> None:
     )  # the pixel reference does not depend on the layer's source
     with pytest.raises(ConceptlibError, match="add_from 'mean'"):
         edit_measures(*args, SmallCNN(10).eval(), 4, 1, add_from="mean")
+    few = (concepts[0][:3], concepts[1][:3])  # concepts 0-2 only: none to add
+    with pytest.raises(ConceptlibError, match="no held-out image of concept"):
+        edit_measures(*args[:2], few, latent, SmallCNN(10).eval(), 4, 1)
 
 
 def test_removal_reach_is_chosen_on_given_digits(cm: ConceptModel, mnist) -> None:
-    from conceptlib.edits import choose_dilation
+    from conceptlib.classifier import SmallCNN
+    from conceptlib.edits import choose_dilation, edit_measures, latent_directions
 
-    best, rates = choose_dilation(cm, mnist.x_train[:6], dilations=(0, 2))
-    assert set(rates) == {"0", "2"} and all(0 <= r <= 1 for r in rates.values())
-    assert rates[str(best)] == max(rates.values())
+    x, y = mnist.x_train[:8], mnist.y_train[:8]
+    best, rates = choose_dilation(cm, x, dilations=(0, 2))
+    assert set(rates) == {"0", "2"} and rates[str(best)] == max(rates.values())
+    latent = latent_directions(cm, x, y, np.zeros(8, dtype=int))
+    concepts = (_images(K, seed=4), np.arange(K))
+    for dilate in (0, 2):  # the same removals as the measured ones, on these digits
+        out = edit_measures(
+            cm, (x, y), concepts, latent, SmallCNN(10).eval(), 8, 1, dilate=dilate
+        )
+        assert out["layer"]["removal"] == pytest.approx(rates[str(dilate)])
 
 
 def test_digit_classifier_is_cached(tmp_path: Path, mnist) -> None:
