@@ -176,3 +176,39 @@ def test_seeds_that_agree_exactly_fall_back_to_the_margin() -> None:
         sc.Estimate((0.9 + 1e-7, 0.9 + 1e-7)),
     )
     assert diff.se == 0 and diff.sign == 0
+
+
+def test_build_metrics_reads_what_reproduce_wrote_for_this_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conceptlib import reproduce as rp
+    from conceptlib.config import load_config, to_dict
+    from conceptlib.pipeline import Pipeline
+
+    cfg = load_config("smoke")
+    pipe = Pipeline(cfg, device="cpu", cache_dir=tmp_path / "runs", progress=False)
+    monkeypatch.setattr(rp, "run_metrics", lambda p: {"measured": "now"})
+    assert rp.build_metrics(pipe, tmp_path) == {"measured": "now"}  # no file yet
+    written = {
+        "profile": "smoke",
+        "config": to_dict(pipe.cfg),
+        "environment": {"code": rp.code_hash()},
+        "catalogue": {"names": ["a", "b"]},
+        "per_seed": [{"seed": cfg.seed, "variants": {}}, {"seed": cfg.seed + 1}],
+    }
+    path = tmp_path / "smoke" / "metrics.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(written))
+    read = rp.build_metrics(pipe, tmp_path)
+    assert read["per_seed"] == written["per_seed"][:1]
+    assert read["seeds"] == [cfg.seed] and read["catalogue"]["names"] == ["a", "b"]
+    stale = [
+        ("environment", {"code": "another code"}),
+        ("config", {**written["config"], "seed": cfg.seed + 7}),
+        ("per_seed", [{"seed": cfg.seed + 1}]),
+    ]
+    for key, value in stale:  # another code, config or seed: measured again
+        path.write_text(json.dumps({**written, key: value}))
+        assert rp.build_metrics(pipe, tmp_path) == {"measured": "now"}
+    path.write_text("{not json")
+    assert rp.build_metrics(pipe, tmp_path) == {"measured": "now"}
