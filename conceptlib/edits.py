@@ -174,6 +174,21 @@ def _removed(
     )
 
 
+def _removal_success(
+    cm: ConceptModel,
+    recon: np.ndarray,
+    removed: np.ndarray,
+    h: torch.Tensor,
+    concepts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per removal: whether its concept left the top :data:`TOP` of the
+    re-encoded image (``gone``) and whether the image outside the concept's
+    region was kept (``kept``)."""
+    kept = _outside_change(recon, removed, h, concepts) <= KEEP
+    gone = ~_top(concept_shares(cm, removed), concepts)
+    return gone, kept
+
+
 #: The dilations :func:`choose_dilation` chooses the removal's from, in pixels.
 DILATIONS = (0, 1, 2)
 
@@ -196,8 +211,7 @@ def choose_dilation(
     rates = {}
     for dilate in dilations:
         rm = _removed(cm, h, base, removed_c, dilate)
-        kept = _outside_change(recon, rm, h, removed_c) <= KEEP
-        gone = ~_top(concept_shares(cm, rm), removed_c)
+        gone, kept = _removal_success(cm, recon, rm, h, removed_c)
         rates[str(dilate)] = float((gone & kept).mean())
     best = max(dilations, key=lambda d: rates[str(d)])  # ties: the first listed
     return best, rates
@@ -316,8 +330,7 @@ def edit_measures(
         ("layer", layer_rm, layer_add, np.concatenate(layer_comp)),
         ("latent", latent_rm, latent_add, np.concatenate(latent_comp)),
     ):
-        kept = _outside_change(recon, rm, h, removed_c) <= KEEP
-        gone = ~_top(concept_shares(cm, rm), removed_c)
+        gone, kept = _removal_success(cm, recon, rm, h, removed_c)
         entered = _top(concept_shares(cm, add), added_c)
         read = predict(classifier, comp).argmax(1) == targets
         row = {

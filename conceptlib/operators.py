@@ -10,8 +10,8 @@ Two facts about the layer shape the operators (chapter ``ch-operators`` measures
 them). The decoder draws from the non-concept channels: switching every concept
 channel off barely changes the image, so an edit must reach the rest of the layer
 too (``rest=True``), inside the concept's *region* (its map, dilated by ``dilate``
-pixels). And the rest of the layer is not ink: a blank image already activates
-it strongly, and ink *lowers* some channels. Strokes therefore add as departures from
+pixels). And the rest of the layer is not ink: a blank image already activates it
+strongly, and ink *lowers* some channels. Strokes therefore add as departures from
 the blank image's layer ``base`` (:func:`blank`), not as a pixel maximum.
 
 - :func:`read` and :func:`render`: images to concept layer and back (``z = mu``);
