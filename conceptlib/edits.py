@@ -217,6 +217,59 @@ def choose_dilation(
     return best, rates
 
 
+def draw_additions(
+    cm: ConceptModel,
+    shares: np.ndarray,
+    labels: np.ndarray,
+    concept_of: np.ndarray,
+    rng: np.random.Generator,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The additions of :func:`edit_measures`: which concept each digit gets and
+    the held-out concept image it is added from.
+
+    Each digit gets a concept of another digit class that is absent from its
+    :data:`TOP` (drawn from ``rng``, the measures' own stream); the image is
+    drawn at random among the held-out images of that concept from a stream of
+    its own, ``[seed, 11]``, so that drawing it leaves the other edits as they
+    were.
+
+    Args:
+        cm: the concept model.
+        shares: ``(N, K)`` concept shares of the digits (:func:`concept_shares`).
+        labels: ``(N,)`` the digits' classes.
+        concept_of: concept index ``0..K-1`` of each held-out concept image.
+        rng: the generator that draws the concepts.
+        seed: the measures' seed.
+
+    Returns:
+        ``(added, pick)``: ``(N,)`` concept indices and ``(N,)`` indices into the
+        held-out concept images.
+
+    Raises:
+        ConceptlibError: a concept to add has no held-out image.
+    """
+    k = len(cm.catalogue)
+    digit_of = np.asarray(cm.catalogue.digit)
+    added = np.array(
+        [
+            rng.choice(
+                [c for c in range(k) if digit_of[c] != labels[i] and c not in top]
+            )
+            for i, top in enumerate(np.argsort(-shares, axis=1)[:, :TOP])
+        ]
+    )
+    concept_of = np.asarray(concept_of)
+    missing = sorted(set(added.tolist()) - set(concept_of.tolist()))
+    if missing:
+        raise ConceptlibError(
+            f"edit_measures: no held-out image of concept {missing[0]}"
+        )
+    pick_rng = np.random.default_rng([seed, 11])
+    pick = np.array([pick_rng.choice(np.flatnonzero(concept_of == c)) for c in added])
+    return added, pick
+
+
 def edit_measures(
     cm: ConceptModel,
     digits: tuple[np.ndarray, np.ndarray],
@@ -252,10 +305,12 @@ def edit_measures(
         ``{"layer": {...}, "latent": {...}}`` with ``removal``, ``removal_gone``
         (the share of removals whose concept left the top 3), ``removal_kept``
         (the share that kept the rest of the image), ``addition``,
-        ``composition``, and ``composition_<d>`` per digit class; and
+        ``composition``, ``composition_<d>`` per digit class and
+        ``addition_<c>`` per added concept index; and
         ``"pixel"``, the same edits done on the pixels: ``addition`` when each
         digit's pixel maximum with the held-out image of the added concept is
-        read, and ``composition`` of the parts' pixel maximum.
+        read, and ``composition`` of the parts' pixel maximum (and
+        ``addition_<c>``).
     """
     rng = np.random.default_rng(seed)
     k = len(cm.catalogue)
@@ -269,25 +324,10 @@ def edit_measures(
     recon = op.render(cm, h)
     shares = concept_shares(cm, recon)
     removed_c = shares.argmax(1)
-    added_c = np.array(
-        [
-            rng.choice([c for c in range(k) if digit_of[c] != y[i] and c not in top])
-            for i, top in enumerate(np.argsort(-shares, axis=1)[:, :TOP])
-        ]
-    )
+    added_c, pick = draw_additions(cm, shares, y, cy, rng, seed)
     # the same edits, in the concept layer and in the latent
     c_rm, c_add = torch.from_numpy(removed_c), torch.from_numpy(added_c)
     layer_rm = _removed(cm, h, base, removed_c, dilate)
-    # the concept to add: a held-out image of it (drawn from its own stream, so
-    # that the other edits stay as they were) or its prototype; the pixel
-    # reference lays the same image on the digit
-    pick_rng = np.random.default_rng([seed, 11])
-    missing = sorted(set(added_c.tolist()) - set(np.asarray(cy).tolist()))
-    if missing:
-        raise ConceptlibError(
-            f"edit_measures: no held-out image of concept {missing[0]}"
-        )
-    pick = np.array([pick_rng.choice(np.flatnonzero(cy == c)) for c in added_c])
     if add_from == "image":
         sources = op.read(cm, cx[pick])
     else:
@@ -342,13 +382,24 @@ def edit_measures(
         }
         for d in np.unique(targets):
             row[f"composition_{d}"] = float(read[targets == d].mean())
+        row.update(_per_concept(entered, added_c))
         out[name] = row
     read = predict(classifier, np.concatenate(pixel_comp)).argmax(1) == targets
+    entered = _top(concept_shares(cm, pixel_add), added_c)
     out["pixel"] = {
-        "addition": float(_top(concept_shares(cm, pixel_add), added_c).mean()),
+        "addition": float(entered.mean()),
         "composition": float(read.mean()),
+        **_per_concept(entered, added_c),
     }
     return out
+
+
+def _per_concept(entered: np.ndarray, added: np.ndarray) -> dict[str, float]:
+    """``addition_<c>``: the addition success of each concept index ``c`` that
+    was added, over the edits that added it."""
+    return {
+        f"addition_{c}": float(entered[added == c].mean()) for c in np.unique(added)
+    }
 
 
 def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:

@@ -151,9 +151,15 @@ def test_edit_measures_are_rates(cm: ConceptModel, mnist) -> None:
     for where in ("layer", "latent"):
         keys = {"removal", "addition", "composition", "removal_kept"}
         assert keys <= set(out[where])
-    assert set(out["pixel"]) == {"addition", "composition"}  # no pixel removal
+    per = {key for key in out["pixel"] if key.startswith("addition_")}
+    assert per and per == {key for key in out["layer"] if key.startswith("addition_")}
+    # no pixel removal
+    assert set(out["pixel"]) - per == {"addition", "composition"}
     for row in out.values():
         assert all(0.0 <= v <= 1.0 for v in row.values())
+        # the per-concept rates split the overall one: it lies within their range
+        rates = [row[key] for key in per]
+        assert min(rates) <= row["addition"] <= max(rates)
     args = (cm, (mnist.x_test[:4], mnist.y_test[:4]), concepts, latent)
     proto = edit_measures(*args, SmallCNN(10).eval(), 4, 1, add_from="prototype")
     assert proto["pixel"]["addition"] == pytest.approx(
