@@ -221,34 +221,68 @@ def run_metrics(pipe: Pipeline) -> dict[str, Any]:
     }
 
 
-def build_metrics(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any]:
-    """:func:`run_metrics` of ``pipe``, read from ``<out>/<profile>/metrics.json``
-    where ``conceptlib reproduce`` wrote them for this config and seed with this
-    very code (:func:`code_hash`), else measured now.
-
-    ``make book`` runs ``reproduce`` before it builds the chapters, so the book's
-    scorecard reads that run's first seed instead of measuring it all again.
-    """
+def _recorded(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
+    """``<out>/<profile>/metrics.json`` when ``conceptlib reproduce`` wrote it
+    with ``pipe``'s config, its seed first and this very code
+    (:func:`code_hash`); else None."""
     path = Path(out) / pipe.cfg.profile / "metrics.json"
     try:
         recorded = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        recorded = None
+        return None
     if (
         isinstance(recorded, dict)
         and recorded.get("config") == to_dict(pipe.cfg)
         and (recorded.get("environment") or {}).get("code") == code_hash()
         and recorded.get("per_seed")
+        and isinstance(recorded["per_seed"][0], dict)
         and recorded["per_seed"][0].get("seed") == pipe.cfg.seed
     ):
-        return {
-            "profile": recorded["profile"],
-            "seeds": [pipe.cfg.seed],
-            "config": recorded["config"],
-            "catalogue": {"names": list(recorded["catalogue"]["names"])},
-            "per_seed": recorded["per_seed"][:1],
-        }
-    return run_metrics(pipe)
+        return recorded
+    return None
+
+
+def recorded_seed(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
+    """The measures of ``pipe``'s seed that ``conceptlib reproduce`` wrote to
+    ``<out>/<profile>/metrics.json`` (its ``per_seed`` entry), when they were
+    taken with this config, this seed (the run's first) and this very code
+    (:func:`code_hash`); else None.
+
+    ``make book`` runs ``reproduce`` before it builds the chapters, so that the
+    chapters can read that run instead of measuring it all again
+    (:func:`build_metrics`, :func:`use_recorded`).
+    """
+    recorded = _recorded(pipe, out)
+    return None if recorded is None else recorded["per_seed"][0]
+
+
+def build_metrics(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any]:
+    """:func:`run_metrics` of ``pipe``, read from ``<out>/<profile>/metrics.json``
+    where ``conceptlib reproduce`` wrote them for this config and seed with this
+    very code (:func:`recorded_seed`), else measured now.
+
+    ``make book`` runs ``reproduce`` before it builds the chapters, so the book's
+    scorecard reads that run's first seed instead of measuring it all again.
+    """
+    recorded = _recorded(pipe, out)
+    if recorded is None:
+        return run_metrics(pipe)
+    return {
+        "profile": recorded["profile"],
+        "seeds": [pipe.cfg.seed],
+        "config": recorded["config"],
+        "catalogue": {"names": list(recorded["catalogue"]["names"])},
+        "per_seed": recorded["per_seed"][:1],
+    }
+
+
+def use_recorded(pipe: Pipeline, out: str | os.PathLike) -> bool:
+    """Let ``pipe`` answer its measures from what ``reproduce`` recorded for it
+    in ``out`` (:func:`recorded_seed`); whether there was such a record."""
+    seed = recorded_seed(pipe, out)
+    if seed is not None:
+        pipe.use_recorded(seed)
+    return seed is not None
 
 
 def reproduce(

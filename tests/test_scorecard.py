@@ -212,3 +212,52 @@ def test_build_metrics_reads_what_reproduce_wrote_for_this_build(
         assert rp.build_metrics(pipe, tmp_path) == {"measured": "now"}
     path.write_text("{not json")
     assert rp.build_metrics(pipe, tmp_path) == {"measured": "now"}
+
+
+def test_pipeline_answers_from_the_record_of_this_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conceptlib import reproduce as rp
+    from conceptlib.config import load_config, to_dict
+    from conceptlib.pipeline import Pipeline
+
+    cfg = load_config("smoke")
+    pipe = Pipeline(cfg, device="cpu", cache_dir=tmp_path / "runs", progress=False)
+    assert not rp.use_recorded(pipe, tmp_path)  # nothing recorded yet
+    seed = {
+        "seed": cfg.seed,
+        "variants": {"concept": {"val": {"neg_elbo": 99.5}}},
+        "vocabulary": {
+            "concept": {"accuracy": {"pairs": 0.25}},
+            "classifier_ceiling": {"accuracy": {"isolated": 0.75}},
+        },
+        "operators": {"concept": {"layer": {"removal": 0.5}}},
+    }
+    written = {
+        "profile": "smoke",
+        "config": to_dict(pipe.cfg),
+        "environment": {"code": rp.code_hash()},
+        "catalogue": {"names": ["a"]},
+        "per_seed": [seed],
+    }
+    path = tmp_path / "smoke" / "metrics.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(written))
+    assert rp.recorded_seed(pipe, tmp_path) == seed
+    assert rp.use_recorded(pipe, tmp_path)
+
+    def measured(*args, **kwargs):
+        raise AssertionError("measured although recorded")
+
+    monkeypatch.setattr(pipe, "run", measured)
+    monkeypatch.setattr(pipe, "dataset", measured)
+    monkeypatch.setattr(pipe, "concept_model", measured)
+    assert pipe.evaluate("concept", "val") == {"neg_elbo": 99.5}
+    assert pipe.vocabulary("concept") == {"accuracy": {"pairs": 0.25}}
+    assert pipe.concept_ceiling() == {"isolated": 0.75}
+    edits = pipe.edits("concept")
+    assert edits == {"layer": {"removal": 0.5}}
+    edits["layer"]["removal"] = 0.0  # a copy: the record is not changed
+    assert pipe.edits("concept")["layer"]["removal"] == 0.5
+    with pytest.raises(AssertionError, match="measured although recorded"):
+        pipe.vocabulary("baseline")  # not in the record: measured
