@@ -445,8 +445,8 @@ def get_or_train(
     """
     device = device or resolve_device()
     cfg = resolve_precision(cfg, device)
-    key = run_key(cfg, variant)
     run_dir = run_folder(cache_dir, cfg, variant, device)
+    key = run_dir.name.removeprefix(f"{variant}-")  # run_key(cfg, variant)
     final = run_dir / "model.pt"
     done = [final.exists()]
     if dist.is_initialized():  # every rank follows rank 0: load or train together

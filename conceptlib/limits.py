@@ -1,0 +1,213 @@
+"""What limits addition: its pixel reference under other read-outs and placements.
+
+The measured additions (:func:`conceptlib.edits.edit_measures`) succeed when the
+added concept enters the top 3 of the re-encoded image, ranked by energy. Their
+pixel reference lays the held-out concept image on the digit's pixels (pixel
+maximum) and reads the result. :func:`addition_limits` asks whether that
+reference is held back by the read-out or by where the stroke is laid, on the
+very edits that :func:`~conceptlib.edits.edit_measures` makes (same digits,
+concepts and images, :func:`~conceptlib.edits.draw_additions`):
+
+- ``readout``: the same pixel images ranked by other scores of the concept maps
+  (:data:`READOUTS`);
+- ``placement``: the image moved by up to R pixels per axis to where it overlaps
+  the digit's ink least (R in :data:`REACH`; R = 0 is the reference itself);
+- ``rank``: where the added concept lands among the K concepts (energy), as a
+  share of the edits per rank.
+
+See: chapter ``ch-operators``, ``scripts/addition_limits.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from conceptlib import operators as op
+from conceptlib.edits import TOP, draw_additions
+from conceptlib.explain import concept_shares
+from conceptlib.scorecard import Estimate
+from conceptlib.vocab import ON, ConceptModel, concept_maps
+
+#: Scores that rank the concepts of an image, from its concept maps.
+READOUTS = {
+    "energy": "energy (the read-out)",
+    "peak": "largest activation",
+    "area": "pixels above 0.5",
+    "winner": "pixels above 0.5 where the concept is the strongest",
+}
+#: Largest shifts (px per axis) that the placement searches.
+REACH = (0, 2, 4)
+
+
+def readout_scores(maps: np.ndarray) -> dict[str, np.ndarray]:
+    """``(N, K, H, W)`` concept maps -> ``(N, K)`` scores per :data:`READOUTS`.
+
+    ``winner`` counts the pixels above 0.5 where the channel is the strongest
+    one, so that a look-alike channel cannot claim ink that another channel
+    reads more strongly. Ties of the two counts are broken by the energy.
+    """
+    m = torch.from_numpy(maps).double()
+    flat = m.flatten(2)
+    strongest = m.argmax(1, keepdim=True)  # (N, 1, H, W)
+    wins = torch.zeros_like(m).scatter_(1, strongest, 1.0) * (m > ON)
+    energy = flat.pow(2).sum(2)
+    return {
+        "energy": energy.numpy(),
+        "peak": flat.max(2).values.numpy(),
+        "area": ((flat > ON).sum(2) + 1e-6 * energy).numpy(),
+        "winner": (wins.flatten(2).sum(2) + 1e-6 * energy).numpy(),
+    }
+
+
+def in_top(scores: np.ndarray, concepts: np.ndarray) -> float:
+    """Share of rows whose concept is among their :data:`TOP` highest scores."""
+    top = np.argsort(-scores, axis=1)[:, :TOP]
+    return float((top == concepts[:, None]).any(1).mean())
+
+
+def place_apart(digits: np.ndarray, images: np.ndarray, reach: int) -> np.ndarray:
+    """Each image shifted by at most ``reach`` px per axis to where its ink
+    overlaps its digit's ink least (ties: the smallest shift). A shift that
+    pushes more than a tenth of its ink off the image is not taken.
+
+    Args:
+        digits, images: ``(N, 28, 28)`` uint8, one image per digit.
+        reach: the largest shift per axis.
+    """
+    best = images.copy()
+    cost = np.full(len(images), np.inf)
+    ink = (images > 127).sum((1, 2))
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            moved = ndimage.shift(images, (0, dy, dx), order=0, cval=0)
+            kept = (moved > 127).sum((1, 2)) >= 0.9 * ink
+            overlap = ((moved > 127) & (digits > 127)).sum((1, 2))
+            c = np.where(kept, overlap + 0.01 * (dy * dy + dx * dx), np.inf)
+            better = c < cost
+            best[better], cost[better] = moved[better], c[better]
+    return best
+
+
+def addition_limits(cm: ConceptModel, pipe) -> dict[str, Any]:
+    """The limits of one model's pixel reference of addition (module doc), on
+    the ``eval.num_edits`` test digits of a
+    :class:`~conceptlib.pipeline.Pipeline` of its profile and seed."""
+    e, seed = pipe.cfg.eval, pipe.cfg.seed
+    x, y = pipe.digits[2][: e.num_edits], pipe.digits[3][: e.num_edits]
+    tc = pipe.test_concepts
+    cx, cy = tc.x, tc.y - cm.catalogue.labels[0]
+    shares = concept_shares(cm, op.render(cm, op.read(cm, x)))
+    rng = np.random.default_rng(seed)  # edit_measures' stream
+    added, pick = draw_additions(cm, shares, y, cy, rng, seed)
+    images = cx[pick]
+    scores = readout_scores(concept_maps(cm, np.maximum(x, images)))
+    out: dict[str, Any] = {
+        "readout": {name: in_top(s, added) for name, s in scores.items()}
+    }
+    out["placement"] = {
+        str(r): in_top(concept_shares(cm, np.maximum(x, place_apart(x, images, r))),
+                       added)
+        for r in REACH
+    }  # fmt: skip
+    rank = (np.argsort(-scores["energy"], axis=1) == added[:, None]).argmax(1)
+    out["rank"] = (np.bincount(rank, minlength=len(cm.catalogue)) / len(rank)).tolist()
+    out["edits"] = len(x)
+    return out
+
+
+def summarise_limits(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample sd over seeds of every ``readout`` and ``placement``
+    rate, and the mean share per ``rank``."""
+    out: dict[str, Any] = {}
+    for part in ("readout", "placement"):
+        out[part] = {}
+        for key in per_seed[0][part]:
+            est = Estimate(tuple(s[part][key] for s in per_seed))
+            out[part][key] = {"mean": est.mean, "sd": est.sd}
+    out["rank"] = np.mean([s["rank"] for s in per_seed], axis=0).tolist()
+    return out
+
+
+def format_limits(summary: dict[str, Any]) -> str:
+    """A Markdown table of :func:`summarise_limits`: the pixel reference under
+    each read-out and each placement."""
+    from conceptlib.report import markdown_table
+
+    def rate(r: dict[str, Any]) -> str:
+        return f"{r['mean']:.3f}" + ("" if r["sd"] is None else f" ± {r['sd']:.3f}")
+
+    rows = [(f"score: {READOUTS[n]}", rate(r)) for n, r in summary["readout"].items()]
+    rows += [
+        (f"placed: shifted up to {n} px" if n != "0" else "placed: as cut",
+         rate(r))
+        for n, r in summary["placement"].items()
+    ]  # fmt: skip
+    return markdown_table(("pixel reference", "into the top 3"), rows, "lr")
+
+
+def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`summarise_limits` says, for the book's prose.
+
+    Returns:
+        ``score_said``: whether another read-out names the added concept more
+        often than the energy; ``placed_said``: whether the farthest placement
+        makes it harder or easier to name; ``rank_top3`` and ``rank_4_5``: the
+        shares of the edits whose concept lands in the top 3 and at rank 4 or 5.
+    """
+    energy = summary["readout"]["energy"]["mean"]
+    best, name = max(
+        (r["mean"], n) for n, r in summary["readout"].items() if n != "energy"
+    )
+    if best <= energy:
+        score = (
+            "no other score of the maps names the added concept more often than "
+            f"the energy does (at best {best:.3f}, {READOUTS[name]}, against "
+            f"{energy:.3f})"
+        )
+    else:
+        score = (
+            f"another score, {READOUTS[name]}, names it more often ({best:.3f} "
+            f"against {energy:.3f} for the energy)"
+        )
+    far = max(summary["placement"], key=int)
+    placed = summary["placement"][far]["mean"]
+    word = "*harder*" if placed < energy else "easier"
+    rank = summary["rank"]
+    return {
+        "score_said": score,
+        "placed_said": f"{word} to name ({placed:.3f} when shifted up to {far} px)",
+        "rank_top3": float(sum(rank[:TOP])),
+        "rank_4_5": float(sum(rank[TOP : TOP + 2])),
+    }
+
+
+def addition_per_concept(
+    per_seed: list[dict[str, Any]], where: str
+) -> dict[int, float]:
+    """Addition success per added concept index, the mean over the seeds that
+    added it, from :func:`~conceptlib.edits.measure_operators` of several seeds
+    (``where``: ``layer``, ``latent`` or ``pixel``)."""
+    rates: dict[int, list[float]] = {}
+    for measured in per_seed:
+        for key, value in measured[where].items():
+            if key.startswith("addition_"):
+                rates.setdefault(int(key.removeprefix("addition_")), []).append(value)
+    return {c: float(np.mean(v)) for c, v in sorted(rates.items())}
+
+
+__all__ = [
+    "READOUTS",
+    "REACH",
+    "addition_limits",
+    "addition_per_concept",
+    "format_limits",
+    "in_top",
+    "limit_findings",
+    "place_apart",
+    "readout_scores",
+    "summarise_limits",
+]
