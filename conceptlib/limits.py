@@ -175,7 +175,7 @@ def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
         )
     far = max(summary["placement"], key=int)
     placed = summary["placement"][far]["mean"]
-    word = "*harder*" if placed < energy else "easier"
+    word = "harder" if placed < energy else "easier"
     rank = summary["rank"]
     return {
         "score_said": score,
