@@ -262,9 +262,7 @@ def draw_additions(
     concept_of = np.asarray(concept_of)
     missing = sorted(set(added.tolist()) - set(concept_of.tolist()))
     if missing:
-        raise ConceptlibError(
-            f"edit_measures: no held-out image of concept {missing[0]}"
-        )
+        raise ConceptlibError(f"additions: no held-out image of concept {missing[0]}")
     pick_rng = np.random.default_rng([seed, 11])
     pick = np.array([pick_rng.choice(np.flatnonzero(concept_of == c)) for c in added])
     return added, pick
@@ -491,6 +489,7 @@ __all__ = [
     "TOP",
     "LatentEdits",
     "digit_classifier",
+    "draw_additions",
     "edit_measures",
     "latent_directions",
     "measure_operators",

@@ -474,7 +474,9 @@ __all__ = [
     "SPLITS",
     "build_metrics",
     "code_hash",
+    "recorded_seed",
     "reproduce",
     "run_metrics",
     "seed_metrics",
+    "use_recorded",
 ]
