@@ -27,7 +27,7 @@ import torch
 from scipy import ndimage
 
 from conceptlib import operators as op
-from conceptlib.edits import TOP, draw_additions
+from conceptlib.edits import TOP, _top, draw_additions
 from conceptlib.explain import concept_shares
 from conceptlib.scorecard import Estimate
 from conceptlib.vocab import ON, ConceptModel, concept_maps
@@ -65,8 +65,7 @@ def readout_scores(maps: np.ndarray) -> dict[str, np.ndarray]:
 
 def in_top(scores: np.ndarray, concepts: np.ndarray) -> float:
     """Share of rows whose concept is among their :data:`TOP` highest scores."""
-    top = np.argsort(-scores, axis=1)[:, :TOP]
-    return float((top == concepts[:, None]).any(1).mean())
+    return float(_top(scores, concepts).mean())
 
 
 def place_apart(digits: np.ndarray, images: np.ndarray, reach: int) -> np.ndarray:
