@@ -168,6 +168,40 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def near(actual: Any, recorded: Any, tol: float, rel: float = 0.0) -> Any:
+    """``recorded`` wherever ``actual`` is within tolerance of it, else ``actual``.
+
+    For notebook checks that must hold on every processor: fp32 kernels differ in
+    the last digits between processors (and under ``ONEDNN_MAX_CPU_ISA=AVX2``), so
+    a printed float that rounds near a boundary flips. A checked cell prints
+    ``near(measured, recorded, tol)``: on any machine whose numbers agree with the
+    recorded ones to within ``tol + rel * |recorded|`` it prints the recorded
+    values, and where one does not it prints the measured value in full, so the
+    comparison with the committed output fails and shows it. Nested dicts, lists
+    and tuples are walked leaf by leaf; their keys and shapes must match, and
+    non-numbers must be equal.
+
+    Args:
+        actual: the measured values (floats, ints, or nested containers of them).
+        recorded: the same structure, holding the values the check expects.
+        tol: the absolute tolerance, in the values' own unit.
+        rel: a further tolerance relative to ``|recorded|``.
+    """
+    if isinstance(recorded, dict) and isinstance(actual, dict):
+        if actual.keys() != recorded.keys():
+            return actual
+        return {k: near(actual[k], recorded[k], tol, rel) for k in recorded}
+    if isinstance(recorded, (list, tuple)) and isinstance(actual, (list, tuple)):
+        if len(actual) != len(recorded):
+            return actual
+        return type(recorded)(near(a, r, tol, rel) for a, r in zip(actual, recorded))
+    numbers = (int, float)
+    if isinstance(recorded, numbers) and isinstance(actual, numbers):
+        close = abs(float(actual) - float(recorded)) <= tol + rel * abs(recorded)
+        return recorded if close else actual
+    return actual
+
+
 def format_table(metrics: dict[str, Any], split: str) -> str:
     """A plain-text table of the measures of every variant on one split.
 
@@ -280,6 +314,7 @@ __all__ = [
     "headline",
     "load_recorded",
     "markdown_table",
+    "near",
     "recorded_runs",
     "read_metrics",
     "recorded_loop_speed",

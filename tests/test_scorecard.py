@@ -261,3 +261,16 @@ def test_pipeline_answers_from_the_record_of_this_build(
     assert pipe.edits("concept")["layer"]["removal"] == 0.5
     with pytest.raises(AssertionError, match="measured although recorded"):
         pipe.vocabulary("baseline")  # not in the record: measured
+
+
+def test_near_prints_the_recorded_value_within_tolerance_and_the_measured_outside():
+    from conceptlib.report import near
+
+    recorded = {"a": (357, 0.0), "b": [1.25, "x"]}
+    measured = {"a": (357.4, 0.06), "b": [1.27, "x"]}
+    assert near(measured, recorded, tol=0.5, rel=0.02) == recorded
+    out = near({"a": (357.4, 0.2), "b": [1.25, "x"]}, recorded, tol=0.1)
+    assert out == {"a": (357.4, 0.2), "b": [1.25, "x"]}
+    assert near({"a": 1}, {"b": 1}, tol=1) == {"a": 1}  # other keys: shown as measured
+    assert near([1.0, 2.0], [1.0], tol=1) == [1.0, 2.0]
+    assert near(0.3, 0.0, tol=0.1, rel=10.0) == 0.3  # rel scales |recorded|, here 0
