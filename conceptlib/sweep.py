@@ -151,3 +151,30 @@ def mean_of(results: list[dict], column: str) -> float:
     """Mean over seeds of one :data:`COLUMNS` entry of a candidate's results."""
     read = next(r for name, r, _ in COLUMNS if name == column)
     return float(np.mean([read(r) for r in results]))
+
+
+def summarise(found: dict[str, list[dict]], elbo_bound: float) -> dict[str, object]:
+    """What the book says about a sweep, computed from its results (means over seeds).
+
+    Returns the number of candidates with a concept loss (``num_concept``), how many
+    of them reconstruct the test digits worse than ``baseline`` (``num_recon_costly``)
+    and how many better (``num_recon_cheaper``), and the names of those whose
+    test-digit -ELBO is at most ``elbo_bound`` times the baseline's
+    (``within_bound``, a comma-separated string, and ``num_within_bound``).
+    """
+    base = found["baseline"]
+    concept = [
+        name
+        for name, results in found.items()
+        if results[0]["variant"] in ("concept", "concept_paper")
+    ]
+    recon = {c: mean_of(found[c], "recon") for c in concept}
+    ratio = {c: mean_of(found[c], "-ELBO") / mean_of(base, "-ELBO") for c in concept}
+    within = [c for c in concept if ratio[c] <= elbo_bound]
+    return {
+        "num_concept": len(concept),
+        "num_recon_costly": sum(r > mean_of(base, "recon") for r in recon.values()),
+        "num_recon_cheaper": sum(r < mean_of(base, "recon") for r in recon.values()),
+        "within_bound": ", ".join(within) or "none",
+        "num_within_bound": len(within),
+    }

@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -48,7 +49,14 @@ DISSECTION_QUANTILE = 0.995
 DISSECTION_IOU = 0.04
 #: A map pixel is "on" above 0.5 (sigmoid channels); ink is a pixel above 0.5.
 ON = 0.5
+#: Pixels added on each side of a catalogue box when a digit part is looked for.
+PART_GROW = 2
 PROBES = ("isolated", "jitter", "shift", "pairs")
+#: Level of the intervals quoted for an accuracy over a probe set.
+CONFIDENCE = 0.95
+#: The likelihood target of a concept variant: test-digit -ELBO at most this
+#: multiple of the baseline's.
+ELBO_RATIO_TARGET = 1.05
 
 
 @dataclass(frozen=True)
@@ -488,7 +496,7 @@ def digit_parts(
     x: np.ndarray,
     y: np.ndarray,
     variant_of: np.ndarray,
-    grow: int = 2,
+    grow: int = PART_GROW,
 ) -> DigitParts:
     """Measure how well the concept maps split real digits into their parts.
 
@@ -550,9 +558,11 @@ def digit_parts(
     return DigitParts(hit, overlap, examples)
 
 
-def binomial_halfwidth(p: float, n: int) -> float:
-    """Half-width of the 95 % normal interval of an accuracy ``p`` over ``n``."""
-    return 1.96 * float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
+def binomial_halfwidth(p: float, n: int, level: float = CONFIDENCE) -> float:
+    """Half-width of the normal interval at ``level`` (default :data:`CONFIDENCE`)
+    of an accuracy ``p`` over ``n`` images."""
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return z * float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
 
 
 __all__ = [
