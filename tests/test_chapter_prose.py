@@ -69,9 +69,7 @@ COMPARATIVE = re.compile(
     r"|more often|less often|far (more|less)|(higher|lower) than|only candidate)\b",
     re.I,
 )
-ALLOWED = re.compile(
-    "|".join(f"(?:{p})" for p in PAPER + NAMES).replace(" ", r"\s+")
-)
+ALLOWED = re.compile("|".join(f"(?:{p})" for p in PAPER + NAMES).replace(" ", r"\s+"))
 
 
 def unsourced(text: str) -> list[str]:
