@@ -658,7 +658,8 @@ def judge(
     epochs = num_epochs(metrics)
     if epochs is not None and epochs < MIN_EPOCHS:
         short = (
-            f"trained {epochs} epoch(s), fewer than {MIN_EPOCHS}: too short to judge"
+            f"trained {epochs} epoch{'s' * (epochs != 1)}, fewer than {MIN_EPOCHS}: "
+            "too short to judge"
         )
         verdicts = [
             Verdict(
