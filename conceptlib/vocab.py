@@ -577,7 +577,6 @@ __all__ = [
     "dissect",
     "format_targets",
     "format_vocabulary",
-    "layer3_verdict",
     "load_concept_model",
     "load_model",
     "make_probes",
@@ -681,36 +680,3 @@ def format_targets(columns: dict[str, dict]) -> str:
     ]
     head = ("target", "rule", *columns)
     return markdown_table(head, rows, "ll" + "r" * len(columns))
-
-
-def layer3_verdict(measures: dict, num_concepts: int) -> tuple[str, str]:
-    """The verdict on "with the concept loss, layer 3 learns the concepts".
-
-    It rests on measures the concept loss does not train directly: Network
-    Dissection with its rotation control (the concepts live in the channels, not
-    only in the space they span), accuracy under a 2 px shift, and pairs.
-
-    Returns:
-        ``(verdict, evidence)``: ``reproduced`` when at least K - 1 channels detect
-        their own concept, at most 2 do after the rotation, and shifted and paired
-        concepts are named (>= 0.8 and >= 0.5); ``partly`` when only the
-        dissection holds; ``not reproduced`` otherwise.
-    """
-    own = _get(measures, ("dissection", "own"))
-    rotated = _get(measures, ("dissection_rotated", "own"))
-    shift = _get(measures, ("accuracy", "shift"))
-    pairs = _get(measures, ("accuracy", "pairs"))
-    if None in (own, rotated, shift, pairs):
-        return "not measurable", "vocabulary measures missing"
-    evidence = (
-        f"{own:.0f} of {num_concepts} channels detect their own concept "
-        f"({rotated:.0f} after a random rotation); shift ±2 px {shift:.3f}, "
-        f"pairs {pairs:.3f}"
-    )
-    dissected = own >= num_concepts - 1 and rotated <= 2
-    if dissected and shift >= 0.8 and pairs >= 0.5:
-        return "reproduced", evidence
-    if dissected:
-        return "partly", evidence + ": the channels are the concepts, but they do "
-        "not yet survive shifts or name two at once"
-    return "not reproduced", evidence
