@@ -168,6 +168,11 @@ def num_epochs(metrics: dict[str, Any]) -> int | None:
     return max((len(h) for h in history.values()), default=None)
 
 
+def plural(count: int, noun: str) -> str:
+    """``count`` with ``noun`` in the number it takes: "1 epoch", "8 epochs"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _noise_note(*estimates: Estimate) -> str:
     n = min(e.n for e in estimates)
     if n < 2:
@@ -361,7 +366,8 @@ def judge(metrics: dict[str, Any]) -> list[Verdict]:
     epochs = num_epochs(metrics)
     if epochs is not None and epochs < MIN_EPOCHS:
         short = (
-            f"trained {epochs} epoch(s), fewer than {MIN_EPOCHS}: too short to judge"
+            f"trained {plural(epochs, 'epoch')}, fewer than {MIN_EPOCHS}: "
+            "too short to judge"
         )
         verdicts = [
             Verdict(v.claim, v.title, v.paper, NOT_MEASURABLE, v.evidence, short)
@@ -430,5 +436,6 @@ __all__ = [
     "format_rules",
     "format_text",
     "judge",
+    "plural",
     "seeds_of",
 ]

@@ -107,6 +107,14 @@ def test_layer3_needs_the_dissection_and_its_control() -> None:
     assert _verdicts(_run(_seed(acc_concept=0.06)))["2"] == sc.NOT_REPRODUCED
 
 
+def test_plural() -> None:
+    assert [sc.plural(n, "epoch") for n in (0, 1, 8)] == [
+        "0 epochs",
+        "1 epoch",
+        "8 epochs",
+    ]
+
+
 def test_clusters_and_epochs() -> None:
     assert _verdicts(_run(_seed(nmi_with=0.6)))["2b"] == sc.NOT_REPRODUCED
     assert _verdicts(_run(_seed(purity_digits=0.75)))["3"] == sc.PARTLY
@@ -120,6 +128,8 @@ def test_clusters_and_epochs() -> None:
 def test_short_runs_and_missing_measures_are_not_measurable() -> None:
     smoke = _verdicts(_run(_seed(), epochs=1))
     assert set(smoke.values()) == {sc.NOT_MEASURABLE}
+    notes = {v.rule for v in sc.judge(_run(_seed(), epochs=1))}
+    assert notes == {"trained 1 epoch, fewer than 3: too short to judge"}
     old = _run(_seed())
     del old["per_seed"][0]["vocabulary"]
     verdict = sc.claim_layer3(old)
