@@ -250,10 +250,23 @@ def test_counts_per_kind() -> None:
     )
 
 
+def test_plural() -> None:
+    from conceptlib.report import plural
+
+    assert [plural(n, "epoch") for n in (0, 1, 8)] == [
+        "0 epochs",
+        "1 epoch",
+        "8 epochs",
+    ]
+
+
 def test_short_runs_and_missing_measures_are_not_measurable() -> None:
     smoke = sc.judge(_run(_seed(), epochs=1))
     assert {v.verdict for v in smoke} == {sc.NOT_MEASURABLE}
     assert {v.kind for v in smoke} == set(sc.KINDS)
+    assert {v.rule for v in smoke} == {
+        "trained 1 epoch, fewer than 3: too short to judge"
+    }
     old = _run(_seed())
     del old["per_seed"][0]["vocabulary"]
     del old["per_seed"][0]["epochs"]
