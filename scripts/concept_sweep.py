@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from conceptlib.config import CONCEPT_VARIANTS, load_config
+from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_write_text
 from conceptlib.pipeline import Pipeline
 from conceptlib.sweep import CANDIDATES, ELBO_BUDGET, choose, format_sweep, gather
@@ -110,7 +111,12 @@ def choose_families(args: argparse.Namespace) -> None:
     """Print (and write ``<out>/choices.json``) the best candidate of each family
     by :func:`conceptlib.sweep.choose`, on the validation columns."""
     found = gather(args.out)
-    choices = {f: choose(found, f, budget=args.budget) for f in args.families}
+    choices = {}
+    for f in args.families:
+        try:
+            choices[f] = choose(found, f, budget=args.budget)
+        except ConceptlibError as exc:
+            print(f"{f}: no choice: {exc}")
     for f, c in choices.items():
         s = c["scores"][c["chosen"]]
         print(
