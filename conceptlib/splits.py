@@ -22,6 +22,15 @@ import numpy as np
 
 from conceptlib.errors import ConceptlibError
 
+__all__ = [
+    "CHOICE_SPLITS",
+    "HELD_SPLITS",
+    "HeldDigits",
+    "check_split",
+    "refuse_test",
+    "split_of",
+]
+
 #: The splits of held-out digits a measure can name.
 HELD_SPLITS = ("val", "test")
 #: The splits a choice may be made on.
