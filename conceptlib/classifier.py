@@ -34,11 +34,16 @@ class SmallCNN(nn.Module):
         return self.net(x)
 
 
+#: Training epochs by default (no validation stop); the concept reference
+#: classifier of :meth:`conceptlib.pipeline.Pipeline.concept_ceiling` uses it.
+NUM_EPOCHS = 4
+
+
 def train_classifier(
     x: np.ndarray,
     y: np.ndarray,
     num_classes: int,
-    num_epochs: int = 4,
+    num_epochs: int = NUM_EPOCHS,
     batch_size: int = 128,
     lr: float = 1e-3,
     seed: int = 0,

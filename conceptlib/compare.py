@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conceptlib.scorecard import Difference, Estimate
+from conceptlib.scorecard import Difference, Estimate, Z
 
 Getter = Callable[[dict[str, Any]], float | None]
 
@@ -122,6 +122,34 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def chance_outside(num_seeds: int, num_measures: int, outside: int) -> dict[str, Any]:
+    """How many of ``num_measures`` compared measures fall outside :data:`Z` standard
+    errors by chance alone when nothing changed, against the ``outside`` observed.
+
+    With ``num_seeds`` seeds per side and equal spreads, the difference of means over
+    its standard error follows a t distribution with about ``2 * (num_seeds - 1)``
+    degrees of freedom (Welch). Returns ``seeds``, ``df``, ``z``, ``p`` (the chance
+    that one measure falls outside), ``expected`` (``p * num_measures``),
+    ``outside_count`` and ``reading``: "no change" when no more fall outside than
+    chance predicts, else "a change beyond chance".
+    """
+    from scipy.stats import t  # scipy loads in about a second: only when asked
+
+    df = 2 * (num_seeds - 1)
+    p = float(2 * t.sf(Z, df)) if df > 0 else float("nan")
+    expected = p * num_measures
+    reading = "no change" if outside <= expected else "a change beyond chance"
+    return {
+        "seeds": num_seeds,
+        "df": df,
+        "z": Z,
+        "p": p,
+        "expected": expected,
+        "outside_count": outside,
+        "reading": reading,
+    }
+
+
 def format_comparison(rows: list[Row], name_a: str, name_b: str) -> str:
     """A Markdown table of :func:`compare`'s rows, with a count of the verdicts."""
     lines = [
@@ -144,4 +172,4 @@ def format_comparison(rows: list[Row], name_a: str, name_b: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Row", "compare", "format_comparison", "measures"]
+__all__ = ["Row", "chance_outside", "compare", "format_comparison", "measures"]

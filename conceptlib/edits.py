@@ -44,18 +44,38 @@ from conceptlib.classifier import SmallCNN, predict, train_classifier
 from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.errors import ConceptlibError
 from conceptlib.explain import concept_shares
-from conceptlib.scorecard import Estimate
+from conceptlib.scorecard import Difference, Estimate
 from conceptlib.splits import HeldDigits, refuse_test, split_of
-from conceptlib.vocab import ConceptModel
+from conceptlib.vocab import ON, ConceptModel
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
-#: concept's region (its map dilated by 2 px, above 0.5), on [0, 1] pixels.
+#: concept's region (its map above :data:`~conceptlib.vocab.ON`, dilated by
+#: :data:`KEEP_DILATE` px), on [0, 1] pixels.
 KEEP = 0.05
+KEEP_DILATE = 2
 #: Success of removal and addition: out of or into the top this many concepts.
 TOP = 3
+#: The rates of success each operator aims at, on test digits.
+TARGETS = {"removal": 0.9, "addition": 0.9, "composition": 0.8}
+#: How :func:`versus` reads :attr:`~conceptlib.scorecard.Difference.sign`.
+VERSUS = {1: "better than", 0: "within the seed noise of", -1: "worse than"}
 #: What :func:`edit_measures` adds a concept from (``image`` chosen on training
 #: digits by ``scripts/choose_operators.py``).
 ADD_FROM = ("image", "prototype")
+
+
+def target_phrase(rate: float, target: float) -> str:
+    """Whether a success rate meets its target, in words with the numbers."""
+    short = 100 * (target - rate)
+    if short <= 0:
+        return f"meets the {target:.0%} target"
+    return f"misses the {target:.0%} target by {short:.1f} points"
+
+
+def versus(a: Estimate, b: Estimate) -> str:
+    """``a`` against ``b`` in words (:data:`VERSUS`), judged by
+    :class:`~conceptlib.scorecard.Difference`: beyond the seed noise or within it."""
+    return VERSUS[Difference(a, b).sign]
 
 
 def digit_classifier(
@@ -152,7 +172,9 @@ def _outside_change(
     """Mean absolute change (on [0, 1]) outside each concept's dilated region."""
     idx = torch.arange(len(concepts))
     maps = hidden[idx, torch.from_numpy(concepts)][:, None]
-    inside = (torch.nn.functional.max_pool2d(maps, 5, 1, 2)[:, 0] > 0.5).numpy()
+    size = 2 * KEEP_DILATE + 1
+    grown = torch.nn.functional.max_pool2d(maps, size, 1, KEEP_DILATE)[:, 0]
+    inside = (grown > ON).numpy()
     diff = np.abs(after.astype(np.float32) - before.astype(np.float32)) / 255.0
     outside = ~inside
     return (diff * outside).sum((1, 2)) / np.maximum(outside.sum((1, 2)), 1)
@@ -505,6 +527,9 @@ __all__ = [
     "DILATIONS",
     "choose_dilation",
     "KEEP",
+    "KEEP_DILATE",
+    "TARGETS",
+    "VERSUS",
     "OPERATOR_ROWS",
     "format_operators",
     "TOP",
@@ -515,4 +540,6 @@ __all__ = [
     "latent_directions",
     "measure_operators",
     "summarise_seeds",
+    "target_phrase",
+    "versus",
 ]

@@ -155,7 +155,9 @@ def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
         ``score_said``: whether another read-out names the added concept more
         often than the energy; ``placed_said``: whether the farthest placement
         makes it harder or easier to name; ``rank_top3`` and ``rank_4_5``: the
-        shares of the edits whose concept lands in the top 3 and at rank 4 or 5.
+        shares of the edits whose concept lands in the top 3 and at rank 4 or 5;
+        ``near_ranks``: those two ranks in words; ``placements``: the largest
+        shifts (px per axis) tried beyond none.
     """
     energy = summary["readout"]["energy"]["mean"]
     best, name = max(
@@ -181,6 +183,8 @@ def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
         "placed_said": f"{word} to name ({placed:.3f} when shifted up to {far} px)",
         "rank_top3": float(sum(rank[:TOP])),
         "rank_4_5": float(sum(rank[TOP : TOP + 2])),
+        "near_ranks": f"{TOP + 1} or {TOP + 2}",
+        "placements": " or ".join(p for p in sorted(summary["placement"], key=int)[1:]),
     }
 
 

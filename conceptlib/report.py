@@ -17,7 +17,7 @@ from typing import Any
 
 from conceptlib.config import VARIANTS
 from conceptlib.errors import ConceptlibError
-from conceptlib.scorecard import estimate
+from conceptlib.scorecard import Difference, Estimate, estimate
 
 #: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
 HEADLINE = tuple(
@@ -168,6 +168,40 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def near(actual: Any, recorded: Any, tol: float, rel: float = 0.0) -> Any:
+    """``recorded`` wherever ``actual`` is within tolerance of it, else ``actual``.
+
+    For notebook checks that must hold on every processor: fp32 kernels differ in
+    the last digits between processors (and under ``ONEDNN_MAX_CPU_ISA=AVX2``), so
+    a printed float that rounds near a boundary flips. A checked cell prints
+    ``near(measured, recorded, tol)``: on any machine whose numbers agree with the
+    recorded ones to within ``tol + rel * |recorded|`` it prints the recorded
+    values, and where one does not it prints the measured value in full, so the
+    comparison with the committed output fails and shows it. Nested dicts, lists
+    and tuples are walked leaf by leaf; their keys and shapes must match, and
+    non-numbers must be equal.
+
+    Args:
+        actual: the measured values (floats, ints, or nested containers of them).
+        recorded: the same structure, holding the values the check expects.
+        tol: the absolute tolerance, in the values' own unit.
+        rel: a further tolerance relative to ``|recorded|``.
+    """
+    if isinstance(recorded, dict) and isinstance(actual, dict):
+        if actual.keys() != recorded.keys():
+            return actual
+        return {k: near(actual[k], recorded[k], tol, rel) for k in recorded}
+    if isinstance(recorded, (list, tuple)) and isinstance(actual, (list, tuple)):
+        if len(actual) != len(recorded):
+            return actual
+        return type(recorded)(near(a, r, tol, rel) for a, r in zip(actual, recorded))
+    numbers = (int, float)
+    if isinstance(recorded, numbers) and isinstance(actual, numbers):
+        close = abs(float(actual) - float(recorded)) <= tol + rel * abs(recorded)
+        return recorded if close else actual
+    return actual
+
+
 def format_table(metrics: dict[str, Any], split: str) -> str:
     """A plain-text table of the measures of every variant on one split.
 
@@ -238,18 +272,41 @@ def format_clustering(columns: dict[str, dict[str, Any]], score: str = "nmi") ->
     return table
 
 
-def recorded_loop_speed(root: str | os.PathLike = "results") -> float | None:
-    """The fastest training-loop throughput (img/s, batch 128) recorded by
-    ``benchmarks/train_loop.py`` in ``<root>/benchmarks/train_loop.txt``."""
+def compare_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
+    """``a`` against ``b`` in words, with the numbers: "higher", "lower" or "within
+    the noise of", as :class:`~conceptlib.scorecard.Difference` judges them, e.g.
+    ``"lower (0.819 ± 0.020 against 0.908 ± 0.015; difference -0.089 (4.1 SE))"``.
+    """
+    diff = Difference(a, b)
+    word = {1: "higher", -1: "lower", 0: "within the noise"}[diff.sign]
+    return f"{word} ({a.text(digits)} against {b.text(digits)}; {diff.text(digits)})"
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 epoch"``, ``"8 epochs"``: a count with its noun."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def recorded_loop_speeds(root: str | os.PathLike = "results") -> dict[str, float]:
+    """Training-loop throughput (img/s) per configuration at batch 128, e.g.
+    ``{"fp32 NCHW": 866.0, "bf16 channels_last": 1256.0}``, as recorded by
+    ``benchmarks/train_loop.py`` in ``<root>/benchmarks/train_loop.txt``; empty
+    when nothing is recorded."""
     path = Path(root) / "benchmarks" / "train_loop.txt"
     if not path.is_file():
-        return None
-    speeds = []
+        return {}
+    speeds = {}
     for line in path.read_text().splitlines():
         fields = line.split()
         if len(fields) > 3 and fields[2] == "b128" and fields[3].isdigit():
-            speeds.append(float(fields[3]))
-    return max(speeds, default=None)
+            speeds[" ".join(fields[:2])] = float(fields[3])
+    return speeds
+
+
+def recorded_loop_speed(root: str | os.PathLike = "results") -> float | None:
+    """The fastest recorded training-loop throughput (img/s, batch 128) of
+    :func:`recorded_loop_speeds`."""
+    return max(recorded_loop_speeds(root).values(), default=None)
 
 
 def format_plan(plan: dict[str, int], img_per_s: float | None) -> str:
@@ -272,6 +329,7 @@ def format_plan(plan: dict[str, int], img_per_s: float | None) -> str:
 __all__ = [
     "CLUSTERING_ROWS",
     "HEADLINE",
+    "compare_phrase",
     "describe_recorded",
     "format_clustering",
     "format_headline",
@@ -280,8 +338,11 @@ __all__ = [
     "headline",
     "load_recorded",
     "markdown_table",
+    "near",
+    "plural",
     "recorded_runs",
     "read_metrics",
     "recorded_loop_speed",
+    "recorded_loop_speeds",
     "upgrade_recorded",
 ]

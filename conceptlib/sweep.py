@@ -30,6 +30,7 @@ import numpy as np
 
 from conceptlib.errors import ConceptlibError
 from conceptlib.splits import refuse_test
+from conceptlib.vocab import ELBO_RATIO_TARGET
 
 #: The candidate whose settings are the config's defaults for ``concept``.
 DEFAULT = "composite_mu_w1"
@@ -269,8 +270,9 @@ def mean_of(results: list[dict], column: str) -> float:
     return float(np.mean([read(r) for r in results]))
 
 
-#: :func:`choose`'s likelihood budget: val -ELBO at most this times the baseline's.
-ELBO_BUDGET = 1.05
+#: :func:`choose`'s likelihood budget: val -ELBO at most this times the baseline's
+#: (the vocabulary's likelihood target, :data:`~conceptlib.vocab.ELBO_RATIO_TARGET`).
+ELBO_BUDGET = ELBO_RATIO_TARGET
 
 
 def _val_mean(results: list[dict], column: str, name: str) -> float:
@@ -300,7 +302,8 @@ def choose(
     """The best candidate of a family, by a rule that reads validation data only.
 
     Rule: among the family's candidates in ``found`` (means over their seeds),
-    keep those whose validation-digit -ELBO is at most ``budget`` (1.05) times
+    keep those whose validation-digit -ELBO is at most ``budget`` (1.05,
+    :data:`ELBO_BUDGET`) times
     the ``baseline`` candidate's validation-digit -ELBO; of those, pick the
     highest sum of validation-probe accuracies *isolated + pairs (top-2)*; ties go
     to the lower validation -ELBO, then to the first in :data:`CANDIDATES`. If no
@@ -371,4 +374,31 @@ def choose(
         "budget": budget,
         "baseline_val_neg_elbo": base,
         "scores": scores,
+    }
+
+
+def summarise(found: dict[str, list[dict]], elbo_bound: float) -> dict[str, object]:
+    """What the book says about a sweep, computed from its results (means over seeds).
+
+    Returns the number of candidates with a concept loss (``num_concept``), how many
+    of them reconstruct the test digits worse than ``baseline`` (``num_recon_costly``)
+    and how many better (``num_recon_cheaper``), and the names of those whose
+    test-digit -ELBO is at most ``elbo_bound`` times the baseline's
+    (``within_bound``, a comma-separated string, and ``num_within_bound``).
+    """
+    base = found["baseline"]
+    concept = [
+        name
+        for name, results in found.items()
+        if results[0]["variant"] in ("concept", "concept_paper")
+    ]
+    recon = {c: mean_of(found[c], "recon") for c in concept}
+    ratio = {c: mean_of(found[c], "-ELBO") / mean_of(base, "-ELBO") for c in concept}
+    within = [c for c in concept if ratio[c] <= elbo_bound]
+    return {
+        "num_concept": len(concept),
+        "num_recon_costly": sum(r > mean_of(base, "recon") for r in recon.values()),
+        "num_recon_cheaper": sum(r < mean_of(base, "recon") for r in recon.values()),
+        "within_bound": ", ".join(within) or "none",
+        "num_within_bound": len(within),
     }

@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -49,7 +50,14 @@ DISSECTION_QUANTILE = 0.995
 DISSECTION_IOU = 0.04
 #: A map pixel is "on" above 0.5 (sigmoid channels); ink is a pixel above 0.5.
 ON = 0.5
+#: Pixels added on each side of a catalogue box when a digit part is looked for.
+PART_GROW = 2
 PROBES = ("isolated", "jitter", "shift", "pairs")
+#: Level of the intervals quoted for an accuracy over a probe set.
+CONFIDENCE = 0.95
+#: The likelihood target of a concept variant: test-digit -ELBO at most this
+#: multiple of the baseline's.
+ELBO_RATIO_TARGET = 1.05
 
 
 @dataclass(frozen=True)
@@ -494,7 +502,7 @@ def digit_parts(
     x: np.ndarray,
     y: np.ndarray,
     variant_of: np.ndarray,
-    grow: int = 2,
+    grow: int = PART_GROW,
 ) -> DigitParts:
     """Measure how well the concept maps split real digits into their parts.
 
@@ -556,9 +564,11 @@ def digit_parts(
     return DigitParts(hit, overlap, examples)
 
 
-def binomial_halfwidth(p: float, n: int) -> float:
-    """Half-width of the 95 % normal interval of an accuracy ``p`` over ``n``."""
-    return 1.96 * float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
+def binomial_halfwidth(p: float, n: int, level: float = CONFIDENCE) -> float:
+    """Half-width of the normal interval at ``level`` (default :data:`CONFIDENCE`)
+    of an accuracy ``p`` over ``n`` images."""
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return z * float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
 
 
 __all__ = [
@@ -573,7 +583,6 @@ __all__ = [
     "dissect",
     "format_targets",
     "format_vocabulary",
-    "layer3_verdict",
     "load_concept_model",
     "load_model",
     "make_probes",
@@ -677,36 +686,3 @@ def format_targets(columns: dict[str, dict]) -> str:
     ]
     head = ("target", "rule", *columns)
     return markdown_table(head, rows, "ll" + "r" * len(columns))
-
-
-def layer3_verdict(measures: dict, num_concepts: int) -> tuple[str, str]:
-    """The verdict on "with the concept loss, layer 3 learns the concepts".
-
-    It rests on measures the concept loss does not train directly: Network
-    Dissection with its rotation control (the concepts live in the channels, not
-    only in the space they span), accuracy under a 2 px shift, and pairs.
-
-    Returns:
-        ``(verdict, evidence)``: ``reproduced`` when at least K - 1 channels detect
-        their own concept, at most 2 do after the rotation, and shifted and paired
-        concepts are named (>= 0.8 and >= 0.5); ``partly`` when only the
-        dissection holds; ``not reproduced`` otherwise.
-    """
-    own = _get(measures, ("dissection", "own"))
-    rotated = _get(measures, ("dissection_rotated", "own"))
-    shift = _get(measures, ("accuracy", "shift"))
-    pairs = _get(measures, ("accuracy", "pairs"))
-    if None in (own, rotated, shift, pairs):
-        return "not measurable", "vocabulary measures missing"
-    evidence = (
-        f"{own:.0f} of {num_concepts} channels detect their own concept "
-        f"({rotated:.0f} after a random rotation); shift ±2 px {shift:.3f}, "
-        f"pairs {pairs:.3f}"
-    )
-    dissected = own >= num_concepts - 1 and rotated <= 2
-    if dissected and shift >= 0.8 and pairs >= 0.5:
-        return "reproduced", evidence
-    if dissected:
-        return "partly", evidence + ": the channels are the concepts, but they do "
-        "not yet survive shifts or name two at once"
-    return "not reproduced", evidence

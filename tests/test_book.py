@@ -221,3 +221,141 @@ def test_a_chapter_runs_in_a_kernel_from_an_empty_run_cache(tmp_path: Path) -> N
         o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"
     ]
     assert not errors
+
+
+def _is_glue_record(output: dict) -> bool:
+    """An output that ``glue(..., display=False)`` stores: no reader ever sees it."""
+    data = output.get("data", {})
+    return output.get("output_type") == "display_data" and all(
+        k.startswith("application/papermill.record") for k in data
+    )
+
+
+#: Tags that fold or remove a cell's code.
+FOLDED = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_cells_that_show_nothing_are_folded(path: Path) -> None:
+    """A cell whose stored outputs a reader does not see (it imports, sets up or
+    glues) has its code folded, so that prose, figures and tables carry the page."""
+    shown = [
+        source(c).splitlines()[0][:50]
+        for c in cells(path, "code")
+        if all(_is_glue_record(o) for o in c.get("outputs", []))
+        and not FOLDED & set(c.get("metadata", {}).get("tags", []))
+    ]
+    assert not shown, f"{path.name}: cells to tag hide-input: {shown}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_a_glued_figure_is_not_also_displayed(path: Path) -> None:
+    """A cell that glues a figure shows it only through its ``{glue:figure}``: it
+    closes the figure, or matplotlib's inline backend displays it a second time."""
+    twice = [
+        source(c).splitlines()[0][:50]
+        for c in cells(path, "code")
+        if any(
+            _is_glue_record(o) and "application/papermill.record/image/png" in o["data"]
+            for o in c.get("outputs", [])
+        )
+        and any(
+            "image/png" in o.get("data", {}) and not _is_glue_record(o)
+            for o in c.get("outputs", [])
+        )
+    ]
+    assert not twice, f"{path.name}: cells that glue a figure and display it: {twice}"
+
+
+def _browser_check():
+    """``scripts/check_book_pages.py`` as a module (it loads Selenium only to run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "check_book_pages", ROOT / "scripts" / "check_book_pages.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png(pixels, **save) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", **save)
+    return buf.getvalue()
+
+
+def test_browser_check_finds_a_figure_shown_twice() -> None:
+    import base64
+
+    import numpy as np
+
+    check = _browser_check()
+    fig = np.zeros((100, 120, 3), np.uint8)
+    fig[20:40, 30:90] = 255
+    other = fig.copy()
+    other[60:70] = 128
+    # one figure in two encodings (the glued copy and the displayed one)
+    a, b = _png(fig, compress_level=1), _png(fig, compress_level=9)
+    assert a != b and check.image_key(a) == check.image_key(b)
+    uri = "data:image/png;base64," + base64.b64encode(b).decode()
+    assert check.data_uri_bytes(uri) == b
+    assert check.data_uri_bytes("_images/x.png") is None
+    icon = _png(np.zeros((16, 16, 3), np.uint8))
+    images = [
+        {"key": check.image_key(a), "width": 120, "height": 100, "where": "Fig. 7.1"},
+        {"key": check.image_key(b), "width": 120, "height": 100, "where": "cell 9"},
+        {"key": check.image_key(_png(other)), "width": 120, "height": 100,
+         "where": "Fig. 7.2"},
+        {"key": check.image_key(icon), "width": 16, "height": 16, "where": "logo"},
+        {"key": check.image_key(icon), "width": 16, "height": 16, "where": "logo"},
+    ]  # fmt: skip
+    found = check.duplicate_figures(images)
+    assert found == ["the same figure is shown 2 times: Fig. 7.1; cell 9"]
+    assert check.duplicate_figures(images[:1] + images[2:]) == []
+
+
+def test_browser_check_finds_content_cut_off() -> None:
+    check = _browser_check()
+
+    def box(id_, parent=-1, overflow="visible", scroll=600, client=600, left=300,
+            right=900, scrolls=False, drawn=False, where="table"):  # fmt: skip
+        return {
+            "id": id_, "parent": parent, "where": where, "overflow_x": overflow,
+            "scroll_width": scroll, "client_width": client, "left": left,
+            "right": right, "in_scroll_container": scrolls,
+            "scrollbar_drawn": drawn,
+        }  # fmt: skip
+
+    column = (300, 1000)
+    # a table that fits, and a wide one that scrolls inside its container
+    assert check.cut_off([box(0), box(1, right=1400, scrolls=True)], *column) == []
+    scroller = box(0, overflow="auto", scroll=900, drawn=True)
+    assert check.cut_off([scroller], *column) == []
+    # a container that scrolls behind the browser's own scrollbar (not drawn on
+    # macOS, phones and screenshots): a wide table looks cut at the right edge
+    hidden_bar = box(0, overflow="auto", scroll=900, where="div.tables")
+    assert check.cut_off([hidden_bar], *column) == [
+        "content cut off inside div.tables: 300 px to the right behind the "
+        "browser's own scrollbar, which macOS, phones and screenshots do not draw "
+        "(style it, see _static/conceptlib.css)"
+    ]
+    # a container that hides what is wider than it
+    cut = check.cut_off(
+        [box(0, overflow="hidden", scroll=900, where="div.out")], *column
+    )
+    assert cut == ["content cut off inside div.out: 300 px hidden (overflow-x: hidden)"]
+    # a visually hidden label (a few px wide) is no content cut off
+    assert (
+        check.cut_off([box(0, overflow="hidden", scroll=80, client=1)], *column) == []
+    )
+    # a table past the column, outside any scrollable container: reported once,
+    # not again for the cells inside it
+    wide = [box(0, right=1400, where="table"), box(1, parent=0, right=1300)]
+    assert check.cut_off(wide, *column) == [
+        "table reaches 400 px past the article column, outside any scrollable container"
+    ]

@@ -237,24 +237,6 @@ def _measures(own=18, rotated=0, shift=0.95, pairs=0.95, isolated=0.98) -> dict:
     }
 
 
-@pytest.mark.parametrize(
-    ("measures", "verdict"),
-    [
-        (_measures(), "reproduced"),
-        (_measures(own=17, rotated=2), "reproduced"),
-        (_measures(shift=0.7), "partly"),
-        (_measures(pairs=0.1), "partly"),
-        (_measures(rotated=3), "not reproduced"),
-        (_measures(own=15), "not reproduced"),
-        ({}, "not measurable"),
-    ],
-)
-def test_layer3_verdict_rests_on_the_independent_measures(measures, verdict) -> None:
-    from conceptlib.vocab import layer3_verdict
-
-    assert layer3_verdict(measures, K)[0] == verdict
-
-
 def test_targets_are_checked_in_both_directions() -> None:
     from conceptlib.vocab import TARGETS, check_targets
 
