@@ -40,9 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SWEEP = ROOT / "scripts" / "concept_sweep.py"
 
 
-def _env(data: Path) -> dict[str, str]:
+def _env(data: Path, threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env["CONCEPTLIB_CACHE"] = str(data.resolve())
+    for pool in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[pool] = str(threads)  # k-means and BLAS too: --jobs processes share
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
     )
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> None:
         str(Path(args.cache).resolve()),
     )
     data, out = Path(args.data), Path(args.out)
-    env = _env(data)
+    env = _env(data, args.threads)
     names = args.candidates or list(CANDIDATES)
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:

@@ -234,3 +234,26 @@ def test_sweep_tables_name_their_split() -> None:
     val = sweep.format_sweep(found, "val")
     assert "val -ELBO" in val and "val pairs top-2" in val
     assert sweep.mean_of(found[name], "val isolated") == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_sweep_driver_end_to_end(mnist, mnist_cache_dir, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    name = sweep.family("paper")[-1]
+    cmd = [
+        sys.executable, str(ROOT / "scripts" / "sweep_gpu.py"), "run",
+        "--data", str(mnist_cache_dir), "--profile", "smoke", "--out", str(out),
+        "--cache", str(tmp_path / "runs"), "--candidates", "baseline", name,
+        "--seeds", "--jobs", "1", "--threads", "1", "--device", "cpu",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{name} seed 0:" in done.stdout
+    record = json.loads((out / f"{name}-seed0.json").read_text())
+    assert record["val_vocabulary"]["split"] == "val"
+    assert record["vocabulary"]["split"] == "test"
+    assert json.loads((out / "choices.json").read_text())["paper"]["chosen"] == name
