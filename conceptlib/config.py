@@ -401,6 +401,13 @@ def default_profile() -> str:
     return "paper" if torch.cuda.is_available() else "quick"
 
 
+def run_cache(default: str = "../runs") -> str:
+    """The chapters' run cache: ``$CONCEPTLIB_RUN_CACHE`` if set, else ``default``
+    (the repository's ``runs/``, seen from ``book/``). ``make test-kernels`` sets it
+    so that the chapters train their smoke models afresh under other kernels."""
+    return os.environ.get("CONCEPTLIB_RUN_CACHE") or default
+
+
 def live_progress() -> bool:
     """Whether a chapter shows progress bars: yes in a live Jupyter kernel, no
     while the book is built or checked (``make book`` and ``make test`` set

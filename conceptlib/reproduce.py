@@ -38,14 +38,14 @@ FIGURES = {
     "figure2_gallery.png": "generated training concept images, one row per concept",
     "figure3_representatives.png": "baseline: decoded latent cluster centres "
     "(section 3.5 step 1)",
-    "figure3_digit_clusters.png": "concept variant: decoded centres of the digit "
-    "latent clusters",
-    "figure4_concept_clusters.png": "concept variant: decoded centres of the concept "
-    "latent clusters",
-    "figure5_layer3_with_concept_loss.png": "concept-layer cluster centres, with "
-    "concept loss",
-    "figure6_layer3_without_concept_loss.png": "concept-layer cluster centres, "
-    "without concept loss",
+    "figure3_digit_clusters.png": "concept_paper variant: decoded centres of the "
+    "digit latent clusters",
+    "figure4_concept_clusters.png": "concept_paper variant: decoded centres of the "
+    "concept latent clusters",
+    "figure5_layer3_with_concept_loss.png": "concept_paper variant: concept-layer "
+    "cluster centres, with concept loss",
+    "figure6_layer3_without_concept_loss.png": "augmented variant: concept-layer "
+    "cluster centres, without concept loss",
     "learning_curves.png": "training loss parts per epoch",
 }
 

@@ -5,7 +5,8 @@ record per epoch), ``checkpoint.pt`` (written atomically after every epoch, with
 previous one kept as ``checkpoint.prev.pt``) and, once finished, ``model.pt``. The
 data order and the reparameterisation noise of epoch ``e`` come from generators
 seeded by ``(seed, e)``, so a run resumed from any epoch boundary is bitwise
-identical to an uninterrupted one (CPU, fp32).
+identical to an uninterrupted one on the same machine and kernels (CPU, fp32;
+another processor's fp32 kernels differ in the last digits).
 
 See: paper section 3.4; chapter ``ch-training``.
 """

@@ -2,7 +2,9 @@
 
 Apart from ``timings`` (kept in their own field for this reason) and the commit
 the code was run from, the files are byte-identical; another seed changes the
-numbers. Each run trains from scratch in its own run cache (CPU, fp32).
+numbers. Each run trains from scratch in its own run cache (CPU, fp32). Both runs
+use one machine and one set of kernels: byte-identity across processors is not
+claimed (``make test-kernels`` runs this under AVX2 kernels too).
 """
 
 from __future__ import annotations

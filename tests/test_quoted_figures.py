@@ -76,3 +76,26 @@ def test_paper_training_times_are_quoted_as_recorded() -> None:
 def test_recorded_runs_named_in_results_readme_exist(profile: str) -> None:
     assert f"`{profile}/`" in RESULTS_README
     assert load_recorded(profile, RESULTS) is not None
+
+
+def test_recorded_figure_descriptions_are_the_codes() -> None:
+    """What results/*/metrics.json says each figure shows is what reproduce says."""
+    import json
+    from pathlib import Path
+
+    from conceptlib.reproduce import FIGURES
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    for path in sorted(root.glob("*/metrics.json")):
+        figures = json.loads(path.read_text()).get("figures", {})
+        assert figures == {f: FIGURES[f] for f in figures}, path
+
+
+def test_quick_record_wall_time_is_quoted_as_recorded() -> None:
+    timings = load_recorded("quick", RESULTS)["timings"]
+    _quoted(
+        RESULTS_README, f"{timings['total_seconds']:,.0f} s (`timings.total_seconds`)"
+    )
+    loaded = [all(s["loaded_from_cache"].values()) for s in timings["seeds"]]
+    if all(loaded):
+        _quoted(RESULTS_README, "all twelve runs of the three seeds were loaded")

@@ -1,6 +1,8 @@
 """Interrupted training: SIGKILL at random moments, resume, compare bitwise.
 
-Runs the real command line in subprocesses (CPU, fp32, a small smoke config).
+Runs the real command line in subprocesses (CPU, fp32, a small smoke config). The
+comparison holds on one machine and one set of kernels, not across processors
+(``make test-kernels`` runs it under AVX2 kernels too).
 """
 
 from __future__ import annotations
