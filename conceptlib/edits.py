@@ -45,6 +45,7 @@ from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.errors import ConceptlibError
 from conceptlib.explain import concept_shares
 from conceptlib.scorecard import Difference, Estimate
+from conceptlib.splits import HeldDigits, refuse_test, split_of
 from conceptlib.vocab import ON, ConceptModel
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
@@ -216,16 +217,33 @@ DILATIONS = (0, 1, 2)
 
 
 def choose_dilation(
-    cm: ConceptModel, x: np.ndarray, dilations: tuple[int, ...] = DILATIONS
+    cm: ConceptModel,
+    x: np.ndarray | HeldDigits,
+    dilations: tuple[int, ...] = DILATIONS,
+    *,
+    split: str | None = None,
 ) -> tuple[int, dict[str, float]]:
     """How far removal should reach, for one model: the dilation of the region
-    it resets whose removals succeed most often on ``x`` (training digits, not
-    the digits the edits are reported on), and the success of each.
+    it resets whose removals succeed most often on ``x`` (validation or training
+    digits, never the digits the edits are reported on), and the success of each.
 
     A wider region erases more of the stroke but changes more of the image
     around it, since the later decoder layers spread any change of the layer;
     where the balance lies differs between models.
+
+    Args:
+        cm: the model.
+        x: ``(N, 28, 28)`` uint8 digits, or a
+            :class:`~conceptlib.splits.HeldDigits` (which names its split).
+        dilations: the candidates, in pixels (ties: the first listed).
+        split: the split of ``x`` when it is an array: ``val`` or ``train``.
+
+    Raises:
+        ConceptlibError: on test digits, or when the split is not said.
     """
+    refuse_test(split_of(x, split), "choose_dilation")
+    if isinstance(x, HeldDigits):
+        x = x.x
     base = op.blank(cm)
     h = op.read(cm, x)
     recon = op.render(cm, h)
@@ -426,17 +444,19 @@ def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     """:func:`edit_measures` of ``cm`` on the data of a
     :class:`~conceptlib.pipeline.Pipeline` of its profile: the test digits, the
     held-out concept images, latent directions from (a subsample of) the training
-    digits, and the pipeline's digit classifier, whose accuracy on all MNIST test
-    digits is added as ``classifier_accuracy``. Removal reaches as far as
-    :func:`choose_dilation` finds best for ``cm`` on ``eval.num_edits`` training
-    digits (``removal_dilate``; the success of each in ``removal_by_dilate``)."""
-    x, y, x_test, y_test = pipe.digits
-    sub = pipe._subsample(len(y))
-    latent = latent_directions(cm, x[sub], y[sub], pipe.train_variants[sub])
+    digits (the 70 % of the digit split), and the pipeline's digit classifier,
+    whose accuracy on all MNIST test digits is added as ``classifier_accuracy``.
+    Removal reaches as far as :func:`choose_dilation` finds best for ``cm`` on
+    ``eval.num_edits`` validation digits (``removal_dilate``; the success of each
+    in ``removal_by_dilate``; ``removal_dilate_split`` names the split)."""
+    train, val = pipe.train_digits, pipe.val_digits
+    _, _, x_test, y_test = pipe.digits
+    sub = train.take(pipe._subsample(len(train)))
+    latent = latent_directions(cm, sub.x, sub.y, sub.variants)
     tc, e = pipe.test_concepts, pipe.cfg.eval
     rng = np.random.default_rng([pipe.cfg.seed, 9])
-    train = rng.choice(len(y), min(e.num_edits, len(y)), replace=False)
-    dilate, by_dilate = choose_dilation(cm, x[train])
+    pick = rng.choice(len(val), min(e.num_edits, len(val)), replace=False)
+    dilate, by_dilate = choose_dilation(cm, val.take(pick))
     out: dict[str, Any] = edit_measures(
         cm, (x_test, y_test), (tc.x, tc.y - cm.catalogue.labels[0]), latent,
         pipe.digit_classifier, e.num_edits, e.edits_per_digit, pipe.cfg.seed,
@@ -444,6 +464,7 @@ def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     )  # fmt: skip
     out["removal_dilate"] = dilate
     out["removal_by_dilate"] = by_dilate
+    out["removal_dilate_split"] = val.split
     out["num_edits"] = min(e.num_edits, len(y_test))
     out["per_digit"] = e.edits_per_digit
     out["classifier_accuracy"] = pipe.classifier_accuracy

@@ -7,6 +7,9 @@ line can ask for everything. Trained variants come from the run cache when prese
 
 Steps (paper section in brackets):
 1. digits: MNIST, optionally a stratified subsample; the 70/30 digit split [3.2].
+   The 30 % are the validation digits (:mod:`conceptlib.splits`): no variant
+   trains on them, and nothing a variant trains on is cut from or fitted on them
+   (variants, representatives and training concept images use the 70 % only).
 2. ``baseline``: the VAE trained on the training split of the digits [3.1].
 3. representatives: 10 latent clusters of all training digits, decoded, matched to
    digits [3.5 step 1, Figure 3].
@@ -52,9 +55,13 @@ from conceptlib.config import VARIANTS, ExperimentConfig, config_hash, variant_c
 from conceptlib.data import IMAGE_SHAPE, MNIST, NUM_CLASSES, load_mnist
 from conceptlib.metrics import evaluate
 from conceptlib.runtime import resolve_device, resolve_precision
+from conceptlib.splits import HELD_SPLITS, HeldDigits, check_split
 from conceptlib.train import Run, get_or_train
 
 SPLITS = ("val", "test_digits", "test_concepts")
+#: Every split :meth:`Pipeline.evaluate` measures: :data:`SPLITS` and the
+#: validation digits and the concept images cut from them.
+EVAL_SPLITS = (*SPLITS, "val_digits", "val_concepts")
 CLUSTERINGS = {
     "digits_latent": "1. latent images of training digits (labels 0-9), 10 clusters",
     "concepts_latent": "2. latent images of training concepts (labels 10-27), "
@@ -128,6 +135,9 @@ class Pipeline:
         cache_dir: the run cache (trained variants).
         progress: show progress bars.
         mnist: an already loaded :class:`MNIST` (else ``cfg.data.source`` is read).
+        recipe: ``section.key=value`` overrides of ``concept_paper``'s config,
+            applied after :data:`~conceptlib.config.PAPER_RECIPE` (the sweep's
+            variations of the paper's recipe); the run cache keys the result.
     """
 
     def __init__(
@@ -137,6 +147,7 @@ class Pipeline:
         cache_dir: str | Path = "runs",
         progress: bool = True,
         mnist: MNIST | None = None,
+        recipe: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.device = (
             device if isinstance(device, torch.device) else resolve_device(device)
@@ -145,6 +156,9 @@ class Pipeline:
         self.cache_dir = Path(cache_dir)
         self.progress = progress
         self._mnist = mnist
+        self.recipe = tuple(recipe)
+        if self.recipe:
+            self.variant_config("concept_paper")  # a bad override stops here
         self._runs: dict[str, Run] = {}
         self._recorded: dict[str, Any] = {}
 
@@ -191,19 +205,50 @@ class Pipeline:
         return stratified_split(y, self.cfg.data.val_fraction, self.cfg.data.split_seed)
 
     @cached_property
+    def train_digits(self) -> HeldDigits:
+        """The training split's digits (70 %): the only digits variants learn from."""
+        x, y, _, _ = self.digits
+        idx = self.digit_split[0]
+        return HeldDigits(x[idx], y[idx], self.train_variants[idx], "train")
+
+    @cached_property
+    def val_digits(self) -> HeldDigits:
+        """The validation digits: the 30 % of the digit split, held out of training
+        (see :mod:`conceptlib.splits`); every choice is made on them."""
+        x, y, _, _ = self.digits
+        idx = self.digit_split[1]
+        return HeldDigits(x[idx], y[idx], self.train_variants[idx], "val")
+
+    @cached_property
+    def test_digits(self) -> HeldDigits:
+        """The test digits, read once, for the reported numbers."""
+        _, _, x, y = self.digits
+        return HeldDigits(x, y, self.test_variants, "test")
+
+    def held_digits(self, split: str) -> HeldDigits:
+        """The digits of ``split``: ``train`` (70 %), ``val`` (30 %) or ``test``."""
+        check_split(split, ("train", *HELD_SPLITS))
+        return getattr(self, f"{split}_digits")
+
+    @cached_property
     def catalogue(self) -> Catalogue:
         """The concept catalogue named by ``cfg.concepts.catalogue``."""
         return load_catalogue(self.cfg.concepts.catalogue)
 
     @cached_property
     def variants(self) -> VariantModel:
-        """The 2-means variants (e.g. open and closed 4) of the training digits."""
+        """The 2-means variants (e.g. open and closed 4), fitted on the training
+        split's digits (the validation digits are only assigned to them)."""
         x, y, _, _ = self.digits
-        return fit_variants(x, y, self.catalogue, seed=self.cfg.data.split_seed)
+        idx = self.digit_split[0]
+        return fit_variants(
+            x[idx], y[idx], self.catalogue, seed=self.cfg.data.split_seed
+        )
 
     @cached_property
     def train_variants(self) -> np.ndarray:
-        """``(N,)`` the variant of each training digit (see :attr:`variants`)."""
+        """``(N,)`` the variant of each MNIST training digit of the run (both
+        splits; see :attr:`variants`)."""
         x, y, _, _ = self.digits
         return self.variants.assign(x, y)
 
@@ -221,13 +266,14 @@ class Pipeline:
 
     @cached_property
     def representatives(self) -> tuple[np.ndarray, Clustering]:
-        """Section 3.5 step 1: ``(10, 28, 28)`` uint8 decoded centre per digit."""
-        x, y, _, _ = self.digits
+        """Section 3.5 step 1: ``(10, 28, 28)`` uint8 decoded centre per digit,
+        clustered from the training split's digits."""
+        train = self.train_digits
         c = self.cfg
         return representative_images(
             self.baseline.model,
-            torch.from_numpy(x),
-            y,
+            torch.from_numpy(train.x),
+            train.y,
             num_clusters=c.concepts.num_clusters,
             seed=c.cluster.seed,
             n_init=c.cluster.n_init,
@@ -236,15 +282,16 @@ class Pipeline:
     # -- concepts ------------------------------------------------------------------
     @cached_property
     def concepts(self) -> ConceptSet:
-        """The training concept images (section 3.5), cut from the training digits."""
-        x, y, _, _ = self.digits
+        """The training concept images (section 3.5), cut from the training
+        split's digits only (never from the validation digits)."""
+        train = self.train_digits
         rng = np.random.default_rng([self.cfg.seed, 1])
         return make_concepts(
             self.catalogue,
             self.cfg.concepts.per_concept,
-            x,
-            y,
-            self.train_variants,
+            train.x,
+            train.y,
+            train.variants,
             rng,
             centres=self.representatives[0],
             p_train=self.cfg.concepts.p_train,
@@ -263,6 +310,27 @@ class Pipeline:
             self.test_variants,
             rng,
         )
+
+    @cached_property
+    def val_concepts(self) -> ConceptSet:
+        """Held-out concept images cut from the validation digits only, as
+        :attr:`test_concepts` are from the test digits."""
+        val = self.val_digits
+        rng = np.random.default_rng([self.cfg.seed, 12])
+        return make_concepts(
+            self.catalogue,
+            self.cfg.concepts.test_per_concept,
+            val.x,
+            val.y,
+            val.variants,
+            rng,
+        )
+
+    def held_concepts(self, split: str) -> ConceptSet:
+        """Held-out concept images cut from the ``val`` or ``test`` digits."""
+        return {"val": self.val_concepts, "test": self.test_concepts}[
+            check_split(split)
+        ]
 
     @cached_property
     def concept_split(self) -> tuple[np.ndarray, np.ndarray]:
@@ -302,14 +370,23 @@ class Pipeline:
             variant: ``baseline`` (digits only), ``augmented``, ``concept_paper``
                 (digits + concepts) or ``concept`` (digits + concepts, a share of
                 them composites, in ``train`` only).
-            split: ``train``, ``val`` (the variant's own 30 %), ``test_digits`` or
-                ``test_concepts``.
+            split: ``train``, ``val`` (the variant's own 30 %: validation digits
+                and, but for ``baseline``, the 30 % of the training concept
+                images), ``val_digits`` (the validation digits alone),
+                ``val_concepts`` (concept images cut from the validation digits),
+                ``test_digits`` or ``test_concepts``.
         """
         x, y, x_test, y_test = self.digits
         if split == "test_digits":
             return ImageSet.of((x_test, y_test))
         if split == "test_concepts":
             return ImageSet.of((self.test_concepts.x, self.test_concepts.y))
+        if split == "val_digits":
+            return ImageSet.of((self.val_digits.x, self.val_digits.y))
+        if split == "val_concepts":
+            return ImageSet.of((self.val_concepts.x, self.val_concepts.y))
+        if split not in ("train", "val"):
+            raise ValueError(f"unknown split {split!r}")
         which = {"train": 0, "val": 1}[split]
         d_idx = self.digit_split[which]
         if variant == "concept" and split == "train":
@@ -324,6 +401,12 @@ class Pipeline:
         return ImageSet.of(*parts)
 
     # -- training ------------------------------------------------------------------
+    def variant_config(self, variant: str) -> ExperimentConfig:
+        """The config ``variant`` trains with
+        (:func:`~conceptlib.config.variant_config`, then :attr:`recipe` for
+        ``concept_paper``)."""
+        return variant_config(self.cfg, variant, self.recipe)
+
     def run(self, variant: str) -> Run:
         """The trained ``variant`` (from the run cache, or trained now)."""
         if variant not in VARIANTS:
@@ -331,7 +414,7 @@ class Pipeline:
         if variant not in self._runs:
             train = self.dataset(variant, "train")
             self._runs[variant] = get_or_train(
-                variant_config(self.cfg, variant),
+                self.variant_config(variant),
                 variant,
                 train.x,
                 train.y,
@@ -354,7 +437,7 @@ class Pipeline:
         concepts = c.concepts.per_concept * len(self.catalogue) * keep
         plan = {}
         for v in VARIANTS:
-            folder = run_folder(self.cache_dir, variant_config(c, v), v, self.device)
+            folder = run_folder(self.cache_dir, self.variant_config(v), v, self.device)
             if not (folder / "model.pt").exists():
                 images = digits + (0 if v == "baseline" else concepts)
                 plan[v] = round(images * c.train.num_epochs)
@@ -362,7 +445,8 @@ class Pipeline:
 
     # -- measures ------------------------------------------------------------------
     def evaluate(self, variant: str, split: str) -> dict[str, float]:
-        """Every measure of DESIGN.md for ``variant`` on ``split``."""
+        """Every measure of DESIGN.md for ``variant`` on ``split`` (one of
+        :data:`EVAL_SPLITS`)."""
         known = self._known("variants", variant, split)
         if known is not None:
             return known
@@ -381,33 +465,51 @@ class Pipeline:
 
     @cached_property
     def probes(self):
-        """The vocabulary probes (:func:`~conceptlib.vocab.make_probes`)."""
+        """The vocabulary probes cut from the test digits
+        (:func:`~conceptlib.vocab.make_probes`)."""
+        return self._make_probes("test")
+
+    @cached_property
+    def val_probes(self):
+        """The vocabulary probes cut from the validation digits, exactly as
+        :attr:`probes` are from the test digits (same sizes and seed)."""
+        return self._make_probes("val")
+
+    def probe_set(self, split: str = "test"):
+        """The vocabulary probes cut from the ``val`` or ``test`` digits."""
+        return self.val_probes if check_split(split) == "val" else self.probes
+
+    def _make_probes(self, split: str):
         from conceptlib.vocab import make_probes
 
-        _, _, x, y = self.digits
+        held = self.held_digits(split)
         return make_probes(
             self.catalogue,
-            x,
-            y,
-            self.test_variants,
+            held.x,
+            held.y,
+            held.variants,
             self.cfg.concepts.probe_size,
             self.cfg.seed,
+            split=split,
         )
 
-    def vocabulary(self, variant: str) -> dict:
-        """The vocabulary measures of ``variant`` (see :mod:`conceptlib.vocab`).
+    def vocabulary(self, variant: str, split: str = "test") -> dict:
+        """The vocabulary measures of ``variant`` (see :mod:`conceptlib.vocab`)
+        on the probes of ``split`` (``val`` or ``test``).
 
-        The probes' measures, plus how the maps split the real test digits into
-        their parts (``part_hit``, ``part_overlap``, ``part_hit_per_concept``).
+        The probes' measures, plus how the maps split the real digits of the same
+        split into their parts (``part_hit``, ``part_overlap``,
+        ``part_hit_per_concept``).
         """
         from conceptlib.vocab import vocabulary_measures
 
-        known = self._known("vocabulary", variant)
+        check_split(split)
+        known = self._known("vocabulary", variant) if split == "test" else None
         if known is not None:
             return known
         model = self.run(variant).model
-        result = vocabulary_measures(model, self.probes, self.cfg.seed)
-        parts = self.digit_parts(variant)
+        result = vocabulary_measures(model, self.probe_set(split), self.cfg.seed)
+        parts = self.digit_parts(variant, split)
         result.update(parts.summary())
         result["part_hit_per_concept"] = [float(v) for v in parts.hit]
         return result
@@ -522,21 +624,25 @@ class Pipeline:
 
         return explain_model(self.run(variant).model, self.probes, num_probes)
 
-    def digit_parts(self, variant: str):
-        """:func:`~conceptlib.vocab.digit_parts` of ``variant`` on the test digits."""
+    def digit_parts(self, variant: str, split: str = "test"):
+        """:func:`~conceptlib.vocab.digit_parts` of ``variant`` on the ``test``
+        (or ``val``) digits."""
         from conceptlib.vocab import digit_parts
 
-        _, _, x, y = self.digits
+        held = self.held_digits(split)
         return digit_parts(
             self.run(variant).model,
             self.catalogue,
-            x,
-            y,
-            self.test_variants,
+            held.x,
+            held.y,
+            held.variants,
         )
 
-    def alignment(self, variant: str = "concept") -> dict[str, float]:
-        """Concept alignment on whole test digits (see :mod:`conceptlib.explain`).
+    def alignment(
+        self, variant: str = "concept", split: str = "test"
+    ) -> dict[str, float]:
+        """Concept alignment on whole ``test`` (or ``val``) digits (see
+        :mod:`conceptlib.explain`).
 
         ``own``: mean share of a test digit's concept energy on concepts cut from
         its own class, for ``variant``; ``uniform``: the same for energy spread
@@ -544,11 +650,11 @@ class Pipeline:
         """
         from conceptlib.explain import concept_shares, own_digit_share
 
-        _, _, x_test, y_test = self.digits
+        held = self.held_digits(split)
         shares = concept_shares(
-            self.concept_model(variant), x_test, self.cfg.train.eval_batch_size
+            self.concept_model(variant), held.x, self.cfg.train.eval_batch_size
         )
-        return own_digit_share(shares, y_test, self.catalogue)
+        return own_digit_share(shares, held.y, self.catalogue)
 
     def _subsample(self, num: int) -> np.ndarray:
         cap = self.cfg.cluster.max_points

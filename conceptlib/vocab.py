@@ -42,6 +42,7 @@ from conceptlib.config import CONCEPT_VARIANTS, ExperimentConfig, from_dict
 from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.errors import ConceptlibError
 from conceptlib.model import ConvVAE
+from conceptlib.splits import check_split
 
 #: Network Dissection: a channel is on where it exceeds its top-0.5 % quantile
 #: over the probe set, and detects a concept when that IoU exceeds 0.04.
@@ -221,8 +222,10 @@ def make_probes(
     variant_of: np.ndarray,
     size: int,
     seed: int,
+    split: str = "test",
 ) -> Probes:
-    """The four probe sets, cut from held-out digits (the MNIST test digits).
+    """The four probe sets, cut from held-out digits (the MNIST test digits, or
+    the validation digits: see :mod:`conceptlib.splits`).
 
     - ``isolated``: concept images as in training (catalogue box sd, 1 px);
     - ``jitter``: the box sd doubled (2 px);
@@ -236,9 +239,12 @@ def make_probes(
         variant_of: ``(N,)`` each digit's variant (see ``fit_variants``).
         size: images per probe (rounded up to a multiple of K).
         seed: the probes' seed (each probe draws from its own stream).
+        split: which digits ``x`` are (``test`` or ``val``): it names them in the
+            probes' descriptions and nothing else.
     """
     k = len(catalogue)
     per = -(-size // k)
+    digits = {"test": "test digits", "val": "validation digits"}[check_split(split)]
 
     def cut(cat: Catalogue, stream: int):
         rng = np.random.default_rng([seed, 7, stream])
@@ -262,12 +268,12 @@ def make_probes(
             "pairs": pairs,
         },
         descriptions={
-            "isolated": "concept images cut from test digits, box sd 1 px",
+            "isolated": f"concept images cut from {digits}, box sd 1 px",
             "jitter": "the same with box sd 2 px",
             "shift": "isolated images shifted by a random offset in [-2, 2] px "
             "per axis",
             "pairs": "two concept images of different source digit classes, from "
-            "different test digits, overlaid (pixel maximum)",
+            f"different {digits}, overlaid (pixel maximum)",
         },
     )
 

@@ -7,18 +7,21 @@ For each seed of the folder's ``concept`` checkpoint (other seeds trained with
 its config, only ``seed`` changed, or loaded from ``--cache``):
 
 - *how* :func:`conceptlib.operators.compose` *combines its parts*: digits are
-  composed from the validation concept images (the concept variant's own 30 %)
-  of each class's variant-0 concepts, 100 per class, and read by the digit
+  composed from the validation concept images (cut from the validation digits,
+  :attr:`conceptlib.pipeline.Pipeline.val_concepts`) of each class's variant-0
+  concepts, 100 per class, and read by the digit
   classifier, under two rules for the non-concept channels, on the same parts:
   ``sum``, the parts' departures from the blank layer added up (adding each part
   in turn, :func:`conceptlib.operators.add`), and ``union``, the departure of
   largest magnitude element by element (:func:`conceptlib.operators.compose`);
 - *what* :func:`conceptlib.edits.edit_measures` *adds a concept from*: addition
-  success on 1,000 *training* digits, adding a validation concept image of the
+  success on 1,000 *validation* digits, adding a validation concept image of the
   concept or its prototype (the mean layer of its validation images).
 
+Both choices read validation data only (:mod:`conceptlib.splits`): handed test
+data, :func:`compose_rates` and :func:`addition_rates` stop with an error.
 (How far removal reaches is chosen for each model by
-:func:`conceptlib.edits.measure_operators` itself, on training digits.)
+:func:`conceptlib.edits.measure_operators` itself, on validation digits.)
 """
 
 from __future__ import annotations
@@ -37,22 +40,29 @@ from conceptlib.edits import ADD_FROM, edit_measures, latent_directions
 from conceptlib.files import atomic_write_text
 from conceptlib.pipeline import Pipeline
 from conceptlib.scorecard import Estimate
+from conceptlib.splits import refuse_test
 from conceptlib.vocab import load_concept_model
 
 RULES = ("sum", "union")
 
 
-def validation_concepts(pipe: Pipeline, cm) -> tuple[np.ndarray, np.ndarray]:
-    """The concept variant's validation concept images and concept indices."""
-    val = pipe.concept_split[1]
-    return pipe.concepts.x[val], pipe.concepts.y[val] - cm.catalogue.labels[0]
+def validation_concepts(
+    pipe: Pipeline, cm, split: str = "val"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concept images cut from the ``split`` digits and their concept indices."""
+    held = pipe.held_concepts(split)
+    return held.x, held.y - cm.catalogue.labels[0]
 
 
-def compose_rates(pipe: Pipeline, cm, per_digit: int, seed: int) -> dict:
-    """Share of composed validation digits read as intended, per rule."""
+def compose_rates(
+    pipe: Pipeline, cm, per_digit: int, seed: int, split: str = "val"
+) -> dict:
+    """Share of digits composed from ``split`` concept images read as intended,
+    per rule; refuses test data."""
+    refuse_test(split, "choose_operators.compose_rates")
     rng = np.random.default_rng(seed)
     cat, k = cm.catalogue, len(cm.catalogue)
-    cx, cy = validation_concepts(pipe, cm)
+    cx, cy = validation_concepts(pipe, cm, split)
     hc, base = op.read(cm, cx), op.blank(cm)
     read: dict[str, list[np.ndarray]] = {rule: [] for rule in RULES}
     for d in range(NUM_CLASSES):
@@ -70,16 +80,20 @@ def compose_rates(pipe: Pipeline, cm, per_digit: int, seed: int) -> dict:
     return {rule: float(np.concatenate(r).mean()) for rule, r in read.items()}
 
 
-def addition_rates(pipe: Pipeline, cm, num: int, seed: int) -> dict:
-    """Addition success on ``num`` training digits, per source."""
-    x, y, _, _ = pipe.digits
-    pick = np.random.default_rng([seed, 9]).choice(len(y), num, replace=False)
-    sub = pipe._subsample(len(y))
-    latent = latent_directions(cm, x[sub], y[sub], pipe.train_variants[sub])
+def addition_rates(pipe: Pipeline, cm, num: int, seed: int, split: str = "val") -> dict:
+    """Addition success on ``num`` ``split`` digits, per source; refuses test data."""
+    refuse_test(split, "choose_operators.addition_rates")
+    held = pipe.held_digits(split)
+    num = min(num, len(held))
+    pick = np.random.default_rng([seed, 9]).choice(len(held), num, replace=False)
+    train = pipe.train_digits
+    sub = train.take(pipe._subsample(len(train)))
+    latent = latent_directions(cm, sub.x, sub.y, sub.variants)
     out = {}
     for source in ADD_FROM:
         m = edit_measures(
-            cm, (x[pick], y[pick]), validation_concepts(pipe, cm), latent,
+            cm, (held.x[pick], held.y[pick]), validation_concepts(pipe, cm, split),
+            latent,
             pipe.digit_classifier, num, per_digit=1, seed=seed, add_from=source,
         )  # fmt: skip
         out[source] = m["layer"]["addition"]
@@ -100,7 +114,7 @@ def main() -> None:
     parser.add_argument("checkpoints", help="folder with concept.pt")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--per-digit", type=int, default=100)
-    parser.add_argument("--edits", type=int, default=1000, help="training digits")
+    parser.add_argument("--edits", type=int, default=1000, help="validation digits")
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--cache", default="runs", help="run cache (default runs)")
     args = parser.parse_args()
@@ -114,6 +128,7 @@ def main() -> None:
         add.append(addition_rates(pipe, cm, args.edits, seed))
         print(seed, json.dumps(compose[-1]), json.dumps(add[-1]), flush=True)
     out = {
+        "split": "val",
         "seeds": args.seeds,
         "compose": {
             "per_digit": args.per_digit,

