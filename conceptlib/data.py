@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_NAME",
+    "write_cache",
     "EMBEDDED_SHA256",
     "IDX_NAMES",
     "MNIST",
@@ -579,9 +580,22 @@ def _read_cache(cache: Path, sha: str, source: str) -> MNIST | None:
     return mnist
 
 
-def _write_cache(cache: Path, sha: str, mnist: MNIST) -> None:
+def write_cache(
+    path: str | os.PathLike[str], mnist: MNIST, sha: str, compressed: bool = False
+) -> None:
+    """Write ``mnist`` as a uint8 cache file (:data:`CACHE_NAME`), atomically.
+
+    Args:
+        path: the file to write.
+        mnist: the digits and labels.
+        sha: the SHA-256 of the source the cache was read from (checked on load).
+        compressed: ``np.savez_compressed`` (a smaller file to carry) instead of
+            ``np.savez``.
+    """
+    save = np.savez_compressed if compressed else np.savez
+
     def write(handle: IO[bytes]) -> None:
-        np.savez(
+        save(
             handle,
             x_train=mnist.x_train,
             y_train=mnist.y_train,
@@ -591,9 +605,13 @@ def _write_cache(cache: Path, sha: str, mnist: MNIST) -> None:
             format=np.array(_CACHE_FORMAT),
         )
 
+    atomic_write(path, write)
+
+
+def _write_cache(cache: Path, sha: str, mnist: MNIST) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache, write)
+        write_cache(cache, mnist, sha)
     except OSError as exc:
         warnings.warn(f"{cache}: cannot write cache: {_why(exc)}", stacklevel=3)
 

@@ -53,27 +53,12 @@ def _env(data: Path, threads: int) -> dict[str, str]:
 
 def pack(args: argparse.Namespace) -> None:
     """Write a compressed copy of the local MNIST cache into ``args.folder``."""
-    import numpy as np
-
-    from conceptlib.data import CACHE_NAME, EMBEDDED_SHA256, load_mnist
-    from conceptlib.files import atomic_write
+    from conceptlib.data import CACHE_NAME, EMBEDDED_SHA256, load_mnist, write_cache
 
     mnist = load_mnist("embedded")  # fills the local cache if it is missing
     target = Path(args.folder) / CACHE_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(handle) -> None:
-        np.savez_compressed(
-            handle,
-            x_train=mnist.x_train,
-            y_train=mnist.y_train,
-            x_test=mnist.x_test,
-            y_test=mnist.y_test,
-            source_sha256=np.array(EMBEDDED_SHA256),
-            format=np.array(1),
-        )
-
-    atomic_write(target, write)
+    write_cache(target, mnist, EMBEDDED_SHA256, compressed=True)
     print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")
 
 
