@@ -297,34 +297,25 @@ class Pipeline:
             p_train=self.cfg.concepts.p_train,
         )
 
+    def _cut_held(self, digits: HeldDigits, stream: int) -> ConceptSet:
+        """Held-out concept images cut from ``digits`` only (no centres), drawn
+        from the seed's generator ``stream``."""
+        rng = np.random.default_rng([self.cfg.seed, stream])
+        per_concept = self.cfg.concepts.test_per_concept
+        return make_concepts(
+            self.catalogue, per_concept, digits.x, digits.y, digits.variants, rng
+        )
+
     @cached_property
     def test_concepts(self) -> ConceptSet:
         """Held-out concept images, cut from the test digits only (no centres)."""
-        _, _, x, y = self.digits
-        rng = np.random.default_rng([self.cfg.seed, 2])
-        return make_concepts(
-            self.catalogue,
-            self.cfg.concepts.test_per_concept,
-            x,
-            y,
-            self.test_variants,
-            rng,
-        )
+        return self._cut_held(self.test_digits, 2)
 
     @cached_property
     def val_concepts(self) -> ConceptSet:
         """Held-out concept images cut from the validation digits only, as
         :attr:`test_concepts` are from the test digits."""
-        val = self.val_digits
-        rng = np.random.default_rng([self.cfg.seed, 12])
-        return make_concepts(
-            self.catalogue,
-            self.cfg.concepts.test_per_concept,
-            val.x,
-            val.y,
-            val.variants,
-            rng,
-        )
+        return self._cut_held(self.val_digits, 12)
 
     def held_concepts(self, split: str) -> ConceptSet:
         """Held-out concept images cut from the ``val`` or ``test`` digits."""
