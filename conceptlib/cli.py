@@ -271,7 +271,7 @@ def _edit(args: argparse.Namespace) -> int:
 
 def _scorecard(args: argparse.Namespace) -> int:
     from conceptlib.report import load_recorded, read_metrics
-    from conceptlib.scorecard import format_markdown, format_text, judge
+    from conceptlib.scorecard import format_markdown, format_text, judge, plural
 
     recorded = {p: load_recorded(p, args.results) for p in ("paper", "quick")}
     # the seeded quick run's spread is what a one-seed run is judged against
@@ -280,7 +280,7 @@ def _scorecard(args: argparse.Namespace) -> int:
     for profile, metrics in recorded.items():
         if metrics is not None:
             n = len(metrics.get("seeds", [])) or 1
-            name = f"recorded {profile} ({n} seed{'s' if n > 1 else ''})"
+            name = f"recorded {profile} ({plural(n, 'seed')})"
             columns[name] = judge(metrics, reference)
     for run in args.runs:
         columns[run] = judge(read_metrics(run), reference)

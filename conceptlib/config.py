@@ -408,6 +408,15 @@ def run_cache(default: str = "../runs") -> str:
     return os.environ.get("CONCEPTLIB_RUN_CACHE") or default
 
 
+def out_dir(default: str = "../out") -> str:
+    """Where the chapters look for the metrics ``conceptlib reproduce`` has just
+    written (``<out>/<profile>/metrics.json``): ``$CONCEPTLIB_OUT`` if set, else
+    ``default`` (the repository's ``out/``, seen from ``book/``). ``make
+    test-kernels`` points it at an empty folder, so that the chapters measure
+    under its kernels instead of reading another run's record."""
+    return os.environ.get("CONCEPTLIB_OUT") or default
+
+
 def live_progress() -> bool:
     """Whether a chapter shows progress bars: yes in a live Jupyter kernel, no
     while the book is built or checked (``make book`` and ``make test`` set

@@ -17,7 +17,7 @@ from typing import Any
 
 from conceptlib.config import VARIANTS
 from conceptlib.errors import ConceptlibError
-from conceptlib.scorecard import Difference, Estimate, estimate
+from conceptlib.scorecard import Difference, Estimate, estimate, plural
 
 #: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
 HEADLINE = tuple(
@@ -143,7 +143,7 @@ def recorded_runs(
         metrics = load_recorded(profile, root)
         if metrics is not None:
             n = len(metrics["seeds"])
-            out[f"recorded {profile} ({n} seed{'s' * (n > 1)})"] = metrics
+            out[f"recorded {profile} ({plural(n, 'seed')})"] = metrics
     return out
 
 
@@ -280,11 +280,6 @@ def compare_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
     diff = Difference(a, b)
     word = {1: "higher", -1: "lower", 0: "within the noise"}[diff.sign]
     return f"{word} ({a.text(digits)} against {b.text(digits)}; {diff.text(digits)})"
-
-
-def plural(count: int, word: str) -> str:
-    """``"1 epoch"``, ``"8 epochs"``: a count with its noun."""
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def recorded_loop_speeds(root: str | os.PathLike = "results") -> dict[str, float]:

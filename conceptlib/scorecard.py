@@ -220,6 +220,11 @@ class Verdict:
 Claim = Callable[..., Verdict]
 
 
+def plural(count: int, word: str) -> str:
+    """``"1 epoch"``, ``"8 epochs"``: a count with its noun."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
 # -- reading measures --------------------------------------------------------------
 
 
@@ -399,8 +404,9 @@ def claim_layer3(
     else:
         verdict = PARTLY
         evidence += (
-            f": the dissection holds for {own.mean:.0f} of {k} concepts, the "
-            "rotation control for all"
+            f": the dissection holds for {own.mean:.0f} of {k} concepts, and the "
+            f"rotation control holds ({rotated.mean:.1f} <= {MAX_ROTATED} channels "
+            "still detect their concept after the rotation)"
         )
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
@@ -658,7 +664,7 @@ def judge(
     epochs = num_epochs(metrics)
     if epochs is not None and epochs < MIN_EPOCHS:
         short = (
-            f"trained {epochs} epoch{'s' * (epochs != 1)}, fewer than {MIN_EPOCHS}: "
+            f"trained {plural(epochs, 'epoch')}, fewer than {MIN_EPOCHS}: "
             "too short to judge"
         )
         verdicts = [
@@ -762,6 +768,7 @@ def format_text(columns: dict[str, list[Verdict]]) -> str:
 
 
 __all__ = [
+    "plural",
     "CLAIMS",
     "CURVES",
     "KINDS",

@@ -22,8 +22,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from tests.test_book import CHAPTERS, cells, source
+from test_book import CHAPTERS, cells, source  # tests/ is on sys.path, as for helpers
 
 #: Quotations of the paper and names of its claims (shared/paper, DESIGN.md).
 PAPER = (
@@ -45,7 +44,8 @@ CITED = (r"\babout 83-87 nats\b",)  # published VAE likelihoods, burda2016import
 #: Names that contain a digit but state no measurement.
 NAMES = (
     r"\b(a|an|the|of|of a|of an|for|each|every|as a|to a|from a) \d('s)?\b"
-    r"( (and|or) \d\b)?(?![.,]\d)",  # digit classes: "a 7", "of 3 and 5"
+    r"( (and|or) \d\b)?(?![.,]\d)(?! ?(%|px|pixels?|epochs?|seeds?|nats?|points?)\b)",
+    # digit classes: "a 7", "of 3 and 5" (not "of 3 seeds", "each 2 px")
     r"\b(curly|flat|open|closed) \d\b",  # the forms of a digit class
     r"\b\d's\b",  # "a 4's diagonal"
     r"\b\ds\b",  # "the 2s and 4s"
@@ -99,6 +99,8 @@ def test_the_scanner_finds_typed_numbers_and_comparisons() -> None:
     assert unsourced("it reaches 0.97 here") == ["it reaches 0.97 here"]
     assert unsourced("in 12 % of pairs") == ["in 12 % of pairs"]
     assert unsourced("a 7 without its top bar, Figure 3, section 3.5") == []
+    assert unsourced("for 4 epochs") == ["for 4 epochs"]
+    assert unsourced("each 2 px") == ["each 2 px"]
     assert unsourced("it reaches {glue:text}`acc:.3f`, $k = 3$, `--seeds 3`") == []
     assert unsourced("{glue:text}`verdict` is better") == ["is better"]
 
