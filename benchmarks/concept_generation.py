@@ -1,7 +1,7 @@
 """Time the generation of the paper's 54,000 concept images (3,000 x 18 concepts).
 
 Prints the median and spread over repeats, for the vectorised generator in
-``conceptlib.concepts.make_concepts``, with sources drawn from the 60,000 training
+``conceptlib.data.catalogue.make_concepts``, with sources drawn from the 60,000 training
 digits (p = 0.8) and decoded centres stood in for by class means.
 
     .venv/bin/python benchmarks/concept_generation.py [--repeats 15]
@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from conceptlib.concepts import fit_variants, load_catalogue, make_concepts
-from conceptlib.data import load_mnist
+from conceptlib.data.catalogue import fit_variants, load_catalogue, make_concepts
+from conceptlib.data.mnist import load_mnist
 
 
 def main() -> None:

@@ -2,10 +2,11 @@
 
 The peer is the canonical ``vae/main.py`` of pytorch/examples (an MLP VAE,
 784-400-20, Adam 1e-3, batch 128), fetched, not committed. It reads torchvision's
-``MNIST/raw`` IDX files, which :func:`conceptlib.data.write_torchvision_raw` writes
+``MNIST/raw`` IDX files, which :func:`conceptlib.data.mnist.write_torchvision_raw`
+writes
 from the same digits we train on. Ours is the paper's fully convolutional VAE
 (the ``baseline`` variant: digits only, no concept loss) trained by
-:func:`conceptlib.train.train_step` with the same optimiser, learning rate and
+:func:`conceptlib.train.loop.train_step` with the same optimiser, learning rate and
 batch size on the same 60,000 training digits.
 
 Both run as subprocesses, one after the other, with the same thread count and a
@@ -38,10 +39,10 @@ def run_ours(seconds: float) -> None:
     import torch
 
     from conceptlib.config import load_config
-    from conceptlib.data import load_mnist, to_input
-    from conceptlib.metrics import evaluate
-    from conceptlib.model import ConvVAE
-    from conceptlib.train import _epoch_generator, train_step
+    from conceptlib.data.mnist import load_mnist, to_input
+    from conceptlib.measures.likelihood import evaluate
+    from conceptlib.model.vae import ConvVAE
+    from conceptlib.train.loop import _epoch_generator, train_step
 
     t0 = time.perf_counter()
     cfg = load_config("paper")
@@ -120,7 +121,7 @@ def main() -> None:
         )
     import torch
 
-    from conceptlib.data import load_mnist, write_torchvision_raw
+    from conceptlib.data.mnist import load_mnist, write_torchvision_raw
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), CUDA_VISIBLE_DEVICES="")
     with tempfile.TemporaryDirectory() as tmp:

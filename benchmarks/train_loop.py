@@ -1,4 +1,5 @@
-"""Speed of the real training loop, ``conceptlib.train.train_vae``, per configuration.
+"""Speed of the real training loop, ``conceptlib.train.loop.train_vae``, per
+configuration.
 
 ``benchmarks/train_throughput.py`` times one isolated training step on random
 batches; this script times what ``reproduce`` runs: ``train_vae`` itself (batch
@@ -38,12 +39,12 @@ from pathlib import Path
 import torch
 
 from conceptlib.config import FIRST_CONCEPT_LABEL, load_config, variant_config
-from conceptlib.data import to_input
+from conceptlib.data.mnist import to_input
+from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
-from conceptlib.losses import part_targets
-from conceptlib.pipeline import Pipeline
-from conceptlib.runtime import bf16_native, resolve_device
-from conceptlib.train import train_step, train_vae
+from conceptlib.model.losses import part_targets
+from conceptlib.train.loop import train_step, train_vae
+from conceptlib.train.runtime import bf16_native, resolve_device
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -85,7 +86,7 @@ def step_flops(cfg, variant, data, device) -> float:
     """Forward + backward FLOPs per image of one real training step."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from conceptlib.train import build_model
+    from conceptlib.train.loop import build_model
 
     x, y, parts, k = data
     bs = cfg.train.batch_size

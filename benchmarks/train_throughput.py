@@ -1,6 +1,6 @@
 """Training throughput of the paper architecture, configuration by configuration.
 
-One training step is :func:`conceptlib.train.train_step` (forward, loss with the
+One training step is :func:`conceptlib.train.loop.train_step` (forward, loss with the
 concept term, backward, Adam), on uint8 batches converted per step exactly as in
 training. For every configuration (memory format x precision x compile x batch size)
 it prints images per second (median over interleaved repeats, so that a noisy host
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import torch
 
 from conceptlib.config import load_config
-from conceptlib.data import to_input
-from conceptlib.losses import FIRST_CONCEPT_LABEL
-from conceptlib.model import ConvVAE
-from conceptlib.runtime import resolve_device
-from conceptlib.train import train_step
+from conceptlib.data.mnist import to_input
+from conceptlib.model.losses import FIRST_CONCEPT_LABEL
+from conceptlib.model.vae import ConvVAE
+from conceptlib.train.loop import train_step
+from conceptlib.train.runtime import resolve_device
 
 NUM_CONCEPTS = 18
 

@@ -156,17 +156,17 @@ def _reproduce(args: argparse.Namespace) -> int:
         overrides.append(f"data.source={args.data}")
     cfg = load_config(args.profile or default_profile(), overrides)
     # bad data or a bad catalogue fail here, in a second, before the training code
-    from conceptlib.concepts import load_catalogue
-    from conceptlib.data import load_mnist
+    from conceptlib.data.catalogue import load_catalogue
+    from conceptlib.data.mnist import load_mnist
 
     mnist = load_mnist(cfg.data.source)
     load_catalogue(cfg.concepts.catalogue)
 
     import torch.distributed as dist
 
-    from conceptlib.report import format_table
-    from conceptlib.reproduce import reproduce
-    from conceptlib.runtime import init_distributed, is_main, resolve_device
+    from conceptlib.experiment.reproduce import reproduce
+    from conceptlib.report.text import format_table
+    from conceptlib.train.runtime import init_distributed, is_main, resolve_device
 
     device = resolve_device(args.device)  # fail early on --device cuda without a GPU
     device = init_distributed(device)  # joins torchrun's process group, if any
@@ -196,7 +196,7 @@ def _concept_model(args: argparse.Namespace):
     from pathlib import Path
 
     from conceptlib.config import default_profile, load_config
-    from conceptlib.explain import default_run, load_concept_model
+    from conceptlib.measures.explain import default_run, load_concept_model
 
     if args.run is None:
         cfg = load_config(args.profile or default_profile())
@@ -224,7 +224,7 @@ def _check_outputs(*paths: str | None) -> None:
 def _explain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from conceptlib.explain import (
+    from conceptlib.measures.explain import (
         explain,
         format_explanation,
         image_warnings,
@@ -244,7 +244,7 @@ def _explain(args: argparse.Namespace) -> int:
     print(format_explanation(expl, args.top))
     try:
         if args.figure is not None:
-            from conceptlib.plots import plot_explanation, save_figure
+            from conceptlib.report.plots import plot_explanation, save_figure
 
             fig = plot_explanation(expl, args.top, title=name)
             save_figure(fig, args.figure)
@@ -258,7 +258,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    from conceptlib.editing import parse_steps, run_edit
+    from conceptlib.operators.editing import parse_steps, run_edit
 
     if not args.ops:
         raise ConceptlibError("nothing to do: give --remove, --add or --move")
@@ -270,8 +270,8 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _scorecard(args: argparse.Namespace) -> int:
-    from conceptlib.report import load_recorded, read_metrics
-    from conceptlib.scorecard import format_markdown, format_text, judge, plural
+    from conceptlib.report.scorecard import format_markdown, format_text, judge, plural
+    from conceptlib.report.text import load_recorded, read_metrics
 
     recorded = {p: load_recorded(p, args.results) for p in ("paper", "quick")}
     # the seeded quick run's spread is what a one-seed run is judged against
@@ -293,7 +293,7 @@ def _scorecard(args: argparse.Namespace) -> int:
 
 
 def _catalogue(args: argparse.Namespace) -> int:
-    from conceptlib.concepts import load_catalogue
+    from conceptlib.data.catalogue import load_catalogue
 
     cat = load_catalogue(args.name)
     print(f"{'label':>5}  {'name':<18} digit variant   x    y    w    h   sd")

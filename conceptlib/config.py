@@ -117,7 +117,7 @@ class TrainConfig:
     lr: float = 1e-3
     # auto: bf16 autocast with channels_last where the hardware computes bf16
     # natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere;
-    # resolved by conceptlib.runtime.resolve_precision before a run is keyed
+    # resolved by conceptlib.train.runtime.resolve_precision before a run is keyed
     precision: str = "auto"  # auto | fp32 | bf16 (autocast)
     channels_last: bool = False
     eval_batch_size: int = 1000

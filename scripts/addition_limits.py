@@ -3,10 +3,11 @@
     python scripts/addition_limits.py results/quick/checkpoints/concept.pt \
         --seeds 0 1 2 --out results/quick/addition_limits.json --cache runs
 
-For each seed, :func:`conceptlib.limits.addition_limits` of the checkpoint's
+For each seed, :func:`conceptlib.operators.limits.addition_limits` of the checkpoint's
 variant: the pixel reference of its additions ranked by other scores of the
 concept maps, with the added image moved off the digit's ink, and the rank the
-added concept reaches (see :mod:`conceptlib.limits`). The checkpoint's own seed
+added concept reaches (see :mod:`conceptlib.operators.limits`). The checkpoint's own
+seed
 is measured on the checkpoint; every other seed is trained first with its stored
 config, only the seed changed (cached in ``--cache``). Values: shares of the
 ``eval.num_edits`` test digits; ``summary``: mean and sd over the seeds.
@@ -19,10 +20,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
-from conceptlib.limits import addition_limits, summarise_limits
-from conceptlib.pipeline import Pipeline
-from conceptlib.vocab import load_concept_model
+from conceptlib.measures.vocab import load_concept_model
+from conceptlib.operators.limits import addition_limits, summarise_limits
 
 
 def main() -> None:

@@ -8,20 +8,22 @@ its config, only ``seed`` changed, or loaded from ``--cache``):
 
 - *how* :func:`conceptlib.operators.compose` *combines its parts*: digits are
   composed from the validation concept images (cut from the validation digits,
-  :attr:`conceptlib.pipeline.Pipeline.val_concepts`) of each class's variant-0
+  :attr:`conceptlib.experiment.pipeline.Pipeline.val_concepts`) of each class's
+  variant-0
   concepts, 100 per class, and read by the digit
   classifier, under two rules for the non-concept channels, on the same parts:
   ``sum``, the parts' departures from the blank layer added up (adding each part
   in turn, :func:`conceptlib.operators.add`), and ``union``, the departure of
   largest magnitude element by element (:func:`conceptlib.operators.compose`);
-- *what* :func:`conceptlib.edits.edit_measures` *adds a concept from*: addition
+- *what* :func:`conceptlib.operators.evaluate.edit_measures` *adds a concept from*:
+addition
   success on 1,000 *validation* digits, adding a validation concept image of the
   concept or its prototype (the mean layer of its validation images).
 
-Both choices read validation data only (:mod:`conceptlib.splits`): handed test
+Both choices read validation data only (:mod:`conceptlib.data.splits`): handed test
 data, :func:`compose_rates` and :func:`addition_rates` stop with an error.
 (How far removal reaches is chosen for each model by
-:func:`conceptlib.edits.measure_operators` itself, on validation digits.)
+:func:`conceptlib.operators.evaluate.measure_operators` itself, on validation digits.)
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ from pathlib import Path
 import numpy as np
 
 from conceptlib import operators as op
-from conceptlib.classifier import predict
-from conceptlib.data import NUM_CLASSES
-from conceptlib.edits import ADD_FROM, edit_measures, latent_directions
+from conceptlib.data.mnist import NUM_CLASSES
+from conceptlib.data.splits import refuse_test
+from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
-from conceptlib.pipeline import Pipeline
-from conceptlib.scorecard import Estimate
-from conceptlib.splits import refuse_test
-from conceptlib.vocab import load_concept_model
+from conceptlib.measures.classifier import predict
+from conceptlib.measures.vocab import load_concept_model
+from conceptlib.operators.evaluate import ADD_FROM, edit_measures, latent_directions
+from conceptlib.report.scorecard import Estimate
 
 RULES = ("sum", "union")
 

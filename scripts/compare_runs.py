@@ -1,4 +1,4 @@
-"""Compare two recorded runs seed by seed (conceptlib.compare) and write a table.
+"""Compare two recorded runs seed by seed (conceptlib.report.compare) and write a table.
 
     .venv/bin/python scripts/compare_runs.py results/quick results/quick-bf16 \
         --names fp32 bf16 --out results/quick-bf16/comparison.md
@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from conceptlib.compare import compare, format_comparison
 from conceptlib.files import atomic_write_text
+from conceptlib.report.compare import compare, format_comparison
 
 
 def main() -> int:

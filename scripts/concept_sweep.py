@@ -6,7 +6,7 @@ overrides of its recipe), trained through the same pipeline and run cache as
 ``conceptlib reproduce`` and measured with the same functions, on the validation
 digits (the 30 % of the digit split no variant trains on) and on the test digits:
 recon BCE, KL and -ELBO, held-out concept accuracy, the vocabulary probes
-(:mod:`conceptlib.vocab`) and the own-class share on whole digits, plus its
+(:mod:`conceptlib.measures.vocab`) and the own-class share on whole digits, plus its
 training time. Every measure block names its ``split`` (``val`` or ``test``).
 
     # one candidate, one seed (writes <out>/<candidate>-seed<seed>.json)
@@ -31,9 +31,15 @@ import torch
 
 from conceptlib.config import CONCEPT_VARIANTS, load_config
 from conceptlib.errors import ConceptlibError
+from conceptlib.experiment.pipeline import Pipeline
+from conceptlib.experiment.sweep import (
+    CANDIDATES,
+    ELBO_BUDGET,
+    choose,
+    format_sweep,
+    gather,
+)
 from conceptlib.files import atomic_write_text
-from conceptlib.pipeline import Pipeline
-from conceptlib.sweep import CANDIDATES, ELBO_BUDGET, choose, format_sweep, gather
 
 
 def _named(block: dict, split: str) -> dict:
@@ -109,7 +115,7 @@ def table(args: argparse.Namespace) -> None:
 
 def choose_families(args: argparse.Namespace) -> None:
     """Print (and write ``<out>/choices.json``) the best candidate of each family
-    by :func:`conceptlib.sweep.choose`, on the validation columns."""
+    by :func:`conceptlib.experiment.sweep.choose`, on the validation columns."""
     found = gather(args.out)
     choices = {}
     for f in args.families:

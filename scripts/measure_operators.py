@@ -5,9 +5,11 @@
 
 For each concept checkpoint in the folder: removal, addition and composition
 success in the concept layer and in the latent
-(:func:`conceptlib.edits.measure_operators`), on the data of the checkpoint's own
+(:func:`conceptlib.operators.evaluate.measure_operators`), on the data of the
+checkpoint's own
 profile; for every checkpoint, a logical formula over concepts for each channel of
-its concept layer (:func:`conceptlib.formulas.explain_model`), under ``formulas``.
+its concept layer (:func:`conceptlib.measures.formulas.explain_model`), under
+``formulas``.
 The digit classifier is trained once and cached in ``--cache``.
 """
 
@@ -19,11 +21,11 @@ import time
 from pathlib import Path
 
 from conceptlib.config import CONCEPT_VARIANTS, VARIANTS
-from conceptlib.edits import measure_operators
+from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
-from conceptlib.formulas import explain_model, summary
-from conceptlib.pipeline import Pipeline
-from conceptlib.vocab import load_concept_model, load_model
+from conceptlib.measures.formulas import explain_model, summary
+from conceptlib.measures.vocab import load_concept_model, load_model
+from conceptlib.operators.evaluate import measure_operators
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ For each concept checkpoint in the folder (``concept.pt``, ``concept_paper.pt``)
 the checkpoint's own seed is measured on the checkpoint itself; every other seed
 is trained first with the checkpoint's stored config, only ``seed`` changed
 (cached in ``--cache``, so an interrupted run resumes). Each seed is measured
-with :func:`conceptlib.edits.measure_operators` (its own digit classifier and
+with :func:`conceptlib.operators.evaluate.measure_operators` (its own digit classifier
+and
 latent directions), and the file holds the per-seed measures and their mean and
 sample standard deviation over seeds.
 """
@@ -21,10 +22,10 @@ import time
 from pathlib import Path
 
 from conceptlib.config import CONCEPT_VARIANTS
-from conceptlib.edits import measure_operators, summarise_seeds
+from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
-from conceptlib.pipeline import Pipeline
-from conceptlib.vocab import load_concept_model
+from conceptlib.measures.vocab import load_concept_model
+from conceptlib.operators.evaluate import measure_operators, summarise_seeds
 
 
 def main() -> None:

@@ -10,11 +10,11 @@ Steps of ``run`` (each candidate is ``scripts/concept_sweep.py run`` in its own
 process, ``--jobs`` at a time, each printing one line with its wall time):
 
 1. ``baseline`` at seed 0 (the other candidates read its representative images);
-2. every other candidate of :data:`conceptlib.sweep.CANDIDATES` (or
+2. every other candidate of :data:`conceptlib.experiment.sweep.CANDIDATES` (or
    ``--candidates``) at seed 0;
-3. the finalists, :func:`conceptlib.sweep.choose` of each family on the
+3. the finalists, :func:`conceptlib.experiment.sweep.choose` of each family on the
    validation columns, with ``baseline``, ``paper`` (the literal recipe) and
-   :data:`conceptlib.sweep.DEFAULT`, at each of ``--seeds`` (1 and 2; the
+   :data:`conceptlib.experiment.sweep.DEFAULT`, at each of ``--seeds`` (1 and 2; the
    baseline of a seed first);
 4. ``<out>/sweep.md`` (validation and test tables) and ``<out>/choices.json``.
 
@@ -53,7 +53,12 @@ def _env(data: Path, threads: int) -> dict[str, str]:
 
 def pack(args: argparse.Namespace) -> None:
     """Write a compressed copy of the local MNIST cache into ``args.folder``."""
-    from conceptlib.data import CACHE_NAME, EMBEDDED_SHA256, load_mnist, write_cache
+    from conceptlib.data.mnist import (
+        CACHE_NAME,
+        EMBEDDED_SHA256,
+        load_mnist,
+        write_cache,
+    )
 
     mnist = load_mnist("embedded")  # fills the local cache if it is missing
     target = Path(args.folder) / CACHE_NAME
@@ -65,7 +70,7 @@ def pack(args: argparse.Namespace) -> None:
 def _check_data(data: Path, env: dict[str, str]) -> None:
     """Stop early, with the loader's one-line error, if the digits cannot load."""
     code = (
-        "from conceptlib.data import load_mnist; m = load_mnist('embedded'); "
+        "from conceptlib.data.mnist import load_mnist; m = load_mnist('embedded'); "
         "print('digits:', len(m.y_train), 'training,', len(m.y_test), 'test;', "
         "m.source)"
     )
@@ -136,7 +141,7 @@ def _sweep_cli(command: str, out: str, env: dict[str, str]) -> None:
 def run(args: argparse.Namespace) -> None:
     """Steps 1 to 4 of the module's docstring."""
     sys.path.insert(0, str(ROOT))
-    from conceptlib.sweep import CANDIDATES, DEFAULT, choose, gather
+    from conceptlib.experiment.sweep import CANDIDATES, DEFAULT, choose, gather
 
     args.out, args.cache = (
         str(Path(args.out).resolve()),

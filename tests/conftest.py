@@ -34,7 +34,7 @@ def mnist_cache_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def mnist(mnist_cache_dir):
     """The embedded MNIST, loaded once per session (cached under a temp folder)."""
-    from conceptlib.data import load_mnist
+    from conceptlib.data.mnist import load_mnist
 
     return load_mnist("embedded", cache_dir=mnist_cache_dir)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conceptlib.data import MNIST
+from conceptlib.data.mnist import MNIST
 
 #: ``reproduce`` on a smoke profile cut down further: three short epochs, seconds.
 SMALL_RUN_ARGS = [

@@ -25,12 +25,12 @@ import pytest
 import torch
 from helpers import small_mnist
 
-from conceptlib.concepts import COLUMNS
 from conceptlib.config import ModelConfig, load_config
-from conceptlib.data import write_idx
+from conceptlib.data.catalogue import COLUMNS
+from conceptlib.data.mnist import write_idx
 from conceptlib.files import atomic_torch_save
-from conceptlib.model import ConvVAE
-from conceptlib.train import run_key, run_state
+from conceptlib.model.vae import ConvVAE
+from conceptlib.train.loop import run_key, run_state
 
 ERROR_PREFIX = "conceptlib: error: "
 PREVIOUS = b'{"previous": "results, must survive"}\n'

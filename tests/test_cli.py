@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from conceptlib.cli import main
-from conceptlib.concepts import COLUMNS
 from conceptlib.config import VARIANTS
-from conceptlib.metrics import MEASURES
-from conceptlib.pipeline import CLUSTERINGS, SPLITS
+from conceptlib.data.catalogue import COLUMNS
+from conceptlib.experiment.pipeline import CLUSTERINGS, SPLITS
+from conceptlib.measures.likelihood import MEASURES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ERROR_PREFIX = "conceptlib: error: "
@@ -261,7 +261,7 @@ def test_entry_point_exit_status(tmp_path: Path) -> None:
 
 
 def test_headline_of_a_smoke_run(smoke_runs) -> None:
-    from conceptlib.report import HEADLINE, headline
+    from conceptlib.report.text import HEADLINE, headline
 
     _, [(_, metrics), _] = smoke_runs
     rows = headline(metrics)
@@ -275,7 +275,7 @@ def test_headline_of_a_smoke_run(smoke_runs) -> None:
 
 def test_load_recorded(tmp_path: Path) -> None:
     from conceptlib.errors import ConceptlibError
-    from conceptlib.report import load_recorded
+    from conceptlib.report.text import load_recorded
 
     assert load_recorded("quick", tmp_path) is None
     (tmp_path / "quick").mkdir()
@@ -291,7 +291,7 @@ def test_load_recorded(tmp_path: Path) -> None:
 
 
 def test_recorded_runs_are_named_by_profile_and_seeds(tmp_path: Path) -> None:
-    from conceptlib.report import recorded_runs
+    from conceptlib.report.text import recorded_runs
 
     for profile, seeds in (("quick", [0, 1, 2]), ("paper", [0])):
         (tmp_path / profile).mkdir()
@@ -302,7 +302,7 @@ def test_recorded_runs_are_named_by_profile_and_seeds(tmp_path: Path) -> None:
 
 
 def test_markdown_table_aligns_and_checks_columns() -> None:
-    from conceptlib.report import markdown_table
+    from conceptlib.report.text import markdown_table
 
     text = markdown_table(("name", "value"), [("a", 1), ("b", "")])
     assert text.splitlines() == [
@@ -317,7 +317,7 @@ def test_markdown_table_aligns_and_checks_columns() -> None:
 
 
 def test_runs_recorded_before_concept_paper_are_renamed() -> None:
-    from conceptlib.report import upgrade_recorded
+    from conceptlib.report.text import upgrade_recorded
 
     old = {
         "variants": {"baseline": {}, "concept": {"x": 1}},

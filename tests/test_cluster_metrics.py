@@ -1,4 +1,4 @@
-"""Tests for conceptlib.cluster and conceptlib.metrics."""
+"""Tests for conceptlib.measures.cluster and conceptlib.measures.likelihood."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from conceptlib.cluster import (
+from conceptlib.config import ModelConfig
+from conceptlib.measures.cluster import (
     decode_centres,
     encode_features,
     fit_kmeans,
     representative_images,
 )
-from conceptlib.config import ModelConfig
-from conceptlib.metrics import (
+from conceptlib.measures.likelihood import (
     MEASURES,
     cluster_scores,
     evaluate,
     match_clusters,
     purity,
 )
-from conceptlib.model import ConvVAE
+from conceptlib.model.vae import ConvVAE
 
 K = 18
 SMALL = ModelConfig(enc_channels=(4, 8, 8, 8), dec_channels=(8, 20, 20, 4))
@@ -204,7 +204,7 @@ def test_evaluate_is_deterministic(model: ConvVAE) -> None:
 
 
 def test_evaluate_values_match_the_losses(model: ConvVAE) -> None:
-    from conceptlib.losses import kl_loss, recon_loss
+    from conceptlib.model.losses import kl_loss, recon_loss
 
     x = _images(12)
     y = torch.zeros(12, dtype=torch.long)
@@ -243,10 +243,11 @@ def _patch_forward(
 ) -> None:
     """Make the concept map ``k + shift`` of each image hold the image itself.
 
-    Concept measures read the maps through :func:`conceptlib.vocab.concept_maps`,
+    Concept measures read the maps through
+    :func:`conceptlib.measures.vocab.concept_maps`,
     so that is what is replaced.
     """
-    import conceptlib.vocab
+    import conceptlib.measures.vocab
 
     def concept_maps(net, images, batch_size=256):
         x = np.asarray(images, dtype=np.float32) / 255.0
@@ -255,7 +256,7 @@ def _patch_forward(
         maps[np.arange(len(x)), (k + shift) % K] = x
         return maps
 
-    monkeypatch.setattr(conceptlib.vocab, "concept_maps", concept_maps)
+    monkeypatch.setattr(conceptlib.measures.vocab, "concept_maps", concept_maps)
 
 
 def test_concept_accuracy_one_when_channels_match(
@@ -295,7 +296,7 @@ def test_concept_accuracy_counts_only_concept_images(
 
 def test_importance_nll_is_below_the_elbo(model: ConvVAE) -> None:
     """log-mean-exp >= mean of logs: per image, IS-NLL <= the -ELBO of its samples."""
-    from conceptlib.metrics import importance_nll
+    from conceptlib.measures.likelihood import importance_nll
 
     nll, neg_elbo = importance_nll(model, _images(6), samples=50, chunk=64, seed=0)
     assert nll.shape == neg_elbo.shape == (6,)
@@ -305,7 +306,7 @@ def test_importance_nll_is_below_the_elbo(model: ConvVAE) -> None:
 
 def test_importance_nll_with_one_sample_is_the_elbo(model: ConvVAE) -> None:
     """k = 1: the estimate is the single-sample -ELBO, which evaluate() computes."""
-    from conceptlib.metrics import importance_nll
+    from conceptlib.measures.likelihood import importance_nll
 
     x = _images(5)
     nll, neg_elbo = importance_nll(model, x, samples=1, seed=0)
@@ -317,7 +318,7 @@ def test_importance_nll_with_one_sample_is_the_elbo(model: ConvVAE) -> None:
 
 
 def test_importance_nll_is_seeded_and_chunk_free(model: ConvVAE) -> None:
-    from conceptlib.metrics import importance_nll
+    from conceptlib.measures.likelihood import importance_nll
 
     x = _images(4)
     a = importance_nll(model, x, samples=30, chunk=60, seed=2)
@@ -328,7 +329,7 @@ def test_importance_nll_is_seeded_and_chunk_free(model: ConvVAE) -> None:
 
 
 def test_majority_labels() -> None:
-    from conceptlib.cluster import Clustering
+    from conceptlib.measures.cluster import Clustering
 
     c = Clustering(
         index=np.arange(6),

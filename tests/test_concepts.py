@@ -1,4 +1,5 @@
-"""Tests for conceptlib.concepts: the catalogue, box sampling and concept images."""
+"""Tests for conceptlib.data.catalogue: the catalogue, box sampling and concept
+images."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptlib.concepts import (
+from conceptlib.data.catalogue import (
     COLUMNS,
     SIZE,
     Catalogue,

@@ -22,7 +22,7 @@ from conceptlib.config import (
     variant_config,
 )
 from conceptlib.errors import ConceptlibError
-from conceptlib.train import run_key
+from conceptlib.train.loop import run_key
 
 # ---------------------------------------------------------------------- profiles
 
@@ -364,7 +364,7 @@ def test_only_the_concept_variant_depends_on_composites() -> None:
 
 
 def test_keys_added_later_keep_earlier_run_keys_at_their_neutral_value() -> None:
-    from conceptlib.train import NEUTRAL_KEYS
+    from conceptlib.train.loop import NEUTRAL_KEYS
 
     cfg = load_config("smoke")
     for section, key, neutral in NEUTRAL_KEYS:

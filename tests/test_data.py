@@ -1,4 +1,5 @@
-"""Tests for conceptlib.data: IDX, npz and embedded MNIST loading and validation."""
+"""Tests for conceptlib.data.mnist: IDX, npz and embedded MNIST loading and
+validation."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 from helpers import small_mnist
 
-from conceptlib import data
-from conceptlib.data import (
+from conceptlib.data import mnist as data
+from conceptlib.data.mnist import (
     IDX_NAMES,
     MNIST,
     load_mnist,

@@ -1,4 +1,4 @@
-"""Tests for conceptlib.explain and the ``conceptlib explain`` command."""
+"""Tests for conceptlib.measures.explain and the ``conceptlib explain`` command."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from conceptlib.cli import main
-from conceptlib.concepts import load_catalogue
 from conceptlib.config import load_config
+from conceptlib.data.catalogue import load_catalogue
 from conceptlib.errors import ConceptlibError
-from conceptlib.explain import (
+from conceptlib.files import atomic_torch_save
+from conceptlib.measures.explain import (
     concept_shares,
     default_run,
     explain,
@@ -24,9 +25,8 @@ from conceptlib.explain import (
     own_digit_share,
     read_image,
 )
-from conceptlib.files import atomic_torch_save
-from conceptlib.model import ConvVAE
-from conceptlib.train import run_state
+from conceptlib.model.vae import ConvVAE
+from conceptlib.train.loop import run_state
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -140,8 +140,8 @@ def test_default_run_is_where_reproduce_puts_it() -> None:
     # train.precision=auto: the folder of the precision it resolves to here, as
     # get_or_train names it (the quick profile trains with auto)
     from conceptlib.config import variant_config
-    from conceptlib.runtime import resolve_device, resolve_precision
-    from conceptlib.train import run_key
+    from conceptlib.train.loop import run_key
+    from conceptlib.train.runtime import resolve_device, resolve_precision
 
     quick = load_config("quick")
     resolved = resolve_precision(variant_config(quick, "concept"), resolve_device())
@@ -196,7 +196,7 @@ def test_image_warnings(mnist) -> None:
 
 def test_no_concept_found_is_said_not_ranked(mnist) -> None:
     """Concept maps that stay below 0.5 everywhere give no ranking."""
-    from conceptlib.explain import ConceptModel
+    from conceptlib.measures.explain import ConceptModel
 
     cfg = load_config("smoke")
     torch.manual_seed(0)

@@ -1,10 +1,10 @@
-"""Tests for conceptlib.formulas: the beam search finds planted formulas."""
+"""Tests for conceptlib.measures.formulas: the beam search finds planted formulas."""
 
 from __future__ import annotations
 
 import torch
 
-from conceptlib.formulas import (
+from conceptlib.measures.formulas import (
     Formula,
     channel_masks,
     explain_channel,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conceptlib.limits import (
+from conceptlib.operators.limits import (
     READOUTS,
     addition_per_concept,
     format_limits,

@@ -1,4 +1,5 @@
-"""Tests for conceptlib.losses: reconstruction, KL, concept losses and their sum."""
+"""Tests for conceptlib.model.losses: reconstruction, KL, concept losses and their
+sum."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from conceptlib.config import LossConfig
-from conceptlib.losses import (
+from conceptlib.model.losses import (
     FIRST_CONCEPT_LABEL,
     concept_loss,
     concept_targets,
@@ -17,7 +18,7 @@ from conceptlib.losses import (
     recon_loss,
     total_loss,
 )
-from conceptlib.model import VAEOutput
+from conceptlib.model.vae import VAEOutput
 
 K = 18
 
@@ -343,7 +344,7 @@ def test_total_bce_concept_gradients_reach_the_logits() -> None:
 @pytest.mark.parametrize("all_rows", [False, True])
 def test_take_concepts_equals_indexing(channels_last: bool, all_rows: bool) -> None:
     """Same values and gradients as ``h[rows, :K]``; the gradient keeps h's format."""
-    from conceptlib.losses import take_concepts
+    from conceptlib.model.losses import take_concepts
 
     h = torch.randn(6, 5, 4, 4, generator=torch.Generator().manual_seed(0))
     if channels_last:

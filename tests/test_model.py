@@ -1,4 +1,4 @@
-"""Tests for conceptlib.model: the fully convolutional VAE and its concept layer."""
+"""Tests for conceptlib.model.vae: the fully convolutional VAE and its concept layer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from conceptlib.config import ModelConfig
 from conceptlib.errors import ConceptlibError
-from conceptlib.model import ConvVAE, VAEOutput, count_parameters
+from conceptlib.model.vae import ConvVAE, VAEOutput, count_parameters
 
 K = 18
 # the paper's architecture, spelled out so that changed defaults do not hide here
@@ -196,7 +196,7 @@ def test_concept_activation_equals_slicing(shape) -> None:
     equals slicing and concatenating bit for bit, so fp32 runs trained before
     the rewrite are reproduced exactly; elsewhere to rounding.
     """
-    from conceptlib.model import ConceptActivation
+    from conceptlib.model.vae import ConceptActivation
 
     k = 18 if shape[1] == 32 else 5
     act = ConceptActivation(k, "sigmoid")

@@ -1,4 +1,5 @@
-"""Tests for conceptlib.operators, conceptlib.edits and ``conceptlib edit``."""
+"""Tests for conceptlib.operators, conceptlib.operators.evaluate and ``conceptlib
+edit``."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import torch
 
 from conceptlib import operators as op
 from conceptlib.cli import main
-from conceptlib.concepts import load_catalogue
 from conceptlib.config import load_config
+from conceptlib.data.catalogue import load_catalogue
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_torch_save
-from conceptlib.model import ConvVAE
-from conceptlib.train import run_state
-from conceptlib.vocab import ConceptModel
+from conceptlib.measures.vocab import ConceptModel
+from conceptlib.model.vae import ConvVAE
+from conceptlib.train.loop import run_state
 
 K = 18
 
@@ -38,7 +39,7 @@ def _images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_read_and_render_are_the_models_own_decoding(cm: ConceptModel) -> None:
-    from conceptlib.vocab import decode_mean
+    from conceptlib.measures.vocab import decode_mean
 
     x = _images(5)
     h = op.read(cm, x)
@@ -131,8 +132,8 @@ def test_apply_in_order(cm: ConceptModel) -> None:
 
 
 def test_edit_measures_are_rates(cm: ConceptModel, mnist) -> None:
-    from conceptlib.classifier import SmallCNN
-    from conceptlib.edits import edit_measures, latent_directions
+    from conceptlib.measures.classifier import SmallCNN
+    from conceptlib.operators.evaluate import edit_measures, latent_directions
 
     x, y = mnist.x_train[:200], mnist.y_train[:200]
     latent = latent_directions(cm, x, y, np.zeros(200, dtype=int))
@@ -173,8 +174,12 @@ def test_edit_measures_are_rates(cm: ConceptModel, mnist) -> None:
 
 
 def test_removal_reach_is_chosen_on_given_digits(cm: ConceptModel, mnist) -> None:
-    from conceptlib.classifier import SmallCNN
-    from conceptlib.edits import choose_dilation, edit_measures, latent_directions
+    from conceptlib.measures.classifier import SmallCNN
+    from conceptlib.operators.evaluate import (
+        choose_dilation,
+        edit_measures,
+        latent_directions,
+    )
 
     x, y = mnist.x_train[:8], mnist.y_train[:8]
     best, rates = choose_dilation(cm, x, dilations=(0, 2), split="train")
@@ -189,7 +194,7 @@ def test_removal_reach_is_chosen_on_given_digits(cm: ConceptModel, mnist) -> Non
 
 
 def test_digit_classifier_is_cached(tmp_path: Path, mnist) -> None:
-    from conceptlib.edits import digit_classifier
+    from conceptlib.operators.evaluate import digit_classifier
 
     path = tmp_path / "clf.pt"
     a = digit_classifier(mnist.x_train[:64], mnist.y_train[:64], path, num_epochs=1)
@@ -242,7 +247,11 @@ def test_cli_edit_bad_input(cm, ops, message, capsys, cache_env) -> None:
 
 
 def test_operator_table_of_one_run_and_of_seeds() -> None:
-    from conceptlib.edits import OPERATOR_ROWS, format_operators, summarise_seeds
+    from conceptlib.operators.evaluate import (
+        OPERATOR_ROWS,
+        format_operators,
+        summarise_seeds,
+    )
 
     def run(rate: float) -> dict:
         rates = {key: rate for key, _ in OPERATOR_ROWS}

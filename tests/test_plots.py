@@ -1,4 +1,5 @@
-"""Tests for conceptlib.plots: plots return Figures; PNGs are written atomically."""
+"""Tests for conceptlib.report.plots: plots return Figures; PNGs are written
+atomically."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from conceptlib.plots import (
+from conceptlib.report.plots import (
     figure_png,
     plot_catalogue,
     plot_gallery,
@@ -120,7 +121,7 @@ def test_save_figure_into_missing_folder_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_plot_digit_parts_colours_each_part() -> None:
-    from conceptlib.plots import plot_digit_parts
+    from conceptlib.report.plots import plot_digit_parts
 
     images = np.zeros((3, 28, 28), dtype=np.uint8)
     maps = np.zeros((3, 18, 28, 28), dtype=np.float32)
@@ -138,8 +139,8 @@ def test_plot_digit_parts_colours_each_part() -> None:
 
 
 def test_composed_figures() -> None:
-    from conceptlib.concepts import load_catalogue
-    from conceptlib.plots import (
+    from conceptlib.data.catalogue import load_catalogue
+    from conceptlib.report.plots import (
         catalogue_figure,
         concept_gallery,
         plot_concept_shares,

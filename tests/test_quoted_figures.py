@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conceptlib.compare import compare
-from conceptlib.report import load_recorded
+from conceptlib.report.compare import compare
+from conceptlib.report.text import load_recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -83,7 +83,7 @@ def test_recorded_figure_descriptions_are_the_codes() -> None:
     import json
     from pathlib import Path
 
-    from conceptlib.reproduce import FIGURES
+    from conceptlib.experiment.reproduce import FIGURES
 
     root = Path(__file__).resolve().parents[1] / "results"
     for path in sorted(root.glob("*/metrics.json")):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conceptlib import scorecard as sc
 from conceptlib.cli import main
+from conceptlib.report import scorecard as sc
 
 
 def _curve(recon: list[float], kl: float = 40.0) -> list[dict]:
@@ -251,7 +251,7 @@ def test_counts_per_kind() -> None:
 
 
 def test_plural() -> None:
-    from conceptlib.report import plural
+    from conceptlib.report.text import plural
 
     assert [plural(n, "epoch") for n in (0, 1, 8)] == [
         "0 epochs",
@@ -345,7 +345,7 @@ def test_a_one_seed_run_is_judged_with_the_recorded_quick_spread(
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_the_recorded_runs_are_judged_in_both_kinds(profile: str) -> None:
-    from conceptlib.report import load_recorded
+    from conceptlib.report.text import load_recorded
 
     root = Path(__file__).resolve().parents[1] / "results"
     metrics = load_recorded(profile, root)
@@ -384,9 +384,9 @@ def test_seeds_that_agree_exactly_fall_back_to_the_margin() -> None:
 def test_build_metrics_reads_what_reproduce_wrote_for_this_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conceptlib import reproduce as rp
     from conceptlib.config import load_config, to_dict
-    from conceptlib.pipeline import Pipeline
+    from conceptlib.experiment import reproduce as rp
+    from conceptlib.experiment.pipeline import Pipeline
 
     cfg = load_config("smoke")
     pipe = Pipeline(cfg, device="cpu", cache_dir=tmp_path / "runs", progress=False)
@@ -420,9 +420,9 @@ def test_build_metrics_reads_what_reproduce_wrote_for_this_build(
 def test_pipeline_answers_from_the_record_of_this_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conceptlib import reproduce as rp
     from conceptlib.config import load_config, to_dict
-    from conceptlib.pipeline import Pipeline
+    from conceptlib.experiment import reproduce as rp
+    from conceptlib.experiment.pipeline import Pipeline
 
     cfg = load_config("smoke")
     pipe = Pipeline(cfg, device="cpu", cache_dir=tmp_path / "runs", progress=False)
@@ -467,7 +467,7 @@ def test_pipeline_answers_from_the_record_of_this_build(
 
 
 def test_near_prints_the_recorded_value_within_tolerance_and_the_measured_outside():
-    from conceptlib.report import near
+    from conceptlib.report.text import near
 
     recorded = {"a": (357, 0.0), "b": [1.25, "x"]}
     measured = {"a": (357.4, 0.06), "b": [1.27, "x"]}

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptlib import sweep
-from conceptlib.concepts import box_masks
 from conceptlib.config import PAPER_RECIPE, load_config, variant_config
+from conceptlib.data.catalogue import box_masks
+from conceptlib.data.splits import HeldDigits, refuse_test
 from conceptlib.errors import ConceptlibError
-from conceptlib.pipeline import Pipeline
-from conceptlib.splits import HeldDigits, refuse_test
+from conceptlib.experiment import sweep
+from conceptlib.experiment.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = [
@@ -105,7 +105,7 @@ def test_measures_on_validation_data(pipe: Pipeline) -> None:
 
 def _choosers(pipe: Pipeline):
     """Every function that chooses, handed test data."""
-    from conceptlib.edits import choose_dilation
+    from conceptlib.operators.evaluate import choose_dilation
 
     ops = _script("choose_operators")
     test = pipe.test_digits
@@ -133,7 +133,7 @@ def test_refuse_test_lets_validation_and_training_data_through() -> None:
 
 
 def test_choose_dilation_reads_the_split_of_held_digits() -> None:
-    from conceptlib.edits import choose_dilation
+    from conceptlib.operators.evaluate import choose_dilation
 
     held = HeldDigits(np.zeros((1, 28, 28), np.uint8), np.zeros(1), np.zeros(1), "val")
     with pytest.raises(ConceptlibError, match="passed as split"):

@@ -1,4 +1,5 @@
-"""Tests for conceptlib.train: training, checkpoints, resumption and the run cache."""
+"""Tests for conceptlib.train.loop: training, checkpoints, resumption and the run
+cache."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conceptlib import runtime, train
 from conceptlib.config import ExperimentConfig, apply_overrides
 from conceptlib.config import load_config as _load_config
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
-from conceptlib.runtime import resolve_device
-from conceptlib.train import (
+from conceptlib.train import loop as train
+from conceptlib.train import runtime
+from conceptlib.train.loop import (
     build_model,
     get_or_train,
     kl_weight,
@@ -25,6 +26,7 @@ from conceptlib.train import (
     run_key,
     train_vae,
 )
+from conceptlib.train.runtime import resolve_device
 
 K = 18
 CPU = torch.device("cpu")

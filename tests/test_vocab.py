@@ -1,4 +1,5 @@
-"""Tests for conceptlib.vocab: the concept read-out and the vocabulary measures."""
+"""Tests for conceptlib.measures.vocab: the concept read-out and the vocabulary
+measures."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import pytest
 import torch
 
 import conceptlib
-from conceptlib.concepts import Composites, compose, load_catalogue, shift_images
 from conceptlib.config import load_config
+from conceptlib.data.catalogue import Composites, compose, load_catalogue, shift_images
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_torch_save
-from conceptlib.model import ConvVAE
-from conceptlib.train import run_state
-from conceptlib.vocab import (
+from conceptlib.measures.vocab import (
     _Recognition,
     _rotation,
     concept_maps,
@@ -25,6 +24,8 @@ from conceptlib.vocab import (
     make_probes,
     vocabulary_measures,
 )
+from conceptlib.model.vae import ConvVAE
+from conceptlib.train.loop import run_state
 
 K = 18
 
@@ -208,7 +209,7 @@ def test_vocabulary_measures_of_an_untrained_model(net: ConvVAE, probes) -> None
 
 
 def test_digit_parts_of_an_untrained_model(net: ConvVAE, mnist) -> None:
-    from conceptlib.vocab import digit_parts
+    from conceptlib.measures.vocab import digit_parts
 
     cat = load_catalogue("mnist")
     x, y = mnist.x_test[:300], mnist.y_test[:300]
@@ -238,7 +239,7 @@ def _measures(own=18, rotated=0, shift=0.95, pairs=0.95, isolated=0.98) -> dict:
 
 
 def test_targets_are_checked_in_both_directions() -> None:
-    from conceptlib.vocab import TARGETS, check_targets
+    from conceptlib.measures.vocab import TARGETS, check_targets
 
     met = check_targets(_measures())
     assert len(met) == len(TARGETS) and all(m[3] for m in met)
@@ -249,7 +250,7 @@ def test_targets_are_checked_in_both_directions() -> None:
 
 
 def test_targets_table_marks_met_missed_and_missing() -> None:
-    from conceptlib.vocab import TARGETS, format_targets
+    from conceptlib.measures.vocab import TARGETS, format_targets
 
     text = format_targets(
         {"good": _measures(), "bad": _measures(isolated=0.9), "none": {}}
@@ -262,7 +263,7 @@ def test_targets_table_marks_met_missed_and_missing() -> None:
 
 
 def test_vocabulary_table_has_a_row_per_model_and_spreads() -> None:
-    from conceptlib.vocab import VOCAB_COLUMNS, format_vocabulary
+    from conceptlib.measures.vocab import VOCAB_COLUMNS, format_vocabulary
 
     text = format_vocabulary(
         {"a": _measures(), "b": {}}, {"a": {"accuracy": {"pairs": 0.01}}}
@@ -273,7 +274,7 @@ def test_vocabulary_table_has_a_row_per_model_and_spreads() -> None:
 
 
 def test_classifier_top_accuracy() -> None:
-    from conceptlib.classifier import top_accuracy
+    from conceptlib.measures.classifier import top_accuracy
 
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     assert top_accuracy(probs, np.array([[0], [1]])) == 0.5

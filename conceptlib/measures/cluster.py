@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
-from conceptlib.metrics import cluster_scores, match_clusters
-from conceptlib.model import ConvVAE
+from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
+from conceptlib.measures.likelihood import cluster_scores, match_clusters
+from conceptlib.model.vae import ConvVAE
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def encode_features(
     Returns:
         ``(N, D)`` float32 features.
     """
-    from conceptlib.data import to_input
+    from conceptlib.data.mnist import to_input
 
     device = next(model.parameters()).device
     model.eval()

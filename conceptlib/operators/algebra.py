@@ -35,10 +35,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from conceptlib.data import IMAGE_SHAPE
+from conceptlib.data.mnist import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
-from conceptlib.model import ConvVAE
-from conceptlib.vocab import ConceptModel, _as_model
+from conceptlib.measures.vocab import ConceptModel, _as_model
+from conceptlib.model.vae import ConvVAE
 
 #: Dilation of a concept's region, in pixels, for the edits of the non-concept
 #: channels (a map marks the stroke's centre; the rest of the layer spreads wider).
@@ -51,7 +51,7 @@ def read(
 ) -> torch.Tensor:
     """The concept layer (activation, all C channels) of ``(N, 28, 28)`` uint8
     images, decoding ``z = mu``: ``(N, C, H, W)`` float32 on the CPU."""
-    from conceptlib.data import to_input
+    from conceptlib.data.mnist import to_input
 
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:

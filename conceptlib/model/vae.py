@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from conceptlib.config import ModelConfig
-from conceptlib.data import IMAGE_SHAPE
+from conceptlib.data.mnist import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
 
 #: Spatial size of the latent image: the input halved twice (28 -> 14 -> 7).

@@ -1,12 +1,13 @@
 """What limits addition: its pixel reference under other read-outs and placements.
 
-The measured additions (:func:`conceptlib.edits.edit_measures`) succeed when the
+The measured additions (:func:`conceptlib.operators.evaluate.edit_measures`) succeed
+when the
 added concept enters the top 3 of the re-encoded image, ranked by energy. Their
 pixel reference lays the held-out concept image on the digit's pixels (pixel
 maximum) and reads the result. :func:`addition_limits` asks whether that
 reference is held back by the read-out or by where the stroke is laid, on the
-very edits that :func:`~conceptlib.edits.edit_measures` makes (same digits,
-concepts and images, :func:`~conceptlib.edits.draw_additions`):
+very edits that :func:`~conceptlib.operators.evaluate.edit_measures` makes (same digits,
+concepts and images, :func:`~conceptlib.operators.evaluate.draw_additions`):
 
 - ``readout``: the same pixel images ranked by other scores of the concept maps
   (:data:`READOUTS`);
@@ -27,10 +28,10 @@ import torch
 from scipy import ndimage
 
 from conceptlib import operators as op
-from conceptlib.edits import TOP, _top, draw_additions
-from conceptlib.explain import concept_shares
-from conceptlib.scorecard import Estimate
-from conceptlib.vocab import ON, ConceptModel, concept_maps
+from conceptlib.measures.explain import concept_shares
+from conceptlib.measures.vocab import ON, ConceptModel, concept_maps
+from conceptlib.operators.evaluate import TOP, _top, draw_additions
+from conceptlib.report.scorecard import Estimate
 
 #: Scores that rank the concepts of an image, from its concept maps.
 READOUTS = {
@@ -94,7 +95,7 @@ def place_apart(digits: np.ndarray, images: np.ndarray, reach: int) -> np.ndarra
 def addition_limits(cm: ConceptModel, pipe) -> dict[str, Any]:
     """The limits of one model's pixel reference of addition (module doc), on
     the ``eval.num_edits`` test digits of a
-    :class:`~conceptlib.pipeline.Pipeline` of its profile and seed."""
+    :class:`~conceptlib.experiment.pipeline.Pipeline` of its profile and seed."""
     e, seed = pipe.cfg.eval, pipe.cfg.seed
     x, y = pipe.digits[2][: e.num_edits], pipe.digits[3][: e.num_edits]
     tc = pipe.test_concepts
@@ -134,7 +135,7 @@ def summarise_limits(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 def format_limits(summary: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarise_limits`: the pixel reference under
     each read-out and each placement."""
-    from conceptlib.report import markdown_table
+    from conceptlib.report.text import markdown_table
 
     def rate(r: dict[str, Any]) -> str:
         return f"{r['mean']:.3f}" + ("" if r["sd"] is None else f" ± {r['sd']:.3f}")
@@ -192,7 +193,8 @@ def addition_per_concept(
     per_seed: list[dict[str, Any]], where: str
 ) -> dict[int, float]:
     """Addition success per added concept index, the mean over the seeds that
-    added it, from :func:`~conceptlib.edits.measure_operators` of several seeds
+    added it, from :func:`~conceptlib.operators.evaluate.measure_operators` of several
+    seeds
     (``where``: ``layer``, ``latent`` or ``pixel``)."""
     rates: dict[int, list[float]] = {}
     for measured in per_seed:

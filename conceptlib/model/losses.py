@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from conceptlib.config import FIRST_CONCEPT_LABEL, LossConfig
-from conceptlib.data import IMAGE_SHAPE
+from conceptlib.data.mnist import IMAGE_SHAPE
 
 
 def recon_loss(
@@ -200,7 +200,7 @@ def total_loss(
     ``mu``, see ``loss.concept_decode``) when present, else the decoded sample.
 
     Args:
-        out: a :class:`~conceptlib.model.VAEOutput`.
+        out: a :class:`~conceptlib.model.vae.VAEOutput`.
         x: ``(B, 1, 28, 28)``; labels: ``(B,)``.
         cfg: loss weights; ``cfg.concept_weight`` is lambda.
         num_concepts: K.

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import yaml
 
-from conceptlib.concepts import (
+from conceptlib.config import CONCEPT_VARIANTS, ExperimentConfig, from_dict
+from conceptlib.data.catalogue import (
     Catalogue,
     Composites,
     compose,
@@ -38,11 +39,10 @@ from conceptlib.concepts import (
     make_concepts,
     shift_images,
 )
-from conceptlib.config import CONCEPT_VARIANTS, ExperimentConfig, from_dict
-from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
+from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
+from conceptlib.data.splits import check_split
 from conceptlib.errors import ConceptlibError
-from conceptlib.model import ConvVAE
-from conceptlib.splits import check_split
+from conceptlib.model.vae import ConvVAE
 
 #: Network Dissection: a channel is on where it exceeds its top-0.5 % quantile
 #: over the probe set, and detects a concept when that IoU exceeds 0.04.
@@ -101,11 +101,11 @@ def load_model(
     """Load a run of any variant, as :func:`load_concept_model` does.
 
     The baseline's and augmented's channels carry no concept names, but their
-    layers can be probed the same way (e.g. by :mod:`conceptlib.formulas`).
+    layers can be probed the same way (e.g. by :mod:`conceptlib.measures.formulas`).
     ``concept_only`` refuses runs without trained concept channels.
     """
     from conceptlib.files import load_checkpoint
-    from conceptlib.train import load_weights
+    from conceptlib.train.loop import load_weights
 
     path = Path(path)
     if path.is_dir():
@@ -142,7 +142,7 @@ def decode_mean(
     Both decoded from ``z = mu`` of ``(N, 28, 28)`` uint8 images, on the model's
     device (one batch: callers split large sets).
     """
-    from conceptlib.data import to_input
+    from conceptlib.data.mnist import to_input
 
     net = _as_model(model)
     device = next(net.parameters()).device
@@ -162,7 +162,7 @@ def concept_maps(
 
     Args:
         model: a loaded concept model (:func:`load_concept_model`) or a
-            :class:`~conceptlib.model.ConvVAE` (of any variant: for ``baseline``
+            :class:`~conceptlib.model.vae.ConvVAE` (of any variant: for ``baseline``
             and ``augmented`` the first K channels of the layer carry no concept
             loss, which is what makes them a control).
         images: ``(N, 28, 28)`` uint8 images (0 = background, 255 = ink).
@@ -182,7 +182,7 @@ def concept_maps(
             f"concept_maps: expected (N, 28, 28) uint8 images, got "
             f"{images.dtype} {tuple(images.shape)}"
         )
-    from conceptlib.data import to_input
+    from conceptlib.data.mnist import to_input
 
     net = _as_model(model)
     net.eval()
@@ -206,7 +206,7 @@ class Probes:
     """Held-out probe images with known concepts and per-concept ink.
 
     Attributes:
-        sets: probe name -> :class:`~conceptlib.concepts.Composites` (isolated
+        sets: probe name -> :class:`~conceptlib.data.catalogue.Composites` (isolated
             probes have one part per image).
         descriptions: probe name -> what it holds.
     """
@@ -225,7 +225,7 @@ def make_probes(
     split: str = "test",
 ) -> Probes:
     """The four probe sets, cut from held-out digits (the MNIST test digits, or
-    the validation digits: see :mod:`conceptlib.splits`).
+    the validation digits: see :mod:`conceptlib.data.splits`).
 
     - ``isolated``: concept images as in training (catalogue box sd, 1 px);
     - ``jitter``: the box sd doubled (2 px);
@@ -672,7 +672,7 @@ def check_targets(measures: dict) -> list[tuple[str, str, float | None, bool | N
 def format_targets(columns: dict[str, dict]) -> str:
     """A Markdown table of :func:`check_targets`, one column per model's measures
     (e.g. this build's and the recorded runs'): the value and met / missed."""
-    from conceptlib.report import markdown_table
+    from conceptlib.report.text import markdown_table
 
     checks = [check_targets(m) for m in columns.values()]
 

@@ -7,7 +7,7 @@ line can ask for everything. Trained variants come from the run cache when prese
 
 Steps (paper section in brackets):
 1. digits: MNIST, optionally a stratified subsample; the 70/30 digit split [3.2].
-   The 30 % are the validation digits (:mod:`conceptlib.splits`): no variant
+   The 30 % are the validation digits (:mod:`conceptlib.data.splits`): no variant
    trains on them, and nothing a variant trains on is cut from or fitted on them
    (variants, representatives and training concept images use the 70 % only).
 2. ``baseline``: the VAE trained on the training split of the digits [3.1].
@@ -32,14 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from conceptlib.cluster import (
-    Clustering,
-    decode_centres,
-    encode_features,
-    fit_kmeans,
-    representative_images,
-)
-from conceptlib.concepts import (
+from conceptlib.config import VARIANTS, ExperimentConfig, config_hash, variant_config
+from conceptlib.data.catalogue import (
     Catalogue,
     Composites,
     ConceptSet,
@@ -51,12 +45,18 @@ from conceptlib.concepts import (
     shift_images,
     stratified_split,
 )
-from conceptlib.config import VARIANTS, ExperimentConfig, config_hash, variant_config
-from conceptlib.data import IMAGE_SHAPE, MNIST, NUM_CLASSES, load_mnist
-from conceptlib.metrics import evaluate
-from conceptlib.runtime import resolve_device, resolve_precision
-from conceptlib.splits import HELD_SPLITS, HeldDigits, check_split
-from conceptlib.train import Run, get_or_train
+from conceptlib.data.mnist import IMAGE_SHAPE, MNIST, NUM_CLASSES, load_mnist
+from conceptlib.data.splits import HELD_SPLITS, HeldDigits, check_split
+from conceptlib.measures.cluster import (
+    Clustering,
+    decode_centres,
+    encode_features,
+    fit_kmeans,
+    representative_images,
+)
+from conceptlib.measures.likelihood import evaluate
+from conceptlib.train.loop import Run, get_or_train
+from conceptlib.train.runtime import resolve_device, resolve_precision
 
 SPLITS = ("val", "test_digits", "test_concepts")
 #: Every split :meth:`Pipeline.evaluate` measures: :data:`SPLITS` and the
@@ -166,7 +166,8 @@ class Pipeline:
         """Answer :meth:`evaluate`, :meth:`vocabulary`, :meth:`concept_ceiling` and
         :meth:`edits` from one seed's recorded measures (an entry of
         ``metrics.json``'s ``per_seed``, see
-        :func:`conceptlib.reproduce.recorded_seed`) where they hold the answer,
+        :func:`conceptlib.experiment.reproduce.recorded_seed`) where they hold the
+        answer,
         instead of measuring again. Only measures of this very config, seed and
         code should be given: the pipeline cannot check them."""
         self._recorded = measures
@@ -214,7 +215,7 @@ class Pipeline:
     @cached_property
     def val_digits(self) -> HeldDigits:
         """The validation digits: the 30 % of the digit split, held out of training
-        (see :mod:`conceptlib.splits`); every choice is made on them."""
+        (see :mod:`conceptlib.data.splits`); every choice is made on them."""
         x, y, _, _ = self.digits
         idx = self.digit_split[1]
         return HeldDigits(x[idx], y[idx], self.train_variants[idx], "val")
@@ -420,7 +421,7 @@ class Pipeline:
     def training_plan(self) -> dict[str, int]:
         """Image-steps (training images x epochs) of each variant not yet in the run
         cache, from the config alone: no model is trained or loaded."""
-        from conceptlib.train import run_folder
+        from conceptlib.train.loop import run_folder
 
         c = self.cfg
         keep = 1 - c.data.val_fraction
@@ -457,7 +458,7 @@ class Pipeline:
     @cached_property
     def probes(self):
         """The vocabulary probes cut from the test digits
-        (:func:`~conceptlib.vocab.make_probes`)."""
+        (:func:`~conceptlib.measures.vocab.make_probes`)."""
         return self._make_probes("test")
 
     @cached_property
@@ -471,7 +472,7 @@ class Pipeline:
         return self.val_probes if check_split(split) == "val" else self.probes
 
     def _make_probes(self, split: str):
-        from conceptlib.vocab import make_probes
+        from conceptlib.measures.vocab import make_probes
 
         held = self.held_digits(split)
         return make_probes(
@@ -485,14 +486,14 @@ class Pipeline:
         )
 
     def vocabulary(self, variant: str, split: str = "test") -> dict:
-        """The vocabulary measures of ``variant`` (see :mod:`conceptlib.vocab`)
+        """The vocabulary measures of ``variant`` (see :mod:`conceptlib.measures.vocab`)
         on the probes of ``split`` (``val`` or ``test``).
 
         The probes' measures, plus how the maps split the real digits of the same
         split into their parts (``part_hit``, ``part_overlap``,
         ``part_hit_per_concept``).
         """
-        from conceptlib.vocab import vocabulary_measures
+        from conceptlib.measures.vocab import vocabulary_measures
 
         check_split(split)
         known = self._known("vocabulary", variant) if split == "test" else None
@@ -508,13 +509,13 @@ class Pipeline:
     def likelihood(self, variant: str) -> dict[str, float]:
         """Importance-sampled NLL of the first ``eval.nll_digits`` test digits.
 
-        ``is_nll``: mean of :func:`~conceptlib.metrics.importance_nll` with
+        ``is_nll``: mean of :func:`~conceptlib.measures.likelihood.importance_nll` with
         ``k = eval.nll_samples``; ``is_nll_se``: its standard error over the
         digits; ``is_nll_neg_elbo``: the -ELBO of the same digits averaged over
         the same k samples, so that ``is_nll_neg_elbo - is_nll`` is the gap the
         bound leaves (nats per image).
         """
-        from conceptlib.metrics import importance_nll
+        from conceptlib.measures.likelihood import importance_nll
 
         e = self.cfg.eval
         _, _, x, _ = self.digits
@@ -536,15 +537,20 @@ class Pipeline:
     def concept_ceiling(self) -> dict[str, float]:
         """A reference: a supervised CNN on the same concept images.
 
-        A K-way :class:`~conceptlib.classifier.SmallCNN` trained for
-        :data:`~conceptlib.classifier.NUM_EPOCHS` epochs (no validation stop) on the
+        A K-way :class:`~conceptlib.measures.classifier.SmallCNN` trained for
+        :data:`~conceptlib.measures.classifier.NUM_EPOCHS` epochs (no validation stop)
+        on the
         training concept images of ``augmented`` (the paper's, isolated), tested
         on the isolated, jitter and shift probes. It is neither trained to
         convergence nor shown shifts or composites, so it is a reference, not a
         ceiling: a concept model can exceed it. (The name and the metrics key
         ``classifier_ceiling`` are kept for outside code.)
         """
-        from conceptlib.classifier import predict, top_accuracy, train_classifier
+        from conceptlib.measures.classifier import (
+            predict,
+            top_accuracy,
+            train_classifier,
+        )
 
         known = self._known("vocabulary", "classifier_ceiling", "accuracy")
         if known is not None:
@@ -563,12 +569,12 @@ class Pipeline:
     @cached_property
     def digit_classifier(self):
         """The evaluation-only digit classifier
-        (:func:`~conceptlib.edits.digit_classifier`), trained on
+        (:func:`~conceptlib.operators.evaluate.digit_classifier`), trained on
         ``eval.classifier_digits`` MNIST training digits, cached in the run cache.
 
         Its seed is :data:`CLASSIFIER_SEED` whatever the models' seed, so that the
         models of every seed are read by the same instrument."""
-        from conceptlib.edits import digit_classifier
+        from conceptlib.operators.evaluate import digit_classifier
 
         e, m, seed = self.cfg.eval, self.mnist, CLASSIFIER_SEED
         split_seed = self.cfg.data.split_seed
@@ -585,23 +591,24 @@ class Pipeline:
     @cached_property
     def classifier_accuracy(self) -> float:
         """Accuracy of :attr:`digit_classifier` on all MNIST test digits."""
-        from conceptlib.classifier import predict
+        from conceptlib.measures.classifier import predict
 
         probs = predict(self.digit_classifier, self.mnist.x_test)
         return float((probs.argmax(1) == self.mnist.y_test).mean())
 
     def concept_model(self, variant: str = "concept"):
-        """``variant``'s trained run as a :class:`~conceptlib.explain.ConceptModel`
+        """``variant``'s trained run as a
+        :class:`~conceptlib.measures.explain.ConceptModel`
         (the model with its config, catalogue and run folder)."""
-        from conceptlib.explain import ConceptModel
+        from conceptlib.measures.explain import ConceptModel
 
         run = self.run(variant)
         return ConceptModel(run.model, self.cfg, self.catalogue, run.path)
 
     def edits(self, variant: str = "concept") -> dict[str, Any]:
         """The operators measured on ``variant``
-        (:func:`~conceptlib.edits.measure_operators`)."""
-        from conceptlib.edits import measure_operators
+        (:func:`~conceptlib.operators.evaluate.measure_operators`)."""
+        from conceptlib.operators.evaluate import measure_operators
 
         known = self._known("operators", variant)
         if known is not None:
@@ -610,15 +617,15 @@ class Pipeline:
 
     def formulas(self, variant: str, num_probes: int = 1500) -> list:
         """A logical formula over concepts for every concept-layer channel of
-        ``variant`` (:func:`conceptlib.formulas.explain_model`)."""
-        from conceptlib.formulas import explain_model
+        ``variant`` (:func:`conceptlib.measures.formulas.explain_model`)."""
+        from conceptlib.measures.formulas import explain_model
 
         return explain_model(self.run(variant).model, self.probes, num_probes)
 
     def digit_parts(self, variant: str, split: str = "test"):
-        """:func:`~conceptlib.vocab.digit_parts` of ``variant`` on the ``test``
+        """:func:`~conceptlib.measures.vocab.digit_parts` of ``variant`` on the ``test``
         (or ``val``) digits."""
-        from conceptlib.vocab import digit_parts
+        from conceptlib.measures.vocab import digit_parts
 
         held = self.held_digits(split)
         return digit_parts(
@@ -633,13 +640,13 @@ class Pipeline:
         self, variant: str = "concept", split: str = "test"
     ) -> dict[str, float]:
         """Concept alignment on whole ``test`` (or ``val``) digits (see
-        :mod:`conceptlib.explain`).
+        :mod:`conceptlib.measures.explain`).
 
         ``own``: mean share of a test digit's concept energy on concepts cut from
         its own class, for ``variant``; ``uniform``: the same for energy spread
         evenly over the concepts.
         """
-        from conceptlib.explain import concept_shares, own_digit_share
+        from conceptlib.measures.explain import concept_shares, own_digit_share
 
         held = self.held_digits(split)
         shares = concept_shares(

@@ -16,8 +16,8 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from conceptlib.losses import FIRST_CONCEPT_LABEL, kl_loss, recon_loss
-from conceptlib.model import ConvVAE
+from conceptlib.model.losses import FIRST_CONCEPT_LABEL, kl_loss, recon_loss
+from conceptlib.model.vae import ConvVAE
 
 MEASURES = ("recon_bce", "recon_sse", "mse", "kl", "neg_elbo")
 
@@ -67,7 +67,7 @@ def evaluate(
     The ELBO uses one posterior sample per image, from a generator seeded by
     ``seed`` (deterministic). Concept measures are computed on the concept images
     of the split (labels >= 10), when there are any, from the read-out
-    :func:`~conceptlib.vocab.concept_maps` (decoding ``z = mu``):
+    :func:`~conceptlib.measures.vocab.concept_maps` (decoding ``z = mu``):
 
     - ``concept_accuracy``: fraction of concept images whose concept channel with
       the most energy (sum of squared activations) is their own concept's channel.
@@ -84,9 +84,9 @@ def evaluate(
     Returns:
         Means per image (per pixel for ``mse``) and concept measures.
     """
-    from conceptlib.concepts import Composites
-    from conceptlib.data import to_input
-    from conceptlib.vocab import recognition
+    from conceptlib.data.catalogue import Composites
+    from conceptlib.data.mnist import to_input
+    from conceptlib.measures.vocab import recognition
 
     device = device or next(model.parameters()).device
     model.eval()
@@ -151,7 +151,7 @@ def importance_nll(
     """
     from tqdm.auto import tqdm
 
-    from conceptlib.data import to_input
+    from conceptlib.data.mnist import to_input
 
     device = device or next(model.parameters()).device
     model.eval()

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from conceptlib.data.splits import refuse_test
 from conceptlib.errors import ConceptlibError
-from conceptlib.splits import refuse_test
-from conceptlib.vocab import ELBO_RATIO_TARGET
+from conceptlib.measures.vocab import ELBO_RATIO_TARGET
 
 #: The candidate whose settings are the config's defaults for ``concept``.
 DEFAULT = "composite_mu_w1"
@@ -271,7 +271,8 @@ def mean_of(results: list[dict], column: str) -> float:
 
 
 #: :func:`choose`'s likelihood budget: val -ELBO at most this times the baseline's
-#: (the vocabulary's likelihood target, :data:`~conceptlib.vocab.ELBO_RATIO_TARGET`).
+#: (the vocabulary's likelihood target,
+#: :data:`~conceptlib.measures.vocab.ELBO_RATIO_TARGET`).
 ELBO_BUDGET = ELBO_RATIO_TARGET
 
 

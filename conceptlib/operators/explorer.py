@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from conceptlib import operators as op
-from conceptlib.vocab import ConceptModel, concept_maps
+from conceptlib.measures.vocab import ConceptModel, concept_maps
 
 
 def concept_colours(k: int) -> np.ndarray:
@@ -38,7 +38,7 @@ def map_image(maps: np.ndarray) -> np.ndarray:
 def _reading(classifier, image: np.ndarray) -> str:
     if classifier is None:
         return ""
-    from conceptlib.classifier import predict
+    from conceptlib.measures.classifier import predict
 
     p = predict(classifier, image[None])[0]
     return f"classifier: {int(p.argmax())} ({p.max():.0%})"

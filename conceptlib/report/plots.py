@@ -16,7 +16,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from conceptlib.data import NUM_CLASSES  # noqa: E402
+from conceptlib.data.mnist import NUM_CLASSES  # noqa: E402
 
 
 def plot_images(
@@ -121,7 +121,7 @@ def plot_learning_curves(
 
 def plot_explanation(expl, top: int = 5, title: str = "") -> Figure:
     """Input, reconstruction and the ``top`` concept maps of an
-    :class:`~conceptlib.explain.Explanation`, in one row."""
+    :class:`~conceptlib.measures.explain.Explanation`, in one row."""
     order = expl.ranking()[:top]
     fig, axes = plt.subplots(1, 2 + len(order), figsize=(1.6 * (2 + len(order)), 2.1))
     panels = [

@@ -5,7 +5,8 @@ channel's strongest activations. Compositional explanations search instead for a
 logical *formula* over concept masks (``AND``, ``OR``, ``AND NOT``; at most
 :data:`MAX_LENGTH` concepts) whose mask overlaps them best, by beam search. On
 probe images whose per-concept ink is known (isolated concept images and overlaid
-pairs, :func:`conceptlib.vocab.make_probes`), every channel of the concept layer
+pairs, :func:`conceptlib.measures.vocab.make_probes`), every channel of the concept
+layer
 gets a formula: for the concept channels a check of the vocabulary, for the other
 channels a description, in the vocabulary's words, of what the rest of the layer
 carries.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from conceptlib.vocab import DISSECTION_QUANTILE
+from conceptlib.measures.vocab import DISSECTION_QUANTILE
 
 #: The binary operators of a formula, applied left to right.
 OPS = ("AND", "OR", "AND NOT")
@@ -176,9 +177,9 @@ def explain_layer(
 def explain_model(model, probes, num_probes: int = 1500) -> list[Explanation]:
     """:func:`explain_layer` of a model's concept layer on the first ``num_probes``
     images of its ``isolated`` and ``pairs`` probes
-    (:func:`conceptlib.vocab.make_probes`), whose per-concept ink is known."""
-    from conceptlib.operators import read
-    from conceptlib.vocab import _as_model, _part_masks
+    (:func:`conceptlib.measures.vocab.make_probes`), whose per-concept ink is known."""
+    from conceptlib.measures.vocab import _as_model, _part_masks
+    from conceptlib.operators.algebra import read
 
     net = _as_model(model)
     acts, masks = [], []

@@ -35,7 +35,8 @@ class SmallCNN(nn.Module):
 
 
 #: Training epochs by default (no validation stop); the concept reference
-#: classifier of :meth:`conceptlib.pipeline.Pipeline.concept_ceiling` uses it.
+#: classifier of :meth:`conceptlib.experiment.pipeline.Pipeline.concept_ceiling` uses
+#: it.
 NUM_EPOCHS = 4
 
 

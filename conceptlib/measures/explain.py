@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conceptlib.concepts import Catalogue
 from conceptlib.config import ExperimentConfig, variant_config
-from conceptlib.data import IMAGE_SHAPE
+from conceptlib.data.catalogue import Catalogue
+from conceptlib.data.mnist import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
-from conceptlib.train import run_folder
-from conceptlib.vocab import (  # noqa: F401  (ConceptModel, load_concept_model: API)
+from conceptlib.measures.vocab import (  # noqa: F401  (ConceptModel, load_concept_model: API)
     ConceptModel,
     concept_maps,
     decode_mean,
     load_concept_model,
 )
+from conceptlib.train.loop import run_folder
 
 SIZE = IMAGE_SHAPE[0]
 
@@ -122,7 +122,7 @@ def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, st
     """
     split, _, index = spec.partition(":")
     if split in ("test", "train") and index:
-        from conceptlib.data import load_mnist
+        from conceptlib.data.mnist import load_mnist
 
         if not index.isdigit():
             raise ConceptlibError(f"{spec}: expected {split}:N with N a digit index")

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 from conceptlib import __version__
-from conceptlib.concepts import make_concepts
 from conceptlib.config import CONCEPT_VARIANTS, VARIANTS, ExperimentConfig, to_dict
-from conceptlib.data import MNIST, NUM_CLASSES, load_mnist
+from conceptlib.data.catalogue import make_concepts
+from conceptlib.data.mnist import MNIST, NUM_CLASSES, load_mnist
 from conceptlib.errors import ConceptlibError
+from conceptlib.experiment.pipeline import CLUSTERINGS, SPLITS, Pipeline
 from conceptlib.files import atomic_write_text
-from conceptlib.formulas import summary
-from conceptlib.pipeline import CLUSTERINGS, SPLITS, Pipeline
-from conceptlib.runtime import bf16_native, is_main, resolve_device
+from conceptlib.measures.formulas import summary
+from conceptlib.train.runtime import bf16_native, is_main, resolve_device
 
 LOSS_KEYS = ("epoch", "loss", "recon", "kl", "concept")
 FIGURES = {
@@ -55,7 +55,7 @@ def code_hash() -> str:
     which code measured a ``metrics.json``, committed or not."""
     import hashlib
 
-    root = Path(__file__).parent
+    root = Path(__file__).parent.parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.suffix in (".py", ".csv", ".yaml") and "__pycache__" not in path.parts:
@@ -118,7 +118,8 @@ def _check_out(out: Path) -> None:
 
 def write_figures(pipe: Pipeline, out: Path) -> list[str]:
     """The figures of one pipeline (the first seed's) as PNG files in ``out``."""
-    from conceptlib.plots import (  # matplotlib and torchvision: only when drawing
+    # matplotlib and torchvision: only when drawing
+    from conceptlib.report.plots import (
         catalogue_figure,
         concept_gallery,
         plot_images,
@@ -162,7 +163,7 @@ def seed_metrics(
 ) -> dict[str, Any]:
     """Every measure of one seed's pipeline, as one entry of ``per_seed``.
 
-    What :func:`reproduce` records per seed and what :mod:`conceptlib.scorecard`
+    What :func:`reproduce` records per seed and what :mod:`conceptlib.report.scorecard`
     judges: ``variants`` (losses and accuracies per split, the importance-sampled
     likelihood on the test digits), ``clustering``, ``alignment``, ``vocabulary``,
     ``runs`` and the per-epoch training losses ``epochs``. The chapters call it on
@@ -211,7 +212,7 @@ def seed_metrics(
 
 def run_metrics(pipe: Pipeline) -> dict[str, Any]:
     """One seed's measures in the layout of ``metrics.json`` (without timings and
-    figures): what the book's chapters judge with :mod:`conceptlib.scorecard`."""
+    figures): what the book's chapters judge with :mod:`conceptlib.report.scorecard`."""
     return {
         "profile": pipe.cfg.profile,
         "seeds": [pipe.cfg.seed],

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from conceptlib.errors import ConceptlibError
-from conceptlib.operators import Step, apply, prototypes
-from conceptlib.vocab import ConceptModel
+from conceptlib.measures.vocab import ConceptModel
+from conceptlib.operators.algebra import Step, apply, prototypes
 
 
 def _concept(name: str, cm: ConceptModel) -> int:
@@ -34,7 +34,7 @@ def _concept(name: str, cm: ConceptModel) -> int:
 
 def parse_steps(ops: list[tuple[str, str]], cm: ConceptModel) -> list[Step]:
     """``[(kind, value), ...]`` from the command line -> steps (images read)."""
-    from conceptlib.explain import read_image
+    from conceptlib.measures.explain import read_image
 
     steps = []
     for kind, value in ops:
@@ -67,7 +67,7 @@ def parse_steps(ops: list[tuple[str, str]], cm: ConceptModel) -> list[Step]:
 def concept_prototypes(cm: ConceptModel, cache: str):
     """Prototypes of every concept from the held-out concept images of the model's
     own profile (cut from the test digits; nothing is trained)."""
-    from conceptlib.pipeline import Pipeline
+    from conceptlib.experiment.pipeline import Pipeline
 
     pipe = Pipeline(cm.cfg, device="cpu", cache_dir=cache, progress=False)
     tc = pipe.test_concepts
@@ -75,7 +75,7 @@ def concept_prototypes(cm: ConceptModel, cache: str):
 
 
 def _top(cm: ConceptModel, image: np.ndarray, n: int = 3) -> list[tuple[str, float]]:
-    from conceptlib.explain import concept_shares
+    from conceptlib.measures.explain import concept_shares
 
     shares = concept_shares(cm, image[None])[0]
     order = np.argsort(-shares)[:n]
@@ -94,8 +94,8 @@ def run_edit(
 
     Writes the before/after figure and the JSON (atomically) when asked.
     """
-    from conceptlib.explain import read_image
-    from conceptlib.operators import read, render
+    from conceptlib.measures.explain import read_image
+    from conceptlib.operators.algebra import read, render
 
     image, name = read_image(spec, cm.cfg.data.source)
     needs_protos = any(s.kind == "add" and s.source is None for s in steps)
@@ -119,7 +119,7 @@ def run_edit(
     ]
     try:
         if figure is not None:
-            from conceptlib.plots import plot_images, save_figure
+            from conceptlib.report.plots import plot_images, save_figure
 
             panels = np.stack([image, recon, edited]).astype(np.float32) / 255
             titles = ["input", "reconstruction", "edited"]

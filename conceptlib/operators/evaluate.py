@@ -40,16 +40,16 @@ import numpy as np
 import torch
 
 from conceptlib import operators as op
-from conceptlib.classifier import SmallCNN, predict, train_classifier
-from conceptlib.data import IMAGE_SHAPE, NUM_CLASSES
+from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
+from conceptlib.data.splits import HeldDigits, refuse_test, split_of
 from conceptlib.errors import ConceptlibError
-from conceptlib.explain import concept_shares
-from conceptlib.scorecard import Difference, Estimate
-from conceptlib.splits import HeldDigits, refuse_test, split_of
-from conceptlib.vocab import ON, ConceptModel
+from conceptlib.measures.classifier import SmallCNN, predict, train_classifier
+from conceptlib.measures.explain import concept_shares
+from conceptlib.measures.vocab import ON, ConceptModel
+from conceptlib.report.scorecard import Difference, Estimate
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
-#: concept's region (its map above :data:`~conceptlib.vocab.ON`, dilated by
+#: concept's region (its map above :data:`~conceptlib.measures.vocab.ON`, dilated by
 #: :data:`KEEP_DILATE` px), on [0, 1] pixels.
 KEEP = 0.05
 KEEP_DILATE = 2
@@ -57,7 +57,7 @@ KEEP_DILATE = 2
 TOP = 3
 #: The rates of success each operator aims at, on test digits.
 TARGETS = {"removal": 0.9, "addition": 0.9, "composition": 0.8}
-#: How :func:`versus` reads :attr:`~conceptlib.scorecard.Difference.sign`.
+#: How :func:`versus` reads :attr:`~conceptlib.report.scorecard.Difference.sign`.
 VERSUS = {1: "better than", 0: "within the seed noise of", -1: "worse than"}
 #: What :func:`edit_measures` adds a concept from (``image`` chosen on training
 #: digits by ``scripts/choose_operators.py``).
@@ -74,7 +74,8 @@ def target_phrase(rate: float, target: float) -> str:
 
 def versus(a: Estimate, b: Estimate) -> str:
     """``a`` against ``b`` in words (:data:`VERSUS`), judged by
-    :class:`~conceptlib.scorecard.Difference`: beyond the seed noise or within it."""
+    :class:`~conceptlib.report.scorecard.Difference`: beyond the seed noise or within
+    it."""
     return VERSUS[Difference(a, b).sign]
 
 
@@ -122,7 +123,7 @@ class LatentEdits:
 
     @torch.inference_mode()
     def encode(self, images: np.ndarray) -> torch.Tensor:
-        from conceptlib.data import to_input
+        from conceptlib.data.mnist import to_input
 
         net = self.model.model
         device = next(net.parameters()).device
@@ -234,7 +235,7 @@ def choose_dilation(
     Args:
         cm: the model.
         x: ``(N, 28, 28)`` uint8 digits, or a
-            :class:`~conceptlib.splits.HeldDigits` (which names its split).
+            :class:`~conceptlib.data.splits.HeldDigits` (which names its split).
         dilations: the candidates, in pixels (ties: the first listed).
         split: the split of ``x`` when it is an array: ``val`` or ``train``.
 
@@ -442,7 +443,8 @@ def _per_concept(entered: np.ndarray, added: np.ndarray) -> dict[str, float]:
 
 def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     """:func:`edit_measures` of ``cm`` on the data of a
-    :class:`~conceptlib.pipeline.Pipeline` of its profile: the test digits, the
+    :class:`~conceptlib.experiment.pipeline.Pipeline` of its profile: the test digits,
+    the
     held-out concept images, latent directions from (a subsample of) the training
     digits (the 70 % of the digit split), and the pipeline's digit classifier,
     whose accuracy on all MNIST test digits is added as ``classifier_accuracy``.
@@ -509,7 +511,7 @@ def format_operators(columns: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of success rates: for each column (one model's
     :func:`measure_operators`, or :func:`summarise_seeds` of several seeds), the
     concept layer and the latent baseline."""
-    from conceptlib.report import markdown_table
+    from conceptlib.report.text import markdown_table
 
     head = ["edit"] + [
         f"{name}: {where}" for name in columns for where in ("layer", "latent")

@@ -21,11 +21,11 @@ from sklearn.cluster import KMeans
 from sklearn.model_selection import train_test_split
 
 from conceptlib.config import FIRST_CONCEPT_LABEL
-from conceptlib.data import IMAGE_SHAPE
+from conceptlib.data.mnist import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
 
 SIZE = IMAGE_SHAPE[0]  # concept boxes live on the digits' canvas
-CATALOGUE_DIR = Path(__file__).parent / "catalogues"
+CATALOGUE_DIR = Path(__file__).parent.parent / "catalogues"
 COLUMNS = ("name", "digit", "variant", "x", "y", "w", "h", "sd", "description")
 
 

@@ -4,7 +4,7 @@
 such files (``results/<profile>/metrics.json``, or any run's output folder) and
 formats them: the headline table that the book sets beside its own build, the
 plain-text tables the command line prints, one line on where a recorded run was
-made. Verdicts on the paper's claims are :mod:`conceptlib.scorecard`'s job.
+made. Verdicts on the paper's claims are :mod:`conceptlib.report.scorecard`'s job.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from conceptlib.config import VARIANTS
 from conceptlib.errors import ConceptlibError
-from conceptlib.scorecard import Difference, Estimate, estimate, plural
+from conceptlib.report.scorecard import Difference, Estimate, estimate, plural
 
 #: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
 HEADLINE = tuple(
@@ -43,7 +43,8 @@ def headline(metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """``{label: (mean, std)}`` of the :data:`HEADLINE` measures of a metrics dict.
 
     ``metrics`` is what :func:`~conceptlib.reproduce.reproduce` writes, what
-    :func:`~conceptlib.reproduce.run_metrics` returns, or just ``{"variants": ...}``
+    :func:`~conceptlib.experiment.reproduce.run_metrics` returns, or just
+    ``{"variants": ...}``
     for one seed; std is over seeds, 0 for one seed. The concept alignment on
     whole digits is added when present.
     """
@@ -274,7 +275,7 @@ def format_clustering(columns: dict[str, dict[str, Any]], score: str = "nmi") ->
 
 def compare_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
     """``a`` against ``b`` in words, with the numbers: "higher", "lower" or "within
-    the noise of", as :class:`~conceptlib.scorecard.Difference` judges them, e.g.
+    the noise of", as :class:`~conceptlib.report.scorecard.Difference` judges them, e.g.
     ``"lower (0.819 ± 0.020 against 0.908 ± 0.015; difference -0.089 (4.1 SE))"``.
     """
     diff = Difference(a, b)

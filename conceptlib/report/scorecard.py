@@ -2,7 +2,7 @@
 
 Each claim of the paper is a function from a metrics dict (what
 ``conceptlib reproduce`` writes: one seed or several, see
-:func:`conceptlib.reproduce.seed_metrics`) to :class:`Verdict` s: one of
+:func:`conceptlib.experiment.reproduce.seed_metrics`) to :class:`Verdict` s: one of
 :data:`VERDICTS`, the evidence it used, the rule that turned the evidence into the
 verdict, and its :attr:`Verdict.kind`. A claim is judged first as the paper means
 it, by its own measure and its recipe (kind :data:`PAPER_CLAIM`); this project's

@@ -6,7 +6,7 @@ concept accuracy, the vocabulary measures of the concept variants, the clusterin
 NMIs) it takes the per-seed values of both runs and asks whether the difference of
 their means lies within twice the standard error of that difference,
 ``sqrt(s_a^2 / n_a + s_b^2 / n_b)`` (sample standard deviations over seeds), the
-rule of :class:`conceptlib.scorecard.Difference`. Used to
+rule of :class:`conceptlib.report.scorecard.Difference`. Used to
 decide whether bf16 training may replace fp32 (``results/quick-bf16/``).
 
 See: chapter ``ch-training``.
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conceptlib.scorecard import Difference, Estimate, Z
+from conceptlib.report.scorecard import Difference, Estimate, Z
 
 Getter = Callable[[dict[str, Any]], float | None]
 
@@ -74,8 +74,9 @@ def measures(variants: tuple[str, ...]) -> list[tuple[str, Getter]]:
 class Row:
     """One measure in both runs (per-seed values) and whether they differ.
 
-    The judgement is :class:`~conceptlib.scorecard.Difference`'s, the same rule
-    as the scorecard's: a difference of means within :data:`~conceptlib.scorecard.Z`
+    The judgement is :class:`~conceptlib.report.scorecard.Difference`'s, the same rule
+    as the scorecard's: a difference of means within
+    :data:`~conceptlib.report.scorecard.Z`
     standard errors of the (unpaired) difference is within the seed noise.
     """
 

@@ -35,7 +35,7 @@ from conceptlib.config import (
     dump_config,
     to_dict,
 )
-from conceptlib.data import to_input
+from conceptlib.data.mnist import to_input
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import (
     CHECKPOINT_FORMAT,
@@ -43,9 +43,9 @@ from conceptlib.files import (
     atomic_write_text,
     load_checkpoint,
 )
-from conceptlib.losses import part_targets, total_loss
-from conceptlib.model import ConvVAE
-from conceptlib.runtime import is_main, resolve_device, resolve_precision
+from conceptlib.model.losses import part_targets, total_loss
+from conceptlib.model.vae import ConvVAE
+from conceptlib.train.runtime import is_main, resolve_device, resolve_precision
 
 LOSS_PARTS = ("loss", "recon", "kl", "concept")  # per-epoch means in the history
 
@@ -202,7 +202,7 @@ def train_step(
     benchmark times exactly the step that training runs. ``weight`` is the concept
     weight now (default ``cfg.loss.concept_weight``), ``target`` the concept
     images' per-pixel targets (default: exclusive). Returns the
-    :class:`~conceptlib.losses.LossParts` of the batch.
+    :class:`~conceptlib.model.losses.LossParts` of the batch.
     """
     decode = cfg.loss.concept_decode
     mean_rows = None

@@ -1,7 +1,8 @@
 """Which digits a measure or a choice reads: training, validation or test.
 
 The MNIST training digits of a run are split 70/30 (``data.val_fraction``,
-stratified, :attr:`~conceptlib.pipeline.Pipeline.digit_split`). No variant trains
+stratified, :attr:`~conceptlib.experiment.pipeline.Pipeline.digit_split`). No variant
+trains
 on the 30 %: not as digits, and not through concept images, representative
 images or digit variants, which are all cut from or fitted on the 70 % only.
 Those 30 % are the *validation* digits: every choice (recipe, weight, operator
