@@ -672,7 +672,7 @@ def check_targets(measures: dict) -> list[tuple[str, str, float | None, bool | N
 def format_targets(columns: dict[str, dict]) -> str:
     """A Markdown table of :func:`check_targets`, one column per model's measures
     (e.g. this build's and the recorded runs'): the value and met / missed."""
-    from conceptlib.report.text import markdown_table
+    from conceptlib.report.tables import markdown_table
 
     checks = [check_targets(m) for m in columns.values()]
 

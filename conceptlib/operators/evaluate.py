@@ -511,7 +511,7 @@ def format_operators(columns: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of success rates: for each column (one model's
     :func:`measure_operators`, or :func:`summarise_seeds` of several seeds), the
     concept layer and the latent baseline."""
-    from conceptlib.report.text import markdown_table
+    from conceptlib.report.tables import markdown_table
 
     head = ["edit"] + [
         f"{name}: {where}" for name in columns for where in ("layer", "latent")

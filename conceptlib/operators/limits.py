@@ -135,7 +135,7 @@ def summarise_limits(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 def format_limits(summary: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarise_limits`: the pixel reference under
     each read-out and each placement."""
-    from conceptlib.report.text import markdown_table
+    from conceptlib.report.tables import markdown_table
 
     def rate(r: dict[str, Any]) -> str:
         return f"{r['mean']:.3f}" + ("" if r["sd"] is None else f" ± {r['sd']:.3f}")

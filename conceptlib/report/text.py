@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from conceptlib.config import VARIANTS
 from conceptlib.errors import ConceptlibError
 from conceptlib.report.scorecard import Difference, Estimate, estimate, plural
+from conceptlib.report.tables import markdown_table
 
 #: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
 HEADLINE = tuple(
@@ -146,27 +147,6 @@ def recorded_runs(
             n = len(metrics["seeds"])
             out[f"recorded {profile} ({plural(n, 'seed')})"] = metrics
     return out
-
-
-def markdown_table(
-    header: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None
-) -> str:
-    """A Markdown table: one ``|``-separated line per row, cells as ``str()``.
-
-    Args:
-        header: the column names.
-        rows: the cells of each row, one per column.
-        align: ``l`` or ``r`` per column (default: the first column left, the
-            others right, as for a label followed by numbers).
-    """
-    align = align or "l" + "r" * (len(header) - 1)
-    if len(align) != len(header):
-        raise ValueError(f"align {align!r} does not match {len(header)} columns")
-    lines = ["| " + " | ".join(header) + " |"]
-    lines.append("|" + "".join("---:|" if a == "r" else "---|" for a in align))
-    for row in rows:
-        lines.append("| " + " | ".join(str(c) for c in row) + " |")
-    return "\n".join(lines)
 
 
 def near(actual: Any, recorded: Any, tol: float, rel: float = 0.0) -> Any:
