@@ -9,7 +9,7 @@ from conceptlib.errors import ConceptlibError
 __version__ = "0.1.0"
 __all__ = ["ConceptlibError", "__version__", "concept_maps", "load_concept_model"]
 
-#: The public read-out (:mod:`conceptlib.measures.vocab`), imported on first use so that
+#: The public read-out (:mod:`conceptlib.model.readout`), imported on first use so that
 #: ``import conceptlib`` stays light (the command line checks its input before
 #: torch is imported).
 _LAZY = {"concept_maps", "load_concept_model"}
@@ -17,7 +17,7 @@ _LAZY = {"concept_maps", "load_concept_model"}
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from conceptlib.measures import vocab
+        from conceptlib.model import readout
 
-        return getattr(vocab, name)
+        return getattr(readout, name)
     raise AttributeError(f"module 'conceptlib' has no attribute {name!r}")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
-from conceptlib.measures.vocab import load_concept_model
+from conceptlib.model.readout import load_concept_model
 from conceptlib.operators.limits import addition_limits, summarise_limits
 
 

@@ -41,7 +41,7 @@ from conceptlib.data.splits import refuse_test
 from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.classifier import predict
-from conceptlib.measures.vocab import load_concept_model
+from conceptlib.model.readout import load_concept_model
 from conceptlib.operators.evaluate import ADD_FROM, edit_measures, latent_directions
 from conceptlib.report.scorecard import Estimate
 

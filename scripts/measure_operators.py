@@ -24,7 +24,7 @@ from conceptlib.config import CONCEPT_VARIANTS, VARIANTS
 from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.formulas import explain_model, summary
-from conceptlib.measures.vocab import load_concept_model, load_model
+from conceptlib.model.readout import load_concept_model, load_model
 from conceptlib.operators.evaluate import measure_operators
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from conceptlib.config import CONCEPT_VARIANTS
 from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
-from conceptlib.measures.vocab import load_concept_model
+from conceptlib.model.readout import load_concept_model
 from conceptlib.operators.evaluate import measure_operators, summarise_seeds
 
 

@@ -244,7 +244,7 @@ def _patch_forward(
     """Make the concept map ``k + shift`` of each image hold the image itself.
 
     Concept measures read the maps through
-    :func:`conceptlib.measures.vocab.concept_maps`,
+    :func:`conceptlib.model.readout.concept_maps`,
     so that is what is replaced.
     """
     import conceptlib.measures.vocab

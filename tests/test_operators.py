@@ -16,7 +16,7 @@ from conceptlib.config import load_config
 from conceptlib.data.catalogue import load_catalogue
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_torch_save
-from conceptlib.measures.vocab import ConceptModel
+from conceptlib.model.readout import ConceptModel
 from conceptlib.model.vae import ConvVAE
 from conceptlib.train.loop import run_state
 
@@ -39,7 +39,7 @@ def _images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_read_and_render_are_the_models_own_decoding(cm: ConceptModel) -> None:
-    from conceptlib.measures.vocab import decode_mean
+    from conceptlib.model.readout import decode_mean
 
     x = _images(5)
     h = op.read(cm, x)

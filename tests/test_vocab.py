@@ -17,13 +17,11 @@ from conceptlib.files import atomic_torch_save
 from conceptlib.measures.vocab import (
     _Recognition,
     _rotation,
-    concept_maps,
-    decode_mean,
     dissect,
-    load_concept_model,
     make_probes,
     vocabulary_measures,
 )
+from conceptlib.model.readout import concept_maps, decode_mean, load_concept_model
 from conceptlib.model.vae import ConvVAE
 from conceptlib.train.loop import run_state
 

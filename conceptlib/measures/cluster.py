@@ -14,6 +14,7 @@ from sklearn.cluster import KMeans
 
 from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.measures.likelihood import cluster_scores, match_clusters
+from conceptlib.model.readout import encode_mu, layer
 from conceptlib.model.vae import ConvVAE
 
 
@@ -36,16 +37,9 @@ def encode_features(
     Returns:
         ``(N, D)`` float32 features.
     """
-    from conceptlib.data.mnist import to_input
-
-    device = next(model.parameters()).device
-    model.eval()
-    rows = []
-    for start in range(0, len(x), batch_size):
-        mu, _ = model.encode(to_input(x[start : start + batch_size], device))
-        feat = mu if what == "latent" else model.decode(mu)[1]
-        rows.append(feat.float().flatten(1).cpu().numpy())
-    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+    read = encode_mu if what == "latent" else layer
+    rows = read(model, x, batch_size).flatten(1).numpy()
+    return rows if len(rows) else np.zeros((0, 0), np.float32)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from conceptlib.config import ExperimentConfig, variant_config
 from conceptlib.data.catalogue import Catalogue
 from conceptlib.data.mnist import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
-from conceptlib.measures.vocab import (  # noqa: F401  (ConceptModel, load_concept_model: API)
+from conceptlib.model.readout import (  # noqa: F401  (ConceptModel, load_concept_model: API)
     ConceptModel,
     concept_maps,
     decode_mean,

@@ -178,7 +178,8 @@ def explain_model(model, probes, num_probes: int = 1500) -> list[Explanation]:
     """:func:`explain_layer` of a model's concept layer on the first ``num_probes``
     images of its ``isolated`` and ``pairs`` probes
     (:func:`conceptlib.measures.vocab.make_probes`), whose per-concept ink is known."""
-    from conceptlib.measures.vocab import _as_model, _part_masks
+    from conceptlib.measures.vocab import _part_masks
+    from conceptlib.model.readout import as_model as _as_model
     from conceptlib.operators.algebra import read
 
     net = _as_model(model)

@@ -67,7 +67,7 @@ def evaluate(
     The ELBO uses one posterior sample per image, from a generator seeded by
     ``seed`` (deterministic). Concept measures are computed on the concept images
     of the split (labels >= 10), when there are any, from the read-out
-    :func:`~conceptlib.measures.vocab.concept_maps` (decoding ``z = mu``):
+    :func:`~conceptlib.model.readout.concept_maps` (decoding ``z = mu``):
 
     - ``concept_accuracy``: fraction of concept images whose concept channel with
       the most energy (sum of squared activations) is their own concept's channel.

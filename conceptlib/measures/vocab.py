@@ -1,14 +1,9 @@
-"""The concept vocabulary: reading concept maps out of a model, and measuring them.
+"""The concept vocabulary: whether a model's concept maps name, find and localise
+concepts.
 
-Two public functions are the read-out that every concept measure, ``explain`` and
-the book use, so that anyone can probe a model the same way:
-
-- :func:`load_concept_model` loads a trained concept variant (``model.pt`` of a
-  run folder, or a committed checkpoint);
-- :func:`concept_maps` turns ``(N, 28, 28)`` uint8 images into the ``(N, K, H, W)``
-  maps of the K concept channels, decoding ``z = mu`` (no sampling noise).
-
-:func:`vocabulary_measures` then asks whether the maps form a *vocabulary*: held-out
+The maps are read by :mod:`conceptlib.model.readout` (``concept_maps``, the public
+read-out that every concept measure, ``explain`` and the book use).
+:func:`vocabulary_measures` asks whether the maps form a *vocabulary*: held-out
 concept images named under box jitter and small shifts, two overlaid concepts both
 found and each localised, and Network Dissection (Bau et al., 2017) with its
 random-rotation control. The probe images are cut from the MNIST test digits
@@ -20,28 +15,23 @@ See: chapter ``ch-vocabulary``.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import torch
-import yaml
 
-from conceptlib.config import CONCEPT_VARIANTS, ExperimentConfig, from_dict
 from conceptlib.data.catalogue import (
     Catalogue,
     Composites,
     compose,
-    load_catalogue,
     make_concepts,
     shift_images,
 )
 from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.data.splits import check_split
-from conceptlib.errors import ConceptlibError
+from conceptlib.model.readout import ConceptModel, as_model, concept_maps
 from conceptlib.model.vae import ConvVAE
 
 #: Network Dissection: a channel is on where it exceeds its top-0.5 % quantile
@@ -58,144 +48,6 @@ CONFIDENCE = 0.95
 #: The likelihood target of a concept variant: test-digit -ELBO at most this
 #: multiple of the baseline's.
 ELBO_RATIO_TARGET = 1.05
-
-
-@dataclass(frozen=True)
-class ConceptModel:
-    """A trained concept variant with what is needed to name its channels."""
-
-    model: ConvVAE
-    cfg: ExperimentConfig
-    catalogue: Catalogue
-    path: Path
-
-
-def load_concept_model(
-    path: str | os.PathLike, device: torch.device | str = "cpu"
-) -> ConceptModel:
-    """Load a concept variant from ``model.pt`` (or a run folder holding one).
-
-    Works for every run that ``reproduce`` caches (``runs/concept-*``,
-    ``runs/concept_paper-*``) and for the committed checkpoints under
-    ``results/*/checkpoints/``. The file is read with ``weights_only=True``; its
-    stored config rebuilds the architecture and names the catalogue.
-
-    Args:
-        path: ``model.pt``, a checkpoint, or a run folder.
-        device: where to put the model.
-
-    Returns:
-        A :class:`ConceptModel` in eval mode.
-
-    Raises:
-        ConceptlibError: unreadable, not a concept run, or weights that do not fit.
-    """
-    return load_model(path, device, concept_only=True)
-
-
-def load_model(
-    path: str | os.PathLike,
-    device: torch.device | str = "cpu",
-    concept_only: bool = False,
-) -> ConceptModel:
-    """Load a run of any variant, as :func:`load_concept_model` does.
-
-    The baseline's and augmented's channels carry no concept names, but their
-    layers can be probed the same way (e.g. by :mod:`conceptlib.measures.formulas`).
-    ``concept_only`` refuses runs without trained concept channels.
-    """
-    from conceptlib.files import load_checkpoint
-    from conceptlib.train.loop import load_weights
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    state = load_checkpoint(path)
-    if concept_only and state.get("variant") not in CONCEPT_VARIANTS:
-        raise ConceptlibError(
-            f"{path}: a {state.get('variant')!r} run has no trained concept "
-            "channels; pass a concept run (runs/concept-*/model.pt)"
-        )
-    try:
-        raw = yaml.safe_load(state.get("config", ""))
-    except yaml.YAMLError:
-        raw = None
-    if not isinstance(raw, dict):
-        raise ConceptlibError(f"{path}: checkpoint holds no readable config")
-    cfg = from_dict(raw, where=f"{path} (stored config)")
-    catalogue = load_catalogue(cfg.concepts.catalogue)
-    model = ConvVAE(cfg.model, len(catalogue))
-    load_weights(model, state["model"], str(path))
-    return ConceptModel(model.to(device).eval(), cfg, catalogue, path)
-
-
-def _as_model(model: ConceptModel | ConvVAE) -> ConvVAE:
-    return model.model if isinstance(model, ConceptModel) else model
-
-
-@torch.no_grad()
-def decode_mean(
-    model: ConceptModel | ConvVAE, images: np.ndarray | torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``(N, 1, 28, 28)`` and the whole concept layer ``(N, C, H, W)``.
-
-    Both decoded from ``z = mu`` of ``(N, 28, 28)`` uint8 images, on the model's
-    device (one batch: callers split large sets).
-    """
-    from conceptlib.data.mnist import to_input
-
-    net = _as_model(model)
-    device = next(net.parameters()).device
-    x_u8 = images if torch.is_tensor(images) else torch.from_numpy(np.array(images))
-    mu, _ = net.encode(to_input(x_u8, device))
-    logits, hidden = net.decode(mu)
-    return logits, hidden
-
-
-@torch.inference_mode()
-def concept_maps(
-    model: ConceptModel | ConvVAE,
-    images: np.ndarray | torch.Tensor,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """The concept maps of images: the K concept channels, decoding ``z = mu``.
-
-    Args:
-        model: a loaded concept model (:func:`load_concept_model`) or a
-            :class:`~conceptlib.model.vae.ConvVAE` (of any variant: for ``baseline``
-            and ``augmented`` the first K channels of the layer carry no concept
-            loss, which is what makes them a control).
-        images: ``(N, 28, 28)`` uint8 images (0 = background, 255 = ink).
-        batch_size: images per forward pass.
-
-    Returns:
-        ``(N, K, H, W)`` float32 maps (sigmoid outputs in [0, 1] for concept
-        variants; H = W = 28 at the default concept layer 3).
-
-    Example:
-        >>> cm = load_concept_model("results/paper/checkpoints/concept.pt")
-        >>> maps = concept_maps(cm, mnist.x_test[:8])  # (8, 18, 28, 28)
-    """
-    images = images.numpy() if torch.is_tensor(images) else np.asarray(images)
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
-        raise ConceptlibError(
-            f"concept_maps: expected (N, 28, 28) uint8 images, got "
-            f"{images.dtype} {tuple(images.shape)}"
-        )
-    from conceptlib.data.mnist import to_input
-
-    net = _as_model(model)
-    net.eval()
-    k = net.num_concepts
-    size = net.concept_size
-    device = next(net.parameters()).device
-    out = np.empty((len(images), k, size, size), dtype=np.float32)
-    for start in range(0, len(images), batch_size):
-        xb = to_input(torch.from_numpy(images[start : start + batch_size]), device)
-        mu, _ = net.encode(xb)
-        maps = net.concept_act(net.decode_to(mu))[:, :k]  # (B, K, H, W)
-        out[start : start + len(maps)] = maps.float().cpu().numpy()
-    return out
 
 
 # -- probes ----------------------------------------------------------------------
@@ -352,7 +204,7 @@ def recognition(
         channel > 0.5 with its own ink, pooled over the images holding it, then
         the mean over concepts.
     """
-    net = _as_model(model)
+    net = as_model(model)
     acc = _Recognition(net.num_concepts)
     for start, stop, maps in _maps(net, probe, batch_size):
         acc.add(maps, probe, start, stop)
@@ -444,7 +296,7 @@ def vocabulary_measures(
         probes; the second after a random rotation of the channel space, seeded),
         and the probes' sizes.
     """
-    net = _as_model(model)
+    net = as_model(model)
     result: dict[str, dict] = {"accuracy": {}, "iou": {}, "size": {}}
     kept: dict[str, list[torch.Tensor]] = {"isolated": [], "pairs": []}
     for name, s in probes.sets.items():
@@ -513,7 +365,7 @@ def digit_parts(
         variant_of: ``(N,)`` each digit's variant (see ``fit_variants``).
         grow: pixels added on each side of a catalogue box.
     """
-    net = _as_model(model)
+    net = as_model(model)
     k = len(catalogue)
     box = torch.from_numpy(catalogue.box).float()  # (K, 4) x, y, w, h
     own = torch.from_numpy(
@@ -573,18 +425,14 @@ def binomial_halfwidth(p: float, n: int, level: float = CONFIDENCE) -> float:
 
 __all__ = [
     "PROBES",
-    "ConceptModel",
     "DigitParts",
     "digit_parts",
     "Probes",
     "binomial_halfwidth",
     "check_targets",
-    "concept_maps",
     "dissect",
     "format_targets",
     "format_vocabulary",
-    "load_concept_model",
-    "load_model",
     "make_probes",
     "recognition",
     "vocabulary_measures",

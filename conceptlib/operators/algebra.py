@@ -37,7 +37,13 @@ import torch.nn.functional as F
 
 from conceptlib.data.mnist import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
-from conceptlib.measures.vocab import ConceptModel, _as_model
+from conceptlib.model.readout import (
+    ConceptModel,
+    as_model,
+    check_images,
+    layer,
+    to_pixels,
+)
 from conceptlib.model.vae import ConvVAE
 
 #: Dilation of a concept's region, in pixels, for the edits of the non-concept
@@ -45,28 +51,12 @@ from conceptlib.model.vae import ConvVAE
 DILATE = 1
 
 
-@torch.inference_mode()
 def read(
     model: ConceptModel | ConvVAE, images: np.ndarray, batch_size: int = 500
 ) -> torch.Tensor:
     """The concept layer (activation, all C channels) of ``(N, 28, 28)`` uint8
     images, decoding ``z = mu``: ``(N, C, H, W)`` float32 on the CPU."""
-    from conceptlib.data.mnist import to_input
-
-    images = np.asarray(images)
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
-        raise ConceptlibError(
-            f"read: expected (N, 28, 28) uint8 images, got {images.dtype} "
-            f"{tuple(images.shape)}"
-        )
-    net = _as_model(model).eval()
-    device = next(net.parameters()).device
-    out = []
-    for start in range(0, len(images), batch_size):
-        xb = to_input(torch.from_numpy(images[start : start + batch_size]), device)
-        mu, _ = net.encode(xb)
-        out.append(net.concept_act(net.decode_to(mu)).float().cpu())
-    return torch.cat(out)
+    return layer(model, check_images(images, "read"), batch_size)
 
 
 @torch.inference_mode()
@@ -74,14 +64,13 @@ def render(
     model: ConceptModel | ConvVAE, hidden: torch.Tensor, batch_size: int = 500
 ) -> np.ndarray:
     """Decode concept layers ``(N, C, H, W)`` to ``(N, 28, 28)`` uint8 images."""
-    net = _as_model(model).eval()
+    net = as_model(model).eval()
     device = next(net.parameters()).device
-    out = []
-    for start in range(0, len(hidden), batch_size):
-        h = hidden[start : start + batch_size].to(device)
-        x = torch.sigmoid(net.decode_from(h).float())[:, 0]
-        out.append((x * 255).round().to(torch.uint8).cpu())
-    return torch.cat(out).numpy()
+    out = [
+        to_pixels(net.decode_from(hidden[i : i + batch_size].to(device)))
+        for i in range(0, len(hidden), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, *IMAGE_SHAPE), np.uint8)
 
 
 def blank(model: ConceptModel | ConvVAE) -> torch.Tensor:
@@ -297,7 +286,7 @@ def apply(
         The edited concept layer ``(1, C, H, W)`` and the decoded ``(28, 28)``
         uint8 image.
     """
-    k = _as_model(model).num_concepts
+    k = as_model(model).num_concepts
     base = blank(model)
     hidden = read(model, np.asarray(image, np.uint8)[None])
     for step in steps:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from conceptlib.errors import ConceptlibError
-from conceptlib.measures.vocab import ConceptModel
+from conceptlib.model.readout import ConceptModel
 from conceptlib.operators.algebra import Step, apply, prototypes
 
 

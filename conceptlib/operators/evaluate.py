@@ -45,7 +45,8 @@ from conceptlib.data.splits import HeldDigits, refuse_test, split_of
 from conceptlib.errors import ConceptlibError
 from conceptlib.measures.classifier import SmallCNN, predict, train_classifier
 from conceptlib.measures.explain import concept_shares
-from conceptlib.measures.vocab import ON, ConceptModel
+from conceptlib.measures.vocab import ON
+from conceptlib.model.readout import ConceptModel, encode_mu, to_pixels
 from conceptlib.report.scorecard import Difference, Estimate
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
@@ -121,24 +122,14 @@ class LatentEdits:
     directions: torch.Tensor  #: (K, L, 7, 7) mean mu with minus without
     blank: torch.Tensor  #: (1, L, 7, 7)
 
-    @torch.inference_mode()
     def encode(self, images: np.ndarray) -> torch.Tensor:
-        from conceptlib.data.mnist import to_input
-
-        net = self.model.model
-        device = next(net.parameters()).device
-        out = [
-            net.encode(to_input(torch.from_numpy(images[i : i + 500]), device))[0]
-            for i in range(0, len(images), 500)
-        ]
-        return torch.cat(out).float().cpu()
+        return encode_mu(self.model, images)
 
     @torch.inference_mode()
     def decode(self, z: torch.Tensor) -> np.ndarray:
         net = self.model.model
         device = next(net.parameters()).device
-        logits = net.decode(z.to(device))[0].float()
-        return (torch.sigmoid(logits)[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
+        return to_pixels(net.decode(z.to(device))[0])
 
 
 def latent_directions(

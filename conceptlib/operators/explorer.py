@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from conceptlib import operators as op
-from conceptlib.measures.vocab import ConceptModel, concept_maps
+from conceptlib.model.readout import ConceptModel, concept_maps
 
 
 def concept_colours(k: int) -> np.ndarray:

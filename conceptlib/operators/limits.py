@@ -29,7 +29,8 @@ from scipy import ndimage
 
 from conceptlib import operators as op
 from conceptlib.measures.explain import concept_shares
-from conceptlib.measures.vocab import ON, ConceptModel, concept_maps
+from conceptlib.measures.vocab import ON
+from conceptlib.model.readout import ConceptModel, concept_maps
 from conceptlib.operators.evaluate import TOP, _top, draw_additions
 from conceptlib.report.scorecard import Estimate
 
