@@ -19,7 +19,6 @@ import torch
 from conceptlib.measures.vocab import Probes, on_threshold, part_masks
 from conceptlib.model.readout import ConceptModel, as_model, layer
 from conceptlib.model.vae import ConvVAE
-from conceptlib.report.tables import markdown_table
 
 #: The binary operators of a formula, applied left to right.
 OPS = ("AND", "OR", "AND NOT")
@@ -197,18 +196,3 @@ def summary(explanations: list[Explanation], num_concepts: int) -> dict[str, flo
             out[f"formula_iou_{name}"] = float(np.mean([e.iou for e in sel]))
             out[f"single_iou_{name}"] = float(np.mean([e.single_iou for e in sel]))
     return out
-
-
-def format_formulas(
-    explanations: list[Explanation], names: list[str] | tuple[str, ...]
-) -> str:
-    """A Markdown table: channel, formula, its IoU, best single concept and IoU."""
-    rows = [
-        (e.channel, e.formula.text(names), f"{e.iou:.3f}")
-        + (names[e.single], f"{e.single_iou:.3f}")
-        if e.iou > 0
-        else (e.channel, "(no concept overlaps it)", 0, "–", 0)
-        for e in explanations
-    ]
-    head = ("channel", "formula", "IoU", "best single concept", "IoU")
-    return markdown_table(head, rows, "rlrlr")

@@ -42,14 +42,8 @@ def cluster_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]
 
 
 def match_clusters(labels: np.ndarray, clusters: np.ndarray) -> dict[int, int]:
-    """One-to-one cluster -> label matching that maximises agreement (Hungarian).
-
-    Args:
-        labels: ``(N,)`` true labels; clusters: ``(N,)`` cluster ids.
-
-    Returns:
-        ``{cluster_id: label}`` for every matched cluster.
-    """
+    """``{cluster id: label}``: the one-to-one matching of ``(N,)`` cluster ids to
+    ``(N,)`` labels that maximises agreement (Hungarian)."""
     label_ids, labels_inv = np.unique(labels, return_inverse=True)
     cluster_ids, clusters_inv = np.unique(clusters, return_inverse=True)
     table = contingency_matrix(labels_inv, clusters_inv)  # (labels, clusters)
@@ -119,18 +113,9 @@ def _log_weights(
     half_log_2pi = 0.5 * float(np.log(2 * np.pi))
     mu, logvar = model.encode(xb)
     b = len(xb)
-    eps = torch.stack(  # image by image: the samples do not depend on chunk
-        [
-            torch.randn(
-                (samples, *mu.shape[1:]),
-                generator=gen,
-                device=xb.device,
-                dtype=mu.dtype,
-            )
-            for _ in range(b)
-        ],
-        dim=1,
-    )
+    draw = dict(generator=gen, device=xb.device, dtype=mu.dtype)
+    shape = (samples, *mu.shape[1:])  # image by image: independent of chunk
+    eps = torch.stack([torch.randn(shape, **draw) for _ in range(b)], dim=1)
     std = torch.exp(0.5 * logvar)
     z = mu + std * eps  # (k, b, L, 7, 7)
     log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - half_log_2pi).flatten(2).sum(2)

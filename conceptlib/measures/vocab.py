@@ -42,15 +42,11 @@ DISSECTION_IOU = 0.04
 ON = 0.5
 #: Pixels added on each side of a catalogue box when a digit part is looked for.
 PART_GROW = 2
-PROBES = ("isolated", "jitter", "shift", "pairs")
 #: Level of the intervals quoted for an accuracy over a probe set.
 CONFIDENCE = 0.95
 #: The likelihood target of a concept variant: test-digit -ELBO at most this
 #: multiple of the baseline's.
 ELBO_RATIO_TARGET = 1.05
-
-
-# -- the read-out of concept maps --------------------------------------------------
 
 
 def energy(maps: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
@@ -94,9 +90,6 @@ def part_masks(s: Composites, start: int, stop: int, k: int, size: int):
     return torch.einsum("bpk,bphw->bkhw", onehot.float(), ink.float()) > 0
 
 
-# -- probes ------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Probes:
     """Held-out probe images with known concepts and per-concept ink: probe name
@@ -116,9 +109,9 @@ def make_probes(
     seed: int,
     split: str = "test",
 ) -> Probes:
-    """The four probe sets (:data:`PROBES`, described in the result), cut from
-    held-out digits: concept images as in training, with the box sd doubled,
-    shifted, and overlaid pairs of different source digit classes.
+    """The four probe sets (described in the result), cut from held-out digits:
+    concept images as in training, with the box sd doubled, shifted, and
+    overlaid pairs of different source digit classes.
 
     Args:
         x, y: ``(N, 28, 28)`` uint8 held-out digits and their labels.
@@ -160,9 +153,6 @@ def make_probes(
             f"different {digits}, overlaid (pixel maximum)",
         },
     )
-
-
-# -- measures ----------------------------------------------------------------------
 
 
 class _Recognition:
@@ -312,16 +302,12 @@ def vocabulary_measures(
 class DigitParts:
     """Whether each concept map lights its own part of real digits.
 
-    A test digit's *own* concepts are those cut from its class and variant (a
-    7's ``seven_top_bar`` and ``seven_diagonal``). An own concept *hits* when its
-    map is on somewhere (> 0.5) and the map's centroid lies in the concept's
-    catalogue box, grown by ``grow`` px on each side.
-
-    Attributes:
-        hit: ``(K,)`` hit rate of each concept over the test digits it belongs to.
-        overlap: ``(10,)`` per class, the mean IoU of the on-regions of pairs of
-            its own concepts (NaN for classes with one concept): low is apart.
-        examples: ``(10,)`` index of the first test digit of each class.
+    A digit's *own* concepts are those cut from its class and variant; one *hits*
+    when its map is on somewhere (> 0.5) with its centroid in the concept's
+    catalogue box, grown by ``grow`` px. ``hit``: ``(K,)`` hit rate of each
+    concept over its digits; ``overlap``: ``(10,)`` per class, the mean IoU of
+    the on-regions of pairs of own concepts (NaN without pairs; low is apart);
+    ``examples``: ``(10,)`` the first digit of each class.
     """
 
     hit: np.ndarray
@@ -409,8 +395,6 @@ def binomial_halfwidth(p: float, n: int, level: float = CONFIDENCE) -> float:
     z = NormalDist().inv_cdf(0.5 + level / 2)
     return z * float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
 
-
-# -- reporting ---------------------------------------------------------------------
 
 #: The targets a vocabulary should meet (quick profile, mean of 3 seeds): name,
 #: path into the vocabulary dict, comparison, threshold.
