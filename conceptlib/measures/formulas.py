@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from conceptlib.measures.vocab import Probes, on_threshold, part_masks
+from conceptlib.measures.probes import Probes, part_masks
+from conceptlib.measures.vocab import on_threshold
 from conceptlib.model.readout import ConceptModel, as_model, layer
 from conceptlib.model.vae import ConvVAE
 
