@@ -103,13 +103,12 @@ def explain_channel(
     beam: int = BEAM,
     channel: int = 0,
 ) -> Explanation:
-    """Beam search for the formula whose mask best matches ``on`` by IoU.
+    """Beam search (``beam`` formulas kept per length, at most ``max_length``
+    concepts) for the formula whose mask best matches ``on`` by IoU.
 
     Args:
         on: ``(P,)`` bool, where the channel is on (all probe pixels, flattened).
         concepts: ``(K, P)`` bool, each concept's ink on the same pixels.
-        max_length: at most this many concepts in a formula.
-        beam: formulas kept per length.
         channel: the channel's index (recorded in the result).
     """
     # pixels outside the channel and every concept change no count: drop them
@@ -155,13 +154,8 @@ def channel_masks(acts: torch.Tensor) -> torch.Tensor:
 def explain_layer(
     acts: torch.Tensor, concept_masks: torch.Tensor, max_length: int = MAX_LENGTH
 ) -> list[Explanation]:
-    """A formula for every channel of a layer.
-
-    Args:
-        acts: ``(N, C, H, W)`` the layer's activations on the probe images.
-        concept_masks: ``(N, K, H, W)`` bool, each concept's ink in each image.
-        max_length: at most this many concepts per formula.
-    """
+    """A formula for every channel of a layer, from its ``(N, C, H, W)``
+    activations on probe images and ``(N, K, H, W)`` bool concept ink."""
     k = concept_masks.shape[1]
     concepts = concept_masks.transpose(0, 1).reshape(k, -1)
     on = channel_masks(acts)

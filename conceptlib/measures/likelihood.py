@@ -60,21 +60,15 @@ def evaluate(
     seed: int = 0,
     device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Every loss measure of DESIGN.md on one split, plus concept identification.
+    """Every loss measure of DESIGN.md (means per image, per pixel for ``mse``)
+    on ``(N, 28, 28)`` uint8 images ``x`` with labels ``y``, on ``device`` (default:
+    the model's).
 
     The ELBO uses one posterior sample per image from a generator seeded by
-    ``seed``. On the split's concept images (labels >= 10), if any,
+    ``seed``. On the concept images (labels >= 10), if any,
     :func:`~conceptlib.measures.vocab.recognition` gives ``concept_accuracy``
     (the channel with the most energy is the image's concept) and
-    ``concept_iou`` (each channel > 0.5 against its concept's ink, pooled over
-    its images; mean over concepts).
-
-    Args:
-        x: ``(N, 28, 28)`` uint8 images; y: ``(N,)`` labels.
-        device: where to run (default: the model's device).
-
-    Returns:
-        Means per image (per pixel for ``mse``) and concept measures.
+    ``concept_iou`` (each channel > 0.5 against its concept's ink).
     """
     device = device or next(model.parameters()).device
     model.eval()
@@ -99,9 +93,8 @@ def evaluate(
         xs = x.numpy()[sel]
         concept = (y.numpy()[sel] - FIRST_CONCEPT_LABEL).astype(np.int64)
         probe = Composites(xs, xs[:, None], concept[:, None])
-        r = recognition(model, probe, batch_size)
-        result["concept_accuracy"] = r["accuracy"]
-        result["concept_iou"] = r["iou"]
+        for key, value in recognition(model, probe, batch_size).items():
+            result[f"concept_{key}"] = value  # accuracy, iou
     return result
 
 

@@ -135,13 +135,12 @@ def dissect(
 ) -> dict[str, object]:
     """Network Dissection of K channels on probe images with known ink.
 
-    Each channel is on above its :data:`DISSECTION_QUANTILE` over all the images;
-    its IoU with each concept's ink is pooled over them, and it *detects* its best
+    Each channel is on above its :func:`on_threshold` over all the images; its
+    IoU with each concept's ink is pooled over them, and it *detects* its best
     concept when that IoU exceeds :data:`DISSECTION_IOU`.
 
     Args:
         maps: per probe, ``(N_i, K, H, W)`` maps of its first ``N_i`` images.
-        probes: the probe sets, whose per-concept ink is known.
         rotation: ``(K, K)`` orthogonal matrix applied to the channel space first
             (the control: alignment should live in the channels, not the space).
 
