@@ -14,11 +14,11 @@ from conceptlib.config import load_config
 from conceptlib.data.catalogue import Composites, compose, load_catalogue, shift_images
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_torch_save
+from conceptlib.measures.probes import make_probes
 from conceptlib.measures.vocab import (
     _Recognition,
     _rotation,
     dissect,
-    make_probes,
     vocabulary_measures,
 )
 from conceptlib.model.readout import concept_maps, decode_mean, load_concept_model
@@ -277,3 +277,15 @@ def test_classifier_top_accuracy() -> None:
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     assert top_accuracy(probs, np.array([[0], [1]])) == 0.5
     assert top_accuracy(probs, np.array([[1, 0], [2, 1]])) == 1.0
+
+
+def test_energy_is_the_sum_of_squares_for_arrays_and_tensors() -> None:
+    from conceptlib.measures.vocab import energy, top_k
+
+    maps = np.random.default_rng(0).random((3, 4, 5, 5), dtype=np.float32)
+    e = energy(maps)
+    assert e.shape == (3, 4) and e.dtype == np.float64
+    np.testing.assert_allclose(e, (maps.astype(np.float64) ** 2).sum((2, 3)))
+    np.testing.assert_allclose(energy(torch.from_numpy(maps)).numpy(), e, rtol=1e-12)
+    np.testing.assert_array_equal(top_k(np.array([[0.1, 0.7, 0.2]]), 2), [[1, 2]])
+    np.testing.assert_array_equal(top_k(np.array([0.3, 0.1, 0.9])), [2, 0, 1])
