@@ -116,11 +116,19 @@ def recognition(
         IoU of its channel > 0.5 with its own ink, pooled over the images holding
         it, then the mean over concepts.
     """
-    net = as_model(model)
-    acc = _Recognition(net.num_concepts)
-    for start, stop, maps in map_batches(net, probe.x, batch_size):
-        acc.add(maps, probe, start, stop)
-    return acc.result()
+    return _read_probe(as_model(model), probe, batch_size)[0]
+
+
+def _read_probe(
+    net: ConvVAE, s: Composites, batch_size: int, keep: int = 0
+) -> tuple[dict[str, float], list[torch.Tensor]]:
+    """:func:`recognition` of a probe and the maps of its first ``keep`` images."""
+    acc, kept = _Recognition(net.num_concepts), []
+    for start, stop, maps in map_batches(net, s.x, batch_size):
+        acc.add(maps, s, start, stop)
+        if start < keep:
+            kept.append(maps[: keep - start])
+    return acc.result(), kept
 
 
 def _rotation(k: int, seed: int) -> torch.Tensor:
@@ -198,19 +206,15 @@ def vocabulary_measures(
     """
     net = as_model(model)
     result: dict[str, dict] = {"accuracy": {}, "iou": {}, "size": {}}
-    kept: dict[str, list[torch.Tensor]] = {"isolated": [], "pairs": []}
+    dissected, kept = ("isolated", "pairs"), {}
     for name, s in probes.sets.items():
-        acc = _Recognition(net.num_concepts)
-        for start, stop, maps in map_batches(net, s.x, batch_size):
-            acc.add(maps, s, start, stop)
-            if name in kept and start < dissection_size:
-                kept[name].append(maps[: dissection_size - start])
-        r = acc.result()
+        keep = dissection_size if name in dissected else 0
+        r, kept[name] = _read_probe(net, s, batch_size, keep)
         result["accuracy"][name] = r["accuracy"]
         result["iou"][name] = r["iou"]
         result["size"][name] = len(s.x)
-    maps = [torch.cat(kept[name]) for name in kept]
-    sets = [probes.sets[name] for name in kept]
+    maps = [torch.cat(kept[name]) for name in dissected]
+    sets = [probes.sets[name] for name in dissected]
     plain = dissect(maps, sets)
     rotated = dissect(maps, sets, _rotation(net.num_concepts, seed))
     result["dissection"] = {"unique": plain["unique"], "own": plain["own"]}
