@@ -286,3 +286,4 @@ def test_energy_is_the_sum_of_squares_for_arrays_and_tensors() -> None:
     np.testing.assert_allclose(energy(torch.from_numpy(maps)).numpy(), e, rtol=1e-12)
     np.testing.assert_array_equal(top_k(np.array([[0.1, 0.7, 0.2]]), 2), [[1, 2]])
     np.testing.assert_array_equal(top_k(np.array([0.3, 0.1, 0.9])), [2, 0, 1])
+    np.testing.assert_array_equal(top_k(np.zeros(20), 3, stable=True), [0, 1, 2])

@@ -23,7 +23,7 @@ from conceptlib.data.catalogue import Catalogue
 from conceptlib.data.mnist import IMAGE_SHAPE, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_write_text
-from conceptlib.measures.vocab import ON, energy, map_batches
+from conceptlib.measures.vocab import ON, energy, map_batches, top_k
 from conceptlib.model.readout import (  # noqa: F401  (load_concept_model: API)
     ConceptModel,
     concept_maps,
@@ -53,7 +53,7 @@ class Explanation:
 
     def ranking(self) -> np.ndarray:
         """Concept indices, largest share first."""
-        return np.argsort(-self.share, kind="stable")
+        return top_k(self.share, stable=True)
 
     def to_dict(self, top: int | None = None) -> dict:
         """JSON-ready ranking: name, source digit, share and area per concept."""

@@ -54,10 +54,10 @@ def energy(maps: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     return (np.asarray(maps, np.float64) ** 2).reshape(*maps.shape[:-2], -1).sum(-1)
 
 
-def top_k(scores: np.ndarray, k: int | None = None) -> np.ndarray:
+def top_k(scores: np.ndarray, k: int | None = None, stable: bool = False):
     """Indices of the ``k`` largest scores along the last axis, largest first
-    (all of them for ``k=None``)."""
-    return np.argsort(-scores, axis=-1)[..., :k]
+    (all of them for ``k=None``; ties in index order if ``stable``)."""
+    return np.argsort(-scores, axis=-1, kind="stable" if stable else None)[..., :k]
 
 
 def map_batches(
