@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+import conceptlib.measures.vocab
 from conceptlib.config import ModelConfig
 from conceptlib.measures.cluster import (
+    Clustering,
     decode_centres,
     encode_features,
     fit_kmeans,
@@ -19,9 +21,11 @@ from conceptlib.measures.likelihood import (
     MEASURES,
     cluster_scores,
     evaluate,
+    importance_nll,
     match_clusters,
     purity,
 )
+from conceptlib.model.losses import kl_loss, recon_loss
 from conceptlib.model.vae import ConvVAE
 
 K = 18
@@ -204,8 +208,6 @@ def test_evaluate_is_deterministic(model: ConvVAE) -> None:
 
 
 def test_evaluate_values_match_the_losses(model: ConvVAE) -> None:
-    from conceptlib.model.losses import kl_loss, recon_loss
-
     x = _images(12)
     y = torch.zeros(12, dtype=torch.long)
     result = evaluate(model, x, y, batch_size=12, seed=0)
@@ -247,7 +249,6 @@ def _patch_forward(
     :func:`conceptlib.model.readout.concept_maps`,
     so that is what is replaced.
     """
-    import conceptlib.measures.vocab
 
     def concept_maps(net, images, batch_size=256):
         x = np.asarray(images, dtype=np.float32) / 255.0
@@ -296,8 +297,6 @@ def test_concept_accuracy_counts_only_concept_images(
 
 def test_importance_nll_is_below_the_elbo(model: ConvVAE) -> None:
     """log-mean-exp >= mean of logs: per image, IS-NLL <= the -ELBO of its samples."""
-    from conceptlib.measures.likelihood import importance_nll
-
     nll, neg_elbo = importance_nll(model, _images(6), samples=50, chunk=64, seed=0)
     assert nll.shape == neg_elbo.shape == (6,)
     assert np.all(np.isfinite(nll)) and np.all(nll <= neg_elbo + 1e-9)
@@ -306,8 +305,6 @@ def test_importance_nll_is_below_the_elbo(model: ConvVAE) -> None:
 
 def test_importance_nll_with_one_sample_is_the_elbo(model: ConvVAE) -> None:
     """k = 1: the estimate is the single-sample -ELBO, which evaluate() computes."""
-    from conceptlib.measures.likelihood import importance_nll
-
     x = _images(5)
     nll, neg_elbo = importance_nll(model, x, samples=1, seed=0)
     np.testing.assert_allclose(nll, neg_elbo)
@@ -318,8 +315,6 @@ def test_importance_nll_with_one_sample_is_the_elbo(model: ConvVAE) -> None:
 
 
 def test_importance_nll_is_seeded_and_chunk_free(model: ConvVAE) -> None:
-    from conceptlib.measures.likelihood import importance_nll
-
     x = _images(4)
     a = importance_nll(model, x, samples=30, chunk=60, seed=2)
     b = importance_nll(model, x, samples=30, chunk=30, seed=2)
@@ -329,8 +324,6 @@ def test_importance_nll_is_seeded_and_chunk_free(model: ConvVAE) -> None:
 
 
 def test_majority_labels() -> None:
-    from conceptlib.measures.cluster import Clustering
-
     c = Clustering(
         index=np.arange(6),
         assignment=np.array([0, 0, 1, 1, 1, 0]),

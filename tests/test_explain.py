@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conceptlib.cli import main
-from conceptlib.config import load_config
+from conceptlib.config import load_config, variant_config
 from conceptlib.data.catalogue import load_catalogue
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_torch_save
 from conceptlib.measures.explain import (
+    ConceptModel,
     concept_shares,
     default_run,
     explain,
@@ -26,7 +28,8 @@ from conceptlib.measures.explain import (
     read_image,
 )
 from conceptlib.model.vae import ConvVAE
-from conceptlib.train.loop import run_state
+from conceptlib.train.loop import run_key, run_state
+from conceptlib.train.runtime import resolve_device, resolve_precision
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -100,8 +103,6 @@ def test_own_digit_share() -> None:
 
 
 def test_read_image_formats(tmp_path: Path, mnist, cache_env) -> None:
-    from PIL import Image
-
     img = _image()
     Image.fromarray(img).save(tmp_path / "grey.png")
     Image.fromarray(np.stack([img] * 3, -1)).save(tmp_path / "rgb.png")
@@ -139,10 +140,6 @@ def test_default_run_is_where_reproduce_puts_it() -> None:
     assert path.parent.name.startswith("concept-")
     # train.precision=auto: the folder of the precision it resolves to here, as
     # get_or_train names it (the quick profile trains with auto)
-    from conceptlib.config import variant_config
-    from conceptlib.train.loop import run_key
-    from conceptlib.train.runtime import resolve_device, resolve_precision
-
     quick = load_config("quick")
     resolved = resolve_precision(variant_config(quick, "concept"), resolve_device())
     expected = f"concept-{run_key(resolved, 'concept')}"
@@ -167,8 +164,6 @@ def test_cli_explain_writes_json_and_figure(
 
 
 def test_png_through_explain_without_warnings(model_path: Path, tmp_path: Path) -> None:
-    from PIL import Image
-
     Image.fromarray(_image()).save(tmp_path / "d.png")
     cm = load_concept_model(model_path)
     with warnings.catch_warnings():
@@ -196,8 +191,6 @@ def test_image_warnings(mnist) -> None:
 
 def test_no_concept_found_is_said_not_ranked(mnist) -> None:
     """Concept maps that stay below 0.5 everywhere give no ranking."""
-    from conceptlib.measures.explain import ConceptModel
-
     cfg = load_config("smoke")
     torch.manual_seed(0)
     net = ConvVAE(cfg.model, 18).eval()  # concept channels start near 0.018

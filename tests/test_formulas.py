@@ -9,7 +9,6 @@ from conceptlib.measures.formulas import (
     channel_masks,
     explain_channel,
     explain_layer,
-    format_formulas,
     summary,
 )
 
@@ -60,6 +59,4 @@ def test_layer_thresholds_each_channel_at_its_quantile() -> None:
         "formula_iou_other_channels",
         "single_iou_other_channels",
     }
-    table = format_formulas(out, ["a", "b", "c", "d"])
-    assert table.count("\n") == 1 + 3
     assert Formula(0, (("OR", 1), ("AND NOT", 2))).text("abc") == "(a OR b) AND NOT c"

@@ -14,11 +14,20 @@ from conceptlib.config import load_config
 from conceptlib.data.catalogue import Composites, compose, load_catalogue, shift_images
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_torch_save
+from conceptlib.measures.classifier import top_accuracy
+from conceptlib.measures.probes import make_probes
 from conceptlib.measures.vocab import (
+    TARGETS,
+    VOCAB_COLUMNS,
     _Recognition,
     _rotation,
+    check_targets,
+    digit_parts,
     dissect,
-    make_probes,
+    energy,
+    format_targets,
+    format_vocabulary,
+    top_k,
     vocabulary_measures,
 )
 from conceptlib.model.readout import concept_maps, decode_mean, load_concept_model
@@ -207,8 +216,6 @@ def test_vocabulary_measures_of_an_untrained_model(net: ConvVAE, probes) -> None
 
 
 def test_digit_parts_of_an_untrained_model(net: ConvVAE, mnist) -> None:
-    from conceptlib.measures.vocab import digit_parts
-
     cat = load_catalogue("mnist")
     x, y = mnist.x_test[:300], mnist.y_test[:300]
     parts = digit_parts(net, cat, x, y, np.arange(300) % 2)
@@ -237,8 +244,6 @@ def _measures(own=18, rotated=0, shift=0.95, pairs=0.95, isolated=0.98) -> dict:
 
 
 def test_targets_are_checked_in_both_directions() -> None:
-    from conceptlib.measures.vocab import TARGETS, check_targets
-
     met = check_targets(_measures())
     assert len(met) == len(TARGETS) and all(m[3] for m in met)
     missed = {m[0]: m[3] for m in check_targets(_measures(isolated=0.9, rotated=5))}
@@ -248,8 +253,6 @@ def test_targets_are_checked_in_both_directions() -> None:
 
 
 def test_targets_table_marks_met_missed_and_missing() -> None:
-    from conceptlib.measures.vocab import TARGETS, format_targets
-
     text = format_targets(
         {"good": _measures(), "bad": _measures(isolated=0.9), "none": {}}
     )
@@ -261,8 +264,6 @@ def test_targets_table_marks_met_missed_and_missing() -> None:
 
 
 def test_vocabulary_table_has_a_row_per_model_and_spreads() -> None:
-    from conceptlib.measures.vocab import VOCAB_COLUMNS, format_vocabulary
-
     text = format_vocabulary(
         {"a": _measures(), "b": {}}, {"a": {"accuracy": {"pairs": 0.01}}}
     )
@@ -272,8 +273,17 @@ def test_vocabulary_table_has_a_row_per_model_and_spreads() -> None:
 
 
 def test_classifier_top_accuracy() -> None:
-    from conceptlib.measures.classifier import top_accuracy
-
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     assert top_accuracy(probs, np.array([[0], [1]])) == 0.5
     assert top_accuracy(probs, np.array([[1, 0], [2, 1]])) == 1.0
+
+
+def test_energy_is_the_sum_of_squares_for_arrays_and_tensors() -> None:
+    maps = np.random.default_rng(0).random((3, 4, 5, 5), dtype=np.float32)
+    e = energy(maps)
+    assert e.shape == (3, 4) and e.dtype == np.float64
+    np.testing.assert_allclose(e, (maps.astype(np.float64) ** 2).sum((2, 3)))
+    np.testing.assert_allclose(energy(torch.from_numpy(maps)).numpy(), e, rtol=1e-12)
+    np.testing.assert_array_equal(top_k(np.array([[0.1, 0.7, 0.2]]), 2), [[1, 2]])
+    np.testing.assert_array_equal(top_k(np.array([0.3, 0.1, 0.9])), [2, 0, 1])
+    np.testing.assert_array_equal(top_k(np.zeros(20), 3, stable=True), [0, 1, 2])

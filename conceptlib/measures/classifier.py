@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from conceptlib.measures.vocab import top_k
+
 
 class SmallCNN(nn.Module):
     """Two conv blocks and two dense layers: ``(B, 1, 28, 28)`` -> class logits."""
@@ -34,9 +36,7 @@ class SmallCNN(nn.Module):
         return self.net(x)
 
 
-#: Training epochs by default (no validation stop); the concept reference
-#: classifier of :meth:`conceptlib.experiment.pipeline.Pipeline.concept_ceiling` uses
-#: it.
+#: Training epochs by default (no validation stop), as the concept ceiling uses.
 NUM_EPOCHS = 4
 
 
@@ -50,18 +50,9 @@ def train_classifier(
     seed: int = 0,
     progress: bool = False,
 ) -> SmallCNN:
-    """Train a :class:`SmallCNN` with Adam on ``(N, 28, 28)`` uint8 images.
-
-    Args:
-        x: images; y: ``(N,)`` labels in ``0 .. num_classes - 1``.
-        num_classes: output classes.
-        num_epochs, batch_size, lr: optimisation.
-        seed: initialisation and data order.
-        progress: a tqdm bar per epoch.
-
-    Returns:
-        The trained model (eval mode, CPU).
-    """
+    """Train a :class:`SmallCNN` with Adam on ``(N, 28, 28)`` uint8 images ``x``
+    and labels ``y`` in ``0 .. num_classes - 1`` (``seed``: initialisation and
+    data order); the trained model, in eval mode on the CPU."""
     torch.manual_seed(seed)
     model = SmallCNN(num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -92,12 +83,7 @@ def predict(model: SmallCNN, x: np.ndarray, batch_size: int = 1000) -> np.ndarra
 
 
 def top_accuracy(probs: np.ndarray, concepts: np.ndarray) -> float:
-    """Fraction of rows whose P labelled classes are exactly the top-P of ``probs``.
-
-    Args:
-        probs: ``(N, C)`` scores.
-        concepts: ``(N, P)`` the classes each row holds (all present).
-    """
-    p = concepts.shape[1]
-    top = np.sort(np.argsort(-probs, axis=1)[:, :p], axis=1)
+    """Fraction of rows of ``(N, C)`` scores whose P classes in ``(N, P)``
+    ``concepts`` are exactly their top P."""
+    top = np.sort(top_k(probs, concepts.shape[1]), axis=1)
     return float((top == np.sort(concepts, axis=1)).all(1).mean())

@@ -25,18 +25,9 @@ def encode_features(
     what: str = "latent",
     batch_size: int = 1000,
 ) -> np.ndarray:
-    """Features to cluster, one row per image.
-
-    Args:
-        model: a trained model.
-        x: ``(N, 28, 28)`` uint8 images.
-        what: ``latent`` for the posterior-mean latent image ``(L*7*7)``;
-            ``hidden`` for the concept-layer maps ``(C*H*W)`` computed from it.
-        batch_size: batch size.
-
-    Returns:
-        ``(N, D)`` float32 features.
-    """
+    """``(N, D)`` float32 features of ``(N, 28, 28)`` uint8 images: the
+    posterior-mean latent images (``what="latent"``, D = L*7*7) or the concept
+    layer decoded from them (``"hidden"``, D = C*H*W)."""
     read = encode_mu if what == "latent" else layer
     rows = read(model, x, batch_size).flatten(1).numpy()
     return rows if len(rows) else np.zeros((0, 0), np.float32)
@@ -44,16 +35,10 @@ def encode_features(
 
 @dataclass(frozen=True)
 class Clustering:
-    """A k-means clustering of one set of features.
-
-    Attributes:
-        index: ``(M,)`` which images were clustered (a seeded subsample).
-        assignment: ``(M,)`` cluster of each clustered image.
-        centres: ``(k, D)`` cluster centres.
-        labels: ``(M,)`` true labels of the clustered images.
-        scores: NMI, ARI, purity against ``labels``.
-        matching: Hungarian ``{cluster: label}``.
-    """
+    """A k-means clustering of one set of features: which images were clustered
+    (``index``, a seeded subsample), the cluster of each (``assignment``), the
+    ``(k, D)`` ``centres``, the images' true ``labels``, ``scores`` (NMI, ARI,
+    purity) and the Hungarian ``matching`` ``{cluster: label}``."""
 
     index: np.ndarray
     assignment: np.ndarray
@@ -85,15 +70,14 @@ def fit_kmeans(
     n_init: int = 4,
     max_points: int | None = None,
 ) -> Clustering:
-    """Cluster ``features`` with scikit-learn k-means and score against ``labels``.
+    """Cluster ``(N, D)`` ``features`` with scikit-learn k-means into
+    ``num_clusters`` and score against ``(N,)`` ``labels``.
 
     Args:
-        features: ``(N, D)``; labels: ``(N,)``.
-        num_clusters: k.
         seed: ``random_state`` of k-means and of the subsample.
         n_init: k-means restarts.
-        max_points: cluster at most this many points (a stratified-by-chance,
-            seeded subsample); None for all.
+        max_points: cluster at most this many points (a seeded random
+            subsample); None for all.
     """
     index = np.arange(len(features))
     if max_points is not None and len(features) > max_points:
@@ -117,15 +101,8 @@ def fit_kmeans(
 def decode_centres(
     model: ConvVAE, centres: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode latent cluster centres.
-
-    Args:
-        model: the model whose latent space was clustered.
-        centres: ``(k, L*7*7)`` latent centres.
-
-    Returns:
-        Images ``(k, 28, 28)`` in [0, 1] and concept-layer maps ``(k, C, H, W)``.
-    """
+    """Decode ``(k, L*7*7)`` latent centres to images ``(k, 28, 28)`` in [0, 1]
+    and concept layers ``(k, C, H, W)``."""
     device = next(model.parameters()).device
     z = torch.as_tensor(centres, device=device).view(len(centres), -1, 7, 7)
     logits, hidden = model.decode(z)
@@ -142,12 +119,9 @@ def representative_images(
 ) -> tuple[np.ndarray, Clustering]:
     """Section 3.5 step 1: one decoded cluster centre per digit.
 
-    Clusters the latent images of all training digits into ``num_clusters``,
-    decodes the centres and matches clusters to digits one-to-one (Hungarian).
-
-    Returns:
-        ``(10, 28, 28)`` uint8 centre image per digit (row d is digit d) and the
-        clustering itself.
+    Clusters the latent images into ``num_clusters``, decodes the centres and
+    matches clusters to digits (Hungarian). Returns the ``(10, 28, 28)`` uint8
+    centre of each digit (row d is digit d) and the clustering.
     """
     feats = encode_features(model, x, "latent")
     clustering = fit_kmeans(feats, y, num_clusters, seed=seed, n_init=n_init)

@@ -1,10 +1,9 @@
 """Concept-level explanation of one image by a trained concept model.
 
-The concept variant's decoder layer 3 has one channel per catalogue concept. For an
-image, the share of each channel in the energy (sum of squared activations) of all
-concept channels says which stroke concepts the model sees in it, and the channel's
-map says where. This is the measure behind ``concept_accuracy``; here it is applied
-to any 28 x 28 image: a PNG, a ``.npy`` array, or an MNIST digit (``test:N``).
+Each concept channel's share of the concept channels' :func:`energy` says which
+stroke concepts the model sees in an image, and its map says where: the measure
+behind ``concept_accuracy``, applied to any 28 x 28 image (a PNG, a ``.npy``
+array, or an MNIST digit ``test:N``).
 
 See: chapter ``ch-explain``; command ``conceptlib explain``.
 """
@@ -21,9 +20,11 @@ import torch
 
 from conceptlib.config import ExperimentConfig, variant_config
 from conceptlib.data.catalogue import Catalogue
-from conceptlib.data.mnist import IMAGE_SHAPE
+from conceptlib.data.mnist import IMAGE_SHAPE, load_mnist
 from conceptlib.errors import ConceptlibError
-from conceptlib.model.readout import (  # noqa: F401  (ConceptModel, load_concept_model: API)
+from conceptlib.files import atomic_write_text
+from conceptlib.measures.vocab import ON, energy, map_batches, top_k
+from conceptlib.model.readout import (  # noqa: F401  (load_concept_model: API)
     ConceptModel,
     concept_maps,
     decode_mean,
@@ -36,18 +37,10 @@ SIZE = IMAGE_SHAPE[0]
 
 @dataclass(frozen=True)
 class Explanation:
-    """What the concept channels say about one image.
-
-    Attributes:
-        image: ``(28, 28)`` input in [0, 1].
-        reconstruction: ``(28, 28)`` the decoder's output from ``z = mu``.
-        names: concept names, one per channel.
-        digits: each concept's source digit.
-        energy: ``(K,)`` sum of squared activations of each concept channel.
-        share: ``(K,)`` energy as a fraction of all concept channels' energy.
-        area: ``(K,)`` pixels where the channel exceeds 0.5.
-        maps: ``(K, H, W)`` the concept channels (sigmoid outputs).
-    """
+    """What the concept channels say about one image: the ``(28, 28)`` input in
+    [0, 1] and its reconstruction from ``z = mu``; per concept its name, source
+    digit, :func:`energy`, share of all concept channels' energy, area (pixels
+    above 0.5) and ``(H, W)`` map."""
 
     image: np.ndarray
     reconstruction: np.ndarray
@@ -60,7 +53,7 @@ class Explanation:
 
     def ranking(self) -> np.ndarray:
         """Concept indices, largest share first."""
-        return np.argsort(-self.share, kind="stable")
+        return top_k(self.share, stable=True)
 
     def to_dict(self, top: int | None = None) -> dict:
         """JSON-ready ranking: name, source digit, share and area per concept."""
@@ -68,13 +61,13 @@ class Explanation:
         return {
             "units": {"share": "fraction of concept-channel energy", "area": "pixels"},
             "concepts": [
-                {
-                    "rank": r + 1,
-                    "name": self.names[k],
-                    "digit": int(self.digits[k]),
-                    "share": float(self.share[k]),
-                    "area": int(self.area[k]),
-                }
+                dict(
+                    rank=r + 1,
+                    name=self.names[k],
+                    digit=int(self.digits[k]),
+                    share=float(self.share[k]),
+                    area=int(self.area[k]),
+                )
                 for r, k in enumerate(order)
             ],
         }
@@ -122,8 +115,6 @@ def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, st
     """
     split, _, index = spec.partition(":")
     if split in ("test", "train") and index:
-        from conceptlib.data.mnist import load_mnist
-
         if not index.isdigit():
             raise ConceptlibError(f"{spec}: expected {split}:N with N a digit index")
         mnist = load_mnist(data_source)
@@ -142,7 +133,7 @@ def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, st
             reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
             raise ConceptlibError(f"{path}: cannot read .npy ({reason})") from None
         return _check_pixels(np.asarray(array), str(path)), str(path)
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # only for image files
 
     try:
         with Image.open(path) as img:
@@ -155,27 +146,22 @@ def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, st
 
 @torch.no_grad()
 def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
-    """Run ``image`` through the concept model (``z = mu``) and rank its concepts.
-
-    Args:
-        cm: a loaded concept model.
-        image: ``(28, 28)`` uint8.
-    """
+    """Run a ``(28, 28)`` uint8 ``image`` through the concept model (``z = mu``)
+    and rank its concepts."""
     image = np.array(image, dtype=np.uint8)
     logits, _ = decode_mean(cm, image[None])
     k = len(cm.catalogue)
     maps = concept_maps(cm, image[None])[0]
-    energy = (maps.astype(np.float64) ** 2).reshape(k, -1).sum(1)
-    total = energy.sum()
-    share = energy / total if total > 0 else np.zeros(k)
+    e = energy(maps)
+    total = e.sum()
     return Explanation(
         image=image.astype(np.float32) / 255.0,
         reconstruction=torch.sigmoid(logits[0, 0].float()).cpu().numpy(),
         names=tuple(cm.catalogue.names),
         digits=np.asarray(cm.catalogue.digit),
-        energy=energy,
-        share=share,
-        area=(maps > 0.5).reshape(k, -1).sum(1),
+        energy=e,
+        share=e / total if total > 0 else np.zeros(k),
+        area=(maps > ON).reshape(k, -1).sum(1),
         maps=maps,
     )
 
@@ -184,32 +170,24 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
 def concept_shares(
     cm: ConceptModel, images: np.ndarray, batch_size: int = 1000
 ) -> np.ndarray:
-    """``(N, K)`` share of each concept channel in the energy, for many images.
-
-    Args:
-        cm: a loaded concept model.
-        images: ``(N, 28, 28)`` uint8.
-        batch_size: images per forward pass.
-    """
+    """``(N, K)`` share of each concept channel in the :func:`energy` of
+    ``(N, 28, 28)`` uint8 images."""
     out = np.zeros((len(images), len(cm.catalogue)))
-    for start in range(0, len(images), batch_size):
-        hidden = torch.from_numpy(concept_maps(cm, images[start : start + batch_size]))
-        energy = hidden.double().pow(2).flatten(2).sum(2)
-        total = energy.sum(1, keepdim=True)
-        share = torch.where(total > 0, energy / total.clamp_min(1e-300), 0.0)
-        out[start : start + len(share)] = share.cpu().numpy()
+    for start, stop, maps in map_batches(cm, images, batch_size):
+        e = energy(maps)
+        total = e.sum(1, keepdim=True)
+        out[start:stop] = torch.where(total > 0, e / total.clamp_min(1e-300), 0.0)
     return out
 
 
 def own_digit_share(
     shares: np.ndarray, labels: np.ndarray, catalogue: Catalogue
 ) -> dict[str, float]:
-    """How much of a digit's concept energy goes to concepts cut from its own class.
+    """How much of a digit's concept energy goes to concepts cut from its class.
 
-    Returns the mean over images of the share of concepts whose source digit is the
-    image's label (``own``), and what a model blind to the digit would give if it
-    spread energy evenly over the K concepts (``uniform``: concepts of that digit
-    / K, averaged over the images).
+    Returns the mean over images of the share of concepts whose source digit is
+    the image's label (``own``), and the same for energy spread evenly over the K
+    concepts (``uniform``: concepts of that digit / K, averaged over the images).
     """
     digit = np.asarray(catalogue.digit)
     own_mask = digit[None, :] == np.asarray(labels)[:, None]  # (N, K)
@@ -224,13 +202,9 @@ MIN_INK = 10
 
 
 def image_warnings(image: np.ndarray) -> list[str]:
-    """What makes ``image`` (``(28, 28)`` uint8) unlike the digits the model knows.
-
-    An image whose border is mostly light is probably inverted (dark strokes on
-    white, as scans are), while MNIST digits are light on black. A blank image
-    (fewer than :data:`MIN_INK` pixels on the other side of half intensity from
-    its background) has no strokes to name.
-    """
+    """What makes a ``(28, 28)`` uint8 ``image`` unlike MNIST digits: a mostly
+    light border (inverted, as scans are) or fewer than :data:`MIN_INK` stroke
+    pixels (on the other side of half intensity from the background)."""
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     light = border.mean() > 127
     strokes = int((image <= 127).sum() if light else (image > 127).sum())
@@ -246,11 +220,8 @@ def image_warnings(image: np.ndarray) -> list[str]:
 
 
 def format_explanation(expl: Explanation, top: int = 5) -> str:
-    """A plain-text table of the ``top`` concepts, or why there is none.
-
-    When no concept map exceeds 0.5 anywhere, shares of the remaining faint
-    activity would rank noise, so it says that no concept was found instead.
-    """
+    """A plain-text table of the ``top`` concepts; when no map exceeds 0.5
+    anywhere (shares would rank noise), a line saying no concept was found."""
     if expl.energy.sum() == 0 or expl.area.sum() == 0:
         strongest = float(expl.maps.max()) if expl.maps.size else 0.0
         return (
@@ -268,6 +239,4 @@ def format_explanation(expl: Explanation, top: int = 5) -> str:
 
 def write_explanation_json(expl: Explanation, path: Path, meta: dict) -> None:
     """Write the ranking (all concepts) and ``meta`` to ``path`` atomically."""
-    from conceptlib.files import atomic_write_text
-
     atomic_write_text(path, json.dumps({**meta, **expl.to_dict()}, indent=1) + "\n")

@@ -1,15 +1,10 @@
-"""Compositional explanations of layer-3 channels (Mu and Andreas, 2020).
+"""Compositional explanations of concept-layer channels (Mu and Andreas, 2020).
 
-Network Dissection names a channel by the one concept whose mask best overlaps the
-channel's strongest activations. Compositional explanations search instead for a
-logical *formula* over concept masks (``AND``, ``OR``, ``AND NOT``; at most
-:data:`MAX_LENGTH` concepts) whose mask overlaps them best, by beam search. On
-probe images whose per-concept ink is known (isolated concept images and overlaid
-pairs, :func:`conceptlib.measures.vocab.make_probes`), every channel of the concept
-layer
-gets a formula: for the concept channels a check of the vocabulary, for the other
-channels a description, in the vocabulary's words, of what the rest of the layer
-carries.
+Where Network Dissection names a channel by its best single concept, a beam
+search finds the logical *formula* over concept masks (``AND``, ``OR``, ``AND
+NOT``; at most :data:`MAX_LENGTH` concepts) whose mask best overlaps the channel's
+strongest activations, on probes with known per-concept ink: a check of the
+concept channels, and a description of what the other channels carry.
 
 See: chapter ``ch-operators``.
 """
@@ -21,7 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from conceptlib.measures.vocab import DISSECTION_QUANTILE
+from conceptlib.measures.probes import Probes, part_masks
+from conceptlib.measures.vocab import on_threshold
+from conceptlib.model.readout import ConceptModel, as_model, layer
+from conceptlib.model.vae import ConvVAE
 
 #: The binary operators of a formula, applied left to right.
 OPS = ("AND", "OR", "AND NOT")
@@ -105,13 +103,12 @@ def explain_channel(
     beam: int = BEAM,
     channel: int = 0,
 ) -> Explanation:
-    """Beam search for the formula whose mask best matches ``on`` by IoU.
+    """Beam search (``beam`` formulas kept per length, at most ``max_length``
+    concepts) for the formula whose mask best matches ``on`` by IoU.
 
     Args:
         on: ``(P,)`` bool, where the channel is on (all probe pixels, flattened).
         concepts: ``(K, P)`` bool, each concept's ink on the same pixels.
-        max_length: at most this many concepts in a formula.
-        beam: formulas kept per length.
         channel: the channel's index (recorded in the result).
     """
     # pixels outside the channel and every concept change no count: drop them
@@ -150,22 +147,15 @@ def explain_channel(
 def channel_masks(acts: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` activations -> ``(C, N*H*W)`` bool: each channel above its
     top-0.5 % quantile over all the probe pixels (Network Dissection's rule)."""
-    c = acts.shape[1]
-    flat = acts.transpose(0, 1).reshape(c, -1).float()
-    thresh = torch.from_numpy(np.quantile(flat.numpy(), DISSECTION_QUANTILE, axis=1))
-    return flat > thresh.float()[:, None]
+    flat = acts.transpose(0, 1).reshape(acts.shape[1], -1).float()
+    return flat > on_threshold(flat)[:, None]
 
 
 def explain_layer(
     acts: torch.Tensor, concept_masks: torch.Tensor, max_length: int = MAX_LENGTH
 ) -> list[Explanation]:
-    """A formula for every channel of a layer.
-
-    Args:
-        acts: ``(N, C, H, W)`` the layer's activations on the probe images.
-        concept_masks: ``(N, K, H, W)`` bool, each concept's ink in each image.
-        max_length: at most this many concepts per formula.
-    """
+    """A formula for every channel of a layer, from its ``(N, C, H, W)``
+    activations on probe images and ``(N, K, H, W)`` bool concept ink."""
     k = concept_masks.shape[1]
     concepts = concept_masks.transpose(0, 1).reshape(k, -1)
     on = channel_masks(acts)
@@ -174,21 +164,18 @@ def explain_layer(
     ]
 
 
-def explain_model(model, probes, num_probes: int = 1500) -> list[Explanation]:
+def explain_model(
+    model: ConceptModel | ConvVAE, probes: Probes, num_probes: int = 1500
+) -> list[Explanation]:
     """:func:`explain_layer` of a model's concept layer on the first ``num_probes``
-    images of its ``isolated`` and ``pairs`` probes
-    (:func:`conceptlib.measures.vocab.make_probes`), whose per-concept ink is known."""
-    from conceptlib.measures.vocab import _part_masks
-    from conceptlib.model.readout import as_model as _as_model
-    from conceptlib.operators.algebra import read
-
-    net = _as_model(model)
+    images of its ``isolated`` and ``pairs`` probes."""
+    net = as_model(model)
     acts, masks = [], []
     for name in ("isolated", "pairs"):
         s = probes.sets[name]
         n = min(num_probes, len(s.x))
-        acts.append(read(net, s.x[:n]))
-        masks.append(_part_masks(s, 0, n, net.num_concepts, net.concept_size))
+        acts.append(layer(net, s.x[:n]))
+        masks.append(part_masks(s, 0, n, net.num_concepts, net.concept_size))
     return explain_layer(torch.cat(acts), torch.cat(masks))
 
 
@@ -204,33 +191,3 @@ def summary(explanations: list[Explanation], num_concepts: int) -> dict[str, flo
             out[f"formula_iou_{name}"] = float(np.mean([e.iou for e in sel]))
             out[f"single_iou_{name}"] = float(np.mean([e.single_iou for e in sel]))
     return out
-
-
-def format_formulas(
-    explanations: list[Explanation], names: list[str] | tuple[str, ...]
-) -> str:
-    """A Markdown table: channel, formula, its IoU, best single concept and IoU."""
-    head = "| channel | formula | IoU | best single concept | IoU |\n"
-    head += "|---:|---|---:|---|---:|\n"
-    return head + "\n".join(
-        f"| {e.channel} | {e.formula.text(names)} | {e.iou:.3f} | "
-        f"{names[e.single]} | {e.single_iou:.3f} |"
-        if e.iou > 0
-        else f"| {e.channel} | (no concept overlaps it) | 0 | – | 0 |"
-        for e in explanations
-    )
-
-
-__all__ = [
-    "BEAM",
-    "MAX_LENGTH",
-    "OPS",
-    "Explanation",
-    "Formula",
-    "channel_masks",
-    "explain_channel",
-    "explain_layer",
-    "explain_model",
-    "format_formulas",
-    "summary",
-]

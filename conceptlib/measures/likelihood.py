@@ -15,7 +15,11 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
+from tqdm.auto import tqdm
 
+from conceptlib.data.catalogue import Composites
+from conceptlib.data.mnist import to_input
+from conceptlib.measures.vocab import recognition
 from conceptlib.model.losses import FIRST_CONCEPT_LABEL, kl_loss, recon_loss
 from conceptlib.model.vae import ConvVAE
 
@@ -38,14 +42,8 @@ def cluster_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]
 
 
 def match_clusters(labels: np.ndarray, clusters: np.ndarray) -> dict[int, int]:
-    """One-to-one cluster -> label matching that maximises agreement (Hungarian).
-
-    Args:
-        labels: ``(N,)`` true labels; clusters: ``(N,)`` cluster ids.
-
-    Returns:
-        ``{cluster_id: label}`` for every matched cluster.
-    """
+    """``{cluster id: label}``: the one-to-one matching of ``(N,)`` cluster ids to
+    ``(N,)`` labels that maximises agreement (Hungarian)."""
     label_ids, labels_inv = np.unique(labels, return_inverse=True)
     cluster_ids, clusters_inv = np.unique(clusters, return_inverse=True)
     table = contingency_matrix(labels_inv, clusters_inv)  # (labels, clusters)
@@ -62,32 +60,16 @@ def evaluate(
     seed: int = 0,
     device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Every loss measure of DESIGN.md on one split, plus concept identification.
+    """Every loss measure of DESIGN.md (means per image, per pixel for ``mse``)
+    on ``(N, 28, 28)`` uint8 images ``x`` with labels ``y``, on ``device`` (default:
+    the model's).
 
-    The ELBO uses one posterior sample per image, from a generator seeded by
-    ``seed`` (deterministic). Concept measures are computed on the concept images
-    of the split (labels >= 10), when there are any, from the read-out
-    :func:`~conceptlib.model.readout.concept_maps` (decoding ``z = mu``):
-
-    - ``concept_accuracy``: fraction of concept images whose concept channel with
-      the most energy (sum of squared activations) is their own concept's channel.
-    - ``concept_iou``: for each concept, IoU between its channel thresholded at 0.5
-      and the concept's ink (image > 0.5), pooled over its images; mean over concepts.
-
-    Args:
-        model: a trained model.
-        x: ``(N, 28, 28)`` uint8 images; y: ``(N,)`` labels.
-        batch_size: evaluation batch size.
-        seed: seed of the posterior samples.
-        device: where to run (default: the model's device).
-
-    Returns:
-        Means per image (per pixel for ``mse``) and concept measures.
+    The ELBO uses one posterior sample per image from a generator seeded by
+    ``seed``. On the concept images (labels >= 10), if any,
+    :func:`~conceptlib.measures.vocab.recognition` gives ``concept_accuracy``
+    (the channel with the most energy is the image's concept) and
+    ``concept_iou`` (each channel > 0.5 against its concept's ink).
     """
-    from conceptlib.data.catalogue import Composites
-    from conceptlib.data.mnist import to_input
-    from conceptlib.measures.vocab import recognition
-
     device = device or next(model.parameters()).device
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -111,10 +93,32 @@ def evaluate(
         xs = x.numpy()[sel]
         concept = (y.numpy()[sel] - FIRST_CONCEPT_LABEL).astype(np.int64)
         probe = Composites(xs, xs[:, None], concept[:, None])
-        r = recognition(model, probe, batch_size)
-        result["concept_accuracy"] = r["accuracy"]
-        result["concept_iou"] = r["iou"]
+        for key, value in recognition(model, probe, batch_size).items():
+            result[f"concept_{key}"] = value  # accuracy, iou
     return result
+
+
+def _log_weights(
+    model: ConvVAE, xb: torch.Tensor, samples: int, chunk: int, gen: torch.Generator
+) -> torch.Tensor:
+    """``(k, b)`` float64 ``log p(x|z) + log p(z) - log q(z|x)`` of ``k = samples``
+    draws ``z ~ q(z|x)`` per image of the batch ``xb``."""
+    half_log_2pi = 0.5 * float(np.log(2 * np.pi))
+    mu, logvar = model.encode(xb)
+    b = len(xb)
+    draw = dict(generator=gen, device=xb.device, dtype=mu.dtype)
+    shape = (samples, *mu.shape[1:])  # image by image: independent of chunk
+    eps = torch.stack([torch.randn(shape, **draw) for _ in range(b)], dim=1)
+    std = torch.exp(0.5 * logvar)
+    z = mu + std * eps  # (k, b, L, 7, 7)
+    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - half_log_2pi).flatten(2).sum(2)
+    log_p = (-0.5 * z.pow(2) - half_log_2pi).flatten(2).sum(2)  # (k, b)
+    logits = torch.cat(
+        [model.decode(zc)[0] for zc in z.flatten(0, 1).split(chunk)]
+    )  # (k * b, 1, 28, 28), sample-major
+    target = xb.expand(samples, *xb.shape).flatten(0, 1)
+    log_px = -recon_loss(logits, target, "bce").view(samples, b)
+    return (log_px + log_p - log_q).double()
 
 
 @torch.no_grad()
@@ -130,18 +134,16 @@ def importance_nll(
     """Importance-sampled negative log-likelihood of each image (Burda et al. 2016).
 
     ``log p(x) ~ logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k``
-    with ``k = samples`` draws ``z_i ~ q(z|x)``; a lower bound on ``log p(x)`` that
-    tightens as ``k`` grows (``k = 1``: the ELBO). ``p(x|z)`` is the decoder's
-    Bernoulli cross-entropy on the grey levels in [0, 1], as in training, so the
-    figure is comparable with this project's ``neg_elbo``, not with published
-    figures on binarized digits.
+    with ``k = samples`` draws ``z_i ~ q(z|x)``: a lower bound on ``log p(x)``
+    that tightens as ``k`` grows (``k = 1``: the ELBO). ``p(x|z)`` is the
+    decoder's Bernoulli cross-entropy on grey levels in [0, 1], as in training:
+    comparable with ``neg_elbo``, not with published figures on binarized digits.
 
     Args:
-        model: a trained model.
         x: ``(N, 28, 28)`` uint8 images.
         samples: k, posterior samples per image.
         chunk: decodings per forward pass (images x samples), bounding memory.
-        seed: seed of the posterior samples (deterministic).
+        seed: seed of the posterior samples.
         device: where to run (default: the model's device).
         progress: a tqdm bar over the images.
 
@@ -149,44 +151,16 @@ def importance_nll(
         ``(N,)`` importance-sampled NLL and ``(N,)`` the -ELBO averaged over the
         same k samples, both in nats per image.
     """
-    from tqdm.auto import tqdm
-
-    from conceptlib.data.mnist import to_input
-
     device = device or next(model.parameters()).device
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
     per_pass = max(1, chunk // samples)  # images per pass
     nll, neg_elbo = [], []
-    half_log_2pi = 0.5 * float(np.log(2 * np.pi))
     for start in tqdm(
         range(0, len(x), per_pass), desc="IS-NLL", disable=not progress, leave=False
     ):
         xb = to_input(x[start : start + per_pass], device)  # (b, 1, 28, 28)
-        mu, logvar = model.encode(xb)
-        b = len(xb)
-        eps = torch.stack(  # image by image: the samples do not depend on chunk
-            [
-                torch.randn(
-                    (samples, *mu.shape[1:]),
-                    generator=gen,
-                    device=device,
-                    dtype=mu.dtype,
-                )
-                for _ in range(b)
-            ],
-            dim=1,
-        )
-        std = torch.exp(0.5 * logvar)
-        z = mu + std * eps  # (k, b, L, 7, 7)
-        log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - half_log_2pi).flatten(2).sum(2)
-        log_p = (-0.5 * z.pow(2) - half_log_2pi).flatten(2).sum(2)  # (k, b)
-        logits = torch.cat(
-            [model.decode(zc)[0] for zc in z.flatten(0, 1).split(chunk)]
-        )  # (k * b, 1, 28, 28), sample-major
-        target = xb.expand(samples, *xb.shape).flatten(0, 1)
-        log_px = -recon_loss(logits, target, "bce").view(samples, b)
-        log_w = (log_px + log_p - log_q).double()  # (k, b)
+        log_w = _log_weights(model, xb, samples, chunk, gen)  # (k, b)
         nll.append(-(torch.logsumexp(log_w, 0) - np.log(samples)))
         neg_elbo.append(-log_w.mean(0))
     return torch.cat(nll).cpu().numpy(), torch.cat(neg_elbo).cpu().numpy()

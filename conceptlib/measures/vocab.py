@@ -1,38 +1,35 @@
-"""The concept vocabulary: whether a model's concept maps name, find and localise
-concepts.
+"""The concept vocabulary: whether the concept maps (the read-out of
+:mod:`conceptlib.model.readout`) name, find and localise concepts.
 
-The maps are read by :mod:`conceptlib.model.readout` (``concept_maps``, the public
-read-out that every concept measure, ``explain`` and the book use).
-:func:`vocabulary_measures` asks whether the maps form a *vocabulary*: held-out
-concept images named under box jitter and small shifts, two overlaid concepts both
-found and each localised, and Network Dissection (Bau et al., 2017) with its
-random-rotation control. The probe images are cut from the MNIST test digits
-(:func:`make_probes`).
+:func:`vocabulary_measures` names the concepts of held-out probes
+(:mod:`~conceptlib.measures.probes`) under box jitter and shifts, finds both of
+overlaid pairs, and runs Network Dissection (Bau et al., 2017) with its
+random-rotation control; :func:`digit_parts` looks for the parts of real digits.
+:func:`energy` is the read-out that names the concepts of an image.
 
 See: chapter ``ch-vocabulary``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 import torch
+from scipy.stats import ortho_group
 
-from conceptlib.data.catalogue import (
-    Catalogue,
-    Composites,
-    compose,
-    make_concepts,
-    shift_images,
-)
+from conceptlib.data.catalogue import Catalogue, Composites
 from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
-from conceptlib.data.splits import check_split
+from conceptlib.measures.probes import (  # noqa: F401  (make_probes: imported from here)
+    Probes,
+    make_probes,
+    part_masks,
+)
 from conceptlib.model.readout import ConceptModel, as_model, concept_maps
 from conceptlib.model.vae import ConvVAE
+from conceptlib.report.tables import at, markdown_table, plus_minus
 
 #: Network Dissection: a channel is on where it exceeds its top-0.5 % quantile
 #: over the probe set, and detects a concept when that IoU exceeds 0.04.
@@ -42,7 +39,6 @@ DISSECTION_IOU = 0.04
 ON = 0.5
 #: Pixels added on each side of a catalogue box when a digit part is looked for.
 PART_GROW = 2
-PROBES = ("isolated", "jitter", "shift", "pairs")
 #: Level of the intervals quoted for an accuracy over a probe set.
 CONFIDENCE = 0.95
 #: The likelihood target of a concept variant: test-digit -ELBO at most this
@@ -50,117 +46,34 @@ CONFIDENCE = 0.95
 ELBO_RATIO_TARGET = 1.05
 
 
-# -- probes ----------------------------------------------------------------------
+def energy(maps: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """``(..., K, H, W)`` maps -> ``(..., K)`` sum of squared activations, in
+    float64 (a tensor for a tensor, an array for an array)."""
+    if torch.is_tensor(maps):
+        return maps.double().pow(2).flatten(-2).sum(-1)
+    return (np.asarray(maps, np.float64) ** 2).reshape(*maps.shape[:-2], -1).sum(-1)
 
 
-@dataclass(frozen=True)
-class Probes:
-    """Held-out probe images with known concepts and per-concept ink.
-
-    Attributes:
-        sets: probe name -> :class:`~conceptlib.data.catalogue.Composites` (isolated
-            probes have one part per image).
-        descriptions: probe name -> what it holds.
-    """
-
-    sets: dict[str, Composites]
-    descriptions: dict[str, str]
+def top_k(scores: np.ndarray, k: int | None = None, stable: bool = False):
+    """Indices of the ``k`` largest scores along the last axis, largest first
+    (all of them for ``k=None``; ties in index order if ``stable``)."""
+    return np.argsort(-scores, axis=-1, kind="stable" if stable else None)[..., :k]
 
 
-def make_probes(
-    catalogue: Catalogue,
-    x: np.ndarray,
-    y: np.ndarray,
-    variant_of: np.ndarray,
-    size: int,
-    seed: int,
-    split: str = "test",
-) -> Probes:
-    """The four probe sets, cut from held-out digits (the MNIST test digits, or
-    the validation digits: see :mod:`conceptlib.data.splits`).
-
-    - ``isolated``: concept images as in training (catalogue box sd, 1 px);
-    - ``jitter``: the box sd doubled (2 px);
-    - ``shift``: isolated images shifted by a random offset in [-2, 2] px per axis;
-    - ``pairs``: two isolated images of concepts of *different* source digit
-      classes, cut from different test digits, overlaid (pixel maximum).
-
-    Args:
-        catalogue: the concepts.
-        x, y: ``(N, 28, 28)`` uint8 held-out digits and their labels.
-        variant_of: ``(N,)`` each digit's variant (see ``fit_variants``).
-        size: images per probe (rounded up to a multiple of K).
-        seed: the probes' seed (each probe draws from its own stream).
-        split: which digits ``x`` are (``test`` or ``val``): it names them in the
-            probes' descriptions and nothing else.
-    """
-    k = len(catalogue)
-    per = -(-size // k)
-    digits = {"test": "test digits", "val": "validation digits"}[check_split(split)]
-
-    def cut(cat: Catalogue, stream: int):
-        rng = np.random.default_rng([seed, 7, stream])
-        s = make_concepts(cat, per, x, y, variant_of, rng)
-        return s.x, s.y - catalogue.labels[0], rng
-
-    def alone(images: np.ndarray, concept: np.ndarray) -> Composites:
-        return Composites(images, images[:, None], concept[:, None])
-
-    iso_x, iso_c, _ = cut(catalogue, 0)
-    jit_x, jit_c, _ = cut(dataclasses.replace(catalogue, sd=2 * catalogue.sd), 1)
-    sh_x, sh_c, rng = cut(catalogue, 2)
-    sh_x, _ = shift_images(sh_x, rng, 2)
-    pair_x, pair_c, rng = cut(catalogue, 3)
-    pairs = compose(pair_x, pair_c, np.full(len(pair_x), 2), rng, catalogue.digit)
-    return Probes(
-        sets={
-            "isolated": alone(iso_x, iso_c),
-            "jitter": alone(jit_x, jit_c),
-            "shift": alone(sh_x, sh_c),
-            "pairs": pairs,
-        },
-        descriptions={
-            "isolated": f"concept images cut from {digits}, box sd 1 px",
-            "jitter": "the same with box sd 2 px",
-            "shift": "isolated images shifted by a random offset in [-2, 2] px "
-            "per axis",
-            "pairs": "two concept images of different source digit classes, from "
-            f"different {digits}, overlaid (pixel maximum)",
-        },
-    )
-
-
-# -- measures --------------------------------------------------------------------
-
-
-def _energy(maps: torch.Tensor) -> torch.Tensor:
-    """``(B, K, H, W)`` -> ``(B, K)`` sum of squared activations."""
-    return maps.double().pow(2).flatten(2).sum(2)
-
-
-def _ink(parts: np.ndarray, size: int) -> torch.Tensor:
-    """``(B, P, 28, 28)`` uint8 -> bool ink masks at the concept layer's size."""
-    ink = torch.from_numpy(parts) > 127
-    if size != ink.shape[-1]:
-        ink = torch.nn.functional.adaptive_max_pool2d(ink.float(), size) > 0
-    return ink
-
-
-def _part_masks(s: Composites, start: int, stop: int, k: int, size: int):
-    """``(B, K, H, W)`` bool: each concept's own ink in images ``start:stop``."""
-    ink = _ink(s.parts[start:stop], size)  # (B, P, H, W)
-    c = torch.from_numpy(s.concepts[start:stop])
-    onehot = torch.nn.functional.one_hot(c.clamp(min=0), k) * (c >= 0)[..., None]
-    return torch.einsum("bpk,bphw->bkhw", onehot.float(), ink.float()) > 0
-
-
-def _maps(
-    model: ConvVAE, probe: Composites, batch_size: int
+def map_batches(
+    model: ConceptModel | ConvVAE, images: np.ndarray, batch_size: int
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """``(start, stop, maps)`` over a probe, one batch of concept maps at a time."""
-    for start in range(0, len(probe.x), batch_size):
-        stop = min(start + batch_size, len(probe.x))
-        yield start, stop, torch.from_numpy(concept_maps(model, probe.x[start:stop]))
+    """``(start, stop, maps)`` over ``images``, one batch of concept maps at a time."""
+    for start in range(0, len(images), batch_size):
+        stop = min(start + batch_size, len(images))
+        yield start, stop, torch.from_numpy(concept_maps(model, images[start:stop]))
+
+
+def on_threshold(flat: torch.Tensor) -> torch.Tensor:
+    """``(C,)`` float32 :data:`DISSECTION_QUANTILE` of each row of ``(C, P)``
+    activations: where Network Dissection turns a channel on."""
+    q = np.quantile(flat.numpy(), DISSECTION_QUANTILE, axis=1)
+    return torch.from_numpy(q).float()
 
 
 class _Recognition:
@@ -173,11 +86,11 @@ class _Recognition:
     def add(self, maps: torch.Tensor, s: Composites, start: int, stop: int) -> None:
         k, size = maps.shape[1], maps.shape[-1]
         num_parts = int((s.concepts[start:stop] >= 0).sum(1).max())
-        top = _energy(maps).topk(num_parts, dim=1).indices.sort(1).values.numpy()
+        top = energy(maps).topk(num_parts, dim=1).indices.sort(1).values.numpy()
         want = np.sort(s.concepts[start:stop, :num_parts], axis=1)
         self.correct += int((top == want).all(1).sum())
         self.seen += stop - start
-        own = _part_masks(s, start, stop, k, size)  # (B, K, H, W)
+        own = part_masks(s, start, stop, k, size)  # (B, K, H, W)
         on = maps > ON
         self.inter += (on & own).flatten(2).sum(2).sum(0).double().numpy()
         held = own.flatten(2).any(2)  # union only in the images holding a concept
@@ -199,22 +112,27 @@ def recognition(
 
     Returns:
         ``accuracy``: fraction of images whose concepts are exactly the top-P
-        channels by energy (P = parts per image: top-1 for isolated concepts,
-        both in the top 2 for pairs); ``iou``: per concept, the IoU of its
-        channel > 0.5 with its own ink, pooled over the images holding it, then
-        the mean over concepts.
+        channels by :func:`energy` (P parts per image); ``iou``: per concept, the
+        IoU of its channel > 0.5 with its own ink, pooled over the images holding
+        it, then the mean over concepts.
     """
-    net = as_model(model)
-    acc = _Recognition(net.num_concepts)
-    for start, stop, maps in _maps(net, probe, batch_size):
-        acc.add(maps, probe, start, stop)
-    return acc.result()
+    return _read_probe(as_model(model), probe, batch_size)[0]
+
+
+def _read_probe(
+    net: ConvVAE, s: Composites, batch_size: int, keep: int = 0
+) -> tuple[dict[str, float], list[torch.Tensor]]:
+    """:func:`recognition` of a probe and the maps of its first ``keep`` images."""
+    acc, kept = _Recognition(net.num_concepts), []
+    for start, stop, maps in map_batches(net, s.x, batch_size):
+        acc.add(maps, s, start, stop)
+        if start < keep:
+            kept.append(maps[: keep - start])
+    return acc.result(), kept
 
 
 def _rotation(k: int, seed: int) -> torch.Tensor:
     """A random ``(K, K)`` orthogonal matrix (Haar measure, seeded)."""
-    from scipy.stats import ortho_group
-
     return torch.from_numpy(ortho_group.rvs(k, random_state=seed)).float()
 
 
@@ -225,28 +143,24 @@ def dissect(
 ) -> dict[str, object]:
     """Network Dissection of K channels on probe images with known ink.
 
-    Each channel is thresholded at its top-0.5 % quantile over all the images; its
-    IoU with each concept's ink is pooled over them. A channel *detects* its best
-    concept when that IoU exceeds 0.04.
+    Each channel is on above its :func:`on_threshold` over all the images; its
+    IoU with each concept's ink is pooled over them, and it *detects* its best
+    concept when that IoU exceeds :data:`DISSECTION_IOU`.
 
     Args:
-        maps: per probe, ``(N_i, K, H, W)`` maps of its first ``N_i`` images
-            (:func:`concept_maps`).
-        probes: the probe sets, whose per-concept ink is known.
+        maps: per probe, ``(N_i, K, H, W)`` maps of its first ``N_i`` images.
         rotation: ``(K, K)`` orthogonal matrix applied to the channel space first
             (the control: alignment should live in the channels, not the space).
 
     Returns:
-        ``unique``: concepts detected by at least one channel; ``own``: channels k
-        whose best concept is concept k with IoU > 0.04; ``iou``: ``(K, K)``
-        channel-by-concept IoU (list of lists).
+        ``unique``: concepts detected by some channel; ``own``: channels k whose
+        detected concept is k; ``iou``: ``(K, K)`` channel-by-concept IoU.
     """
     if rotation is not None:
         maps = [torch.einsum("jk,bkhw->bjhw", rotation, m) for m in maps]
     k, size = maps[0].shape[1], maps[0].shape[-1]
     flat = torch.cat([m.transpose(0, 1).reshape(k, -1) for m in maps], dim=1)
-    thresh = torch.from_numpy(np.quantile(flat.numpy(), DISSECTION_QUANTILE, axis=1))
-    thresh = thresh.float()[None, :, None, None]
+    thresh = on_threshold(flat)[None, :, None, None]
     inter = torch.zeros(k, k, dtype=torch.float64)
     on_sum = torch.zeros(k, dtype=torch.float64)
     ink_sum = torch.zeros(k, dtype=torch.float64)
@@ -254,7 +168,7 @@ def dissect(
         for start in range(0, len(m), 1000):
             stop = min(start + 1000, len(m))
             on = (m[start:stop] > thresh).flatten(2).float()  # (B, K, HW)
-            ink = _part_masks(s, start, stop, k, size).flatten(2).float()
+            ink = part_masks(s, start, stop, k, size).flatten(2).float()
             inter += torch.einsum("bjp,bkp->jk", on, ink).double()
             on_sum += on.sum((0, 2)).double()
             ink_sum += ink.sum((0, 2)).double()
@@ -276,41 +190,31 @@ def vocabulary_measures(
     dissection_size: int = 3000,
     batch_size: int = 256,
 ) -> dict[str, object]:
-    """Every vocabulary measure of one model on the probes (see the module doc).
-
-    Each probe's maps are computed once, batch by batch, and feed every measure.
+    """Every vocabulary measure of one model on the probes, each probe's maps
+    computed once.
 
     Args:
-        model: the model to measure.
-        probes: from :func:`make_probes`.
         seed: seed of the random rotation.
         dissection_size: images of each of the isolated and pair probes that
             Network Dissection uses.
-        batch_size: images per forward pass.
 
     Returns:
-        ``accuracy`` per probe (``isolated``, ``jitter``, ``shift``; ``pairs``:
-        both concepts in the top 2), ``iou`` per probe (each concept's map > 0.5
-        against its own ink), ``dissection`` and ``dissection_rotated`` (unique
-        and own-concept detectors among the K channels, on the isolated and pair
-        probes; the second after a random rotation of the channel space, seeded),
-        and the probes' sizes.
+        ``accuracy`` and ``iou`` per probe (:func:`recognition`), ``dissection``
+        and ``dissection_rotated`` (``unique`` and ``own`` of :func:`dissect` on
+        the isolated and pair probes, plain and after a seeded random rotation),
+        and the probes' ``size``.
     """
     net = as_model(model)
     result: dict[str, dict] = {"accuracy": {}, "iou": {}, "size": {}}
-    kept: dict[str, list[torch.Tensor]] = {"isolated": [], "pairs": []}
+    dissected, kept = ("isolated", "pairs"), {}
     for name, s in probes.sets.items():
-        acc = _Recognition(net.num_concepts)
-        for start, stop, maps in _maps(net, s, batch_size):
-            acc.add(maps, s, start, stop)
-            if name in kept and start < dissection_size:
-                kept[name].append(maps[: dissection_size - start])
-        r = acc.result()
+        keep = dissection_size if name in dissected else 0
+        r, kept[name] = _read_probe(net, s, batch_size, keep)
         result["accuracy"][name] = r["accuracy"]
         result["iou"][name] = r["iou"]
         result["size"][name] = len(s.x)
-    maps = [torch.cat(kept[name]) for name in kept]
-    sets = [probes.sets[name] for name in kept]
+    maps = [torch.cat(kept[name]) for name in dissected]
+    sets = [probes.sets[name] for name in dissected]
     plain = dissect(maps, sets)
     rotated = dissect(maps, sets, _rotation(net.num_concepts, seed))
     result["dissection"] = {"unique": plain["unique"], "own": plain["own"]}
@@ -322,18 +226,12 @@ def vocabulary_measures(
 class DigitParts:
     """Whether each concept map lights its own part of real digits.
 
-    For a test digit of class d (and variant v), its *own* concepts are the
-    catalogue concepts cut from d (and v): a 7's ``seven_top_bar`` and
-    ``seven_diagonal``. An own concept *hits* when its map is on somewhere
-    (max > 0.5) and the energy centroid of the map lies in the concept's
-    catalogue box, grown by 2 px on each side.
-
-    Attributes:
-        hit: ``(K,)`` hit rate of each concept over the test digits it belongs to.
-        overlap: ``(10,)`` per digit class, the mean IoU of the on-regions (> 0.5)
-            of pairs of its own concepts (NaN for classes with one concept): low
-            means the parts are told apart.
-        examples: ``(10,)`` index of one test digit per class (the first).
+    A digit's *own* concepts are those cut from its class and variant; one *hits*
+    when its map is on somewhere (> 0.5) with its centroid in the concept's
+    catalogue box, grown by ``grow`` px. ``hit``: ``(K,)`` hit rate of each
+    concept over its digits; ``overlap``: ``(10,)`` per class, the mean IoU of
+    the on-regions of pairs of own concepts (NaN without pairs; low is apart);
+    ``examples``: ``(10,)`` the first digit of each class.
     """
 
     hit: np.ndarray
@@ -348,6 +246,22 @@ class DigitParts:
         }
 
 
+def _centred(maps: torch.Tensor, box: torch.Tensor, grow: int) -> torch.Tensor:
+    """``(B, K)`` whether each map's centroid lies in its ``(K, 4)`` box
+    (x, y, w, h) grown by ``grow`` px."""
+    size = maps.shape[-1]
+    coords = torch.arange(size, dtype=torch.float32) * (IMAGE_SHAPE[0] / size)
+    mass = maps.flatten(2).sum(2).clamp_min(1e-12)  # (B, K)
+    cy = (maps.sum(3) * coords).sum(2) / mass
+    cx = (maps.sum(2) * coords).sum(2) / mass
+    return (
+        (cx >= box[:, 0] - grow)
+        & (cx <= box[:, 0] + box[:, 2] + grow)
+        & (cy >= box[:, 1] - grow)
+        & (cy <= box[:, 1] + box[:, 3] + grow)
+    )
+
+
 def digit_parts(
     model: ConceptModel | ConvVAE,
     catalogue: Catalogue,
@@ -356,16 +270,13 @@ def digit_parts(
     variant_of: np.ndarray,
     grow: int = PART_GROW,
 ) -> DigitParts:
-    """Measure how well the concept maps split real digits into their parts.
+    """How well the concept maps split real digits into their parts.
 
     Args:
-        model: the model.
-        catalogue: its concepts.
         x, y: ``(N, 28, 28)`` uint8 test digits and labels.
         variant_of: ``(N,)`` each digit's variant (see ``fit_variants``).
         grow: pixels added on each side of a catalogue box.
     """
-    net = as_model(model)
     k = len(catalogue)
     box = torch.from_numpy(catalogue.box).float()  # (K, 4) x, y, w, h
     own = torch.from_numpy(
@@ -380,24 +291,10 @@ def digit_parts(
         and catalogue.variant[a] == catalogue.variant[b]
     ]
     hits = torch.zeros(k, dtype=torch.float64)
-    iou_sum = np.zeros(10)
-    iou_num = np.zeros(10)
-    for start in range(0, len(x), 1000):
-        stop = min(start + 1000, len(x))
-        maps = torch.from_numpy(concept_maps(net, x[start:stop]))  # (B, K, H, W)
-        size = maps.shape[-1]
-        coords = torch.arange(size, dtype=torch.float32) * (IMAGE_SHAPE[0] / size)
-        energy = maps.flatten(2).sum(2).clamp_min(1e-12)  # (B, K)
-        cy = (maps.sum(3) * coords).sum(2) / energy
-        cx = (maps.sum(2) * coords).sum(2) / energy
-        inside = (
-            (cx >= box[:, 0] - grow)
-            & (cx <= box[:, 0] + box[:, 2] + grow)
-            & (cy >= box[:, 1] - grow)
-            & (cy <= box[:, 1] + box[:, 3] + grow)
-        )
+    iou_sum, iou_num = np.zeros(10), np.zeros(10)
+    for start, stop, maps in map_batches(as_model(model), x, 1000):
         on = maps > ON
-        hit = on.flatten(2).any(2) & inside  # (B, K)
+        hit = on.flatten(2).any(2) & _centred(maps, box, grow)  # (B, K)
         hits += (hit & own[start:stop]).sum(0).double()
         for a, b in pairs:
             rows = own[start:stop, a].nonzero().squeeze(1)
@@ -417,32 +314,14 @@ def digit_parts(
 
 
 def binomial_halfwidth(p: float, n: int, level: float = CONFIDENCE) -> float:
-    """Half-width of the normal interval at ``level`` (default :data:`CONFIDENCE`)
-    of an accuracy ``p`` over ``n`` images."""
+    """Half-width of the normal interval at ``level`` of an accuracy ``p`` over
+    ``n`` images."""
     z = NormalDist().inv_cdf(0.5 + level / 2)
     return z * float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
 
 
-__all__ = [
-    "PROBES",
-    "DigitParts",
-    "digit_parts",
-    "Probes",
-    "binomial_halfwidth",
-    "check_targets",
-    "dissect",
-    "format_targets",
-    "format_vocabulary",
-    "make_probes",
-    "recognition",
-    "vocabulary_measures",
-]
-
-
-# -- reporting -------------------------------------------------------------------
-
-#: The targets a vocabulary should meet (quick profile, mean of 3 seeds): measure
-#: (a path into the vocabulary dict, or a test-digit ratio), comparison, threshold.
+#: The targets a vocabulary should meet (quick profile, mean of 3 seeds): name,
+#: path into the vocabulary dict, comparison, threshold.
 TARGETS = (
     ("isolated accuracy", ("accuracy", "isolated"), ">=", 0.97),
     ("accuracy, box jitter sd 2 px", ("accuracy", "jitter"), ">=", 0.92),
@@ -464,50 +343,33 @@ VOCAB_COLUMNS = (
 )
 
 
-def _get(tree: dict, path: tuple[str, ...]):
-    for key in path:
-        if not isinstance(tree, dict) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
-
-
 def format_vocabulary(
     rows: dict[str, dict], stds: dict[str, dict] | None = None
 ) -> str:
-    """A Markdown table of vocabulary measures, one row per model.
-
-    Args:
-        rows: name -> :func:`vocabulary_measures` dict (plus ``part_hit``).
-        stds: name -> the same with standard deviations over seeds, or None.
+    """A Markdown table of vocabulary measures (:data:`VOCAB_COLUMNS`), one row
+    per model name; ``stds``: the same names with standard deviations over seeds.
     """
-    head = "| model | " + " | ".join(c[0] for c in VOCAB_COLUMNS) + " |\n"
-    head += "|---|" + "---:|" * len(VOCAB_COLUMNS) + "\n"
-    lines = []
-    for name, m in rows.items():
-        cells = []
-        for _, path, digits in VOCAB_COLUMNS:
-            value = _get(m, path)
-            spread = _get((stds or {}).get(name, {}), path)
-            if value is None:
-                cells.append("–")
-                continue
-            cell = f"{value:.{digits}f}"
-            cells.append(cell + (f" ± {spread:.{digits}f}" if spread else ""))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return head + "\n".join(lines)
+
+    def cell(m: dict, sd: dict, path: tuple[str, ...], digits: int) -> str:
+        value = at(m, path)
+        return "–" if value is None else plus_minus(value, at(sd, path) or None, digits)
+
+    body = [
+        (
+            name,
+            *(cell(m, (stds or {}).get(name, {}), p, d) for _, p, d in VOCAB_COLUMNS),
+        )
+        for name, m in rows.items()
+    ]
+    return markdown_table(("model", *(c[0] for c in VOCAB_COLUMNS)), body)
 
 
 def check_targets(measures: dict) -> list[tuple[str, str, float | None, bool | None]]:
-    """Each of :data:`TARGETS` against one model's measures.
-
-    Returns:
-        ``(target name, the rule as text, measured value, met)`` per target; value
-        and met are None where the measure is missing.
-    """
+    """Each of :data:`TARGETS` against one model's measures: ``(name, rule, value,
+    met)``, value and met None where the measure is missing."""
     out = []
     for name, path, op, threshold in TARGETS:
-        value = _get(measures, path)
+        value = at(measures, path)
         rule = f"{op} {threshold:g}"
         if value is None:
             out.append((name, rule, None, None))
@@ -520,8 +382,6 @@ def check_targets(measures: dict) -> list[tuple[str, str, float | None, bool | N
 def format_targets(columns: dict[str, dict]) -> str:
     """A Markdown table of :func:`check_targets`, one column per model's measures
     (e.g. this build's and the recorded runs'): the value and met / missed."""
-    from conceptlib.report.tables import markdown_table
-
     checks = [check_targets(m) for m in columns.values()]
 
     def cell(check: tuple) -> str:
@@ -532,5 +392,4 @@ def format_targets(columns: dict[str, dict]) -> str:
         (name, rule, *(cell(c[i]) for c in checks))
         for i, (name, rule, _, _) in enumerate(check_targets({}))
     ]
-    head = ("target", "rule", *columns)
-    return markdown_table(head, rows, "ll" + "r" * len(columns))
+    return markdown_table(("target", "rule", *columns), rows, "ll" + "r" * len(columns))

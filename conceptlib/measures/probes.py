@@ -1,0 +1,99 @@
+"""Probe images: held-out concept images whose per-concept ink is known, for the
+vocabulary measures (:mod:`~conceptlib.measures.vocab`) and the compositional
+explanations (:mod:`~conceptlib.measures.formulas`).
+
+See: chapter ``ch-vocabulary``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from conceptlib.data.catalogue import (
+    Catalogue,
+    Composites,
+    compose,
+    make_concepts,
+    shift_images,
+)
+from conceptlib.data.splits import check_split
+
+
+def part_masks(s: Composites, start: int, stop: int, k: int, size: int):
+    """``(B, K, H, W)`` bool: each concept's own ink (> 127) in images
+    ``start:stop``, max-pooled to the concept layer's ``size``."""
+    ink = torch.from_numpy(s.parts[start:stop]) > 127  # (B, P, 28, 28)
+    if size != ink.shape[-1]:
+        ink = torch.nn.functional.adaptive_max_pool2d(ink.float(), size) > 0
+    c = torch.from_numpy(s.concepts[start:stop])
+    onehot = torch.nn.functional.one_hot(c.clamp(min=0), k) * (c >= 0)[..., None]
+    return torch.einsum("bpk,bphw->bkhw", onehot.float(), ink.float()) > 0
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Held-out probe images with known concepts and per-concept ink: probe name
+    -> :class:`~conceptlib.data.catalogue.Composites` (``sets``) and what it
+    holds (``descriptions``)."""
+
+    sets: dict[str, Composites]
+    descriptions: dict[str, str]
+
+
+def make_probes(
+    catalogue: Catalogue,
+    x: np.ndarray,
+    y: np.ndarray,
+    variant_of: np.ndarray,
+    size: int,
+    seed: int,
+    split: str = "test",
+) -> Probes:
+    """The four probe sets (described in the result), cut from held-out digits:
+    concept images as in training, with the box sd doubled, shifted, and
+    overlaid pairs of different source digit classes.
+
+    Args:
+        x, y: ``(N, 28, 28)`` uint8 held-out digits and their labels.
+        variant_of: ``(N,)`` each digit's variant (see ``fit_variants``).
+        size: images per probe (rounded up to a multiple of K).
+        seed: the probes' seed (each probe draws from its own stream).
+        split: which digits ``x`` are (``test`` or ``val``), for the descriptions.
+    """
+    per = -(-size // len(catalogue))
+    digits = {"test": "test digits", "val": "validation digits"}[check_split(split)]
+
+    def cut(cat: Catalogue, stream: int):
+        rng = np.random.default_rng([seed, 7, stream])
+        s = make_concepts(cat, per, x, y, variant_of, rng)
+        return s.x, s.y - catalogue.labels[0], rng
+
+    def alone(images: np.ndarray, concept: np.ndarray) -> Composites:
+        return Composites(images, images[:, None], concept[:, None])
+
+    iso_x, iso_c, _ = cut(catalogue, 0)
+    jit_x, jit_c, _ = cut(dataclasses.replace(catalogue, sd=2 * catalogue.sd), 1)
+    sh_x, sh_c, rng = cut(catalogue, 2)
+    sh_x, _ = shift_images(sh_x, rng, 2)
+    pair_x, pair_c, rng = cut(catalogue, 3)
+    pairs = compose(pair_x, pair_c, np.full(len(pair_x), 2), rng, catalogue.digit)
+    return Probes(
+        sets={
+            "isolated": alone(iso_x, iso_c),
+            "jitter": alone(jit_x, jit_c),
+            "shift": alone(sh_x, sh_c),
+            "pairs": pairs,
+        },
+        descriptions={
+            "isolated": f"concept images cut from {digits}, box sd 1 px",
+            "jitter": "the same with box sd 2 px",
+            "shift": "isolated images shifted by a random offset in [-2, 2] px "
+            "per axis",
+            "pairs": "two concept images of different source digit classes, from "
+            f"different {digits}, overlaid (pixel maximum)",
+        },
+    )
