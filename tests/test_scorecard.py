@@ -251,7 +251,7 @@ def test_counts_per_kind() -> None:
 
 
 def test_plural() -> None:
-    from conceptlib.report.text import plural
+    from conceptlib.report.stats import plural
 
     assert [plural(n, "epoch") for n in (0, 1, 8)] == [
         "0 epochs",
@@ -345,7 +345,7 @@ def test_a_one_seed_run_is_judged_with_the_recorded_quick_spread(
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_the_recorded_runs_are_judged_in_both_kinds(profile: str) -> None:
-    from conceptlib.report.text import load_recorded
+    from conceptlib.report.records import load_recorded
 
     root = Path(__file__).resolve().parents[1] / "results"
     metrics = load_recorded(profile, root)

@@ -9,14 +9,15 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torchvision.utils import make_grid
 
-from conceptlib.data.mnist import NUM_CLASSES  # noqa: E402
+from conceptlib.data.mnist import NUM_CLASSES
+from conceptlib.files import atomic_write_bytes
 
 
 def plot_images(
@@ -35,9 +36,8 @@ def plot_images(
         ncols: panels per row.
         size: inches per panel.
         suptitle: an overall title.
-        vrange: ``(black, white)``: one grey scale for every panel, so that panels
-            (and figures drawn with the same range) compare; None scales each panel
-            alone, from its own minimum to its own maximum.
+        vrange: ``(black, white)``, one grey scale for every panel; None scales
+            each panel alone.
     """
     n = len(images)
     ncols = max(1, min(ncols, n))
@@ -191,8 +191,6 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write a figure as PNG atomically (temporary file, then rename)."""
-    from conceptlib.files import atomic_write_bytes
-
     path = Path(path)
     atomic_write_bytes(path, figure_png(fig, dpi))
     return path

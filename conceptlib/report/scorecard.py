@@ -1,28 +1,12 @@
 """The paper's claims as verdicts, computed from a run's measures.
 
-Each claim of the paper is a function from a metrics dict (what
-``conceptlib reproduce`` writes: one seed or several, see
-:func:`conceptlib.experiment.reproduce.seed_metrics`) to :class:`Verdict` s: one of
-:data:`VERDICTS`, the evidence it used, the rule that turned the evidence into the
-verdict, and its :attr:`Verdict.kind`. A claim is judged first as the paper means
-it, by its own measure and its recipe (kind :data:`PAPER_CLAIM`); this project's
-stricter tests of the same claim (test digits, shifts, pairs, the concept loss
-alone) are separate verdicts of kind :data:`PROJECT_TEST`, never the paper's.
-
-``concept_paper`` trains :data:`RECIPE`, the paper's recipe as this project reads
-it (see :data:`conceptlib.config.PAPER_RECIPE`), not the paper's MSE.
-
-Noise. With several seeds an effect counts only when the difference of the means
-exceeds :data:`Z` standard errors of that difference. With one seed the run has no
-spread of its own; it borrows the relative seed spread (sd / |mean|) that a
-seeded *reference* run (the recorded 3-seed quick run) measured for the same
-measure, and applies the same rule with n = 1: the difference must exceed
-``Z * hypot(r_a * |a|, r_b * |b|)``. For the same spread this bar is sqrt(n)
-times the seeded one, so one seed is never judged more laxly than n seeds. A
-measure with no recorded spread falls back to :data:`ONE_SEED_MARGIN` of the
-reference value.
-
-The command line prints the same verdicts: ``conceptlib scorecard [--run DIR]``.
+Each claim is a function from a metrics dict (what ``conceptlib reproduce``
+writes, one seed or several) to a :class:`Verdict`: one of :data:`VERDICTS`, the
+evidence, the rule and its kind. A claim is judged as the paper means it (kind
+:data:`PAPER_CLAIM`); this project's stricter tests of it are separate verdicts
+of kind :data:`PROJECT_TEST`. ``concept_paper`` trains :data:`RECIPE`. The noise
+rule is :class:`~conceptlib.report.stats.Difference`'s. The command line prints
+the same verdicts: ``conceptlib scorecard [--run DIR]``.
 
 See: chapter ``ch-scorecard``.
 """
@@ -35,6 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from conceptlib.config import PAPER_RECIPE
+from conceptlib.report.stats import (  # re-exported: the operators and cli use them
+    ONE_SEED_MARGIN,
+    Difference,
+    Estimate,
+    Z,
+    estimate,
+    noise_se,
+    plural,
+    relative_sd,
+    seeds_of,
+    spread,
+)
+from conceptlib.report.tables import at, markdown_table
 
 #: The numbers the paper states (abstract, sections 4 and 5): the average
 #: validation reconstruction loss without and with augmentation and concept loss.
@@ -66,14 +63,6 @@ PAPER_CLAIM = "the paper's claim"
 PROJECT_TEST = "this project's test"
 KINDS = (PAPER_CLAIM, PROJECT_TEST)
 
-#: An effect must exceed this many standard errors of the difference of means.
-Z = 2.0
-#: Without any seed spread (one seed and no reference run that recorded the
-#: measure, or seeds that agree exactly), a difference must exceed this fraction
-#: of the reference value. Conservative: it is above the one-seed bar
-#: ``Z * sqrt(2) * r`` for every relative seed spread r up to 3.5 %, which
-#: covers most measures of the recorded 3-seed quick run.
-ONE_SEED_MARGIN = 0.10
 #: A loss ratio within this of the paper's ratio (0.5) counts as halved.
 RATIO_TOLERANCE = 0.1
 #: Fewer training epochs than this: too short for any verdict.
@@ -87,120 +76,6 @@ SHIFT_ACCURACY, PAIRS_ACCURACY = 0.8, 0.5
 MAX_ROTATED = 2
 #: The learning curves' measures: per-epoch reconstruction and -ELBO (recon + KL).
 CURVE_MEASURES = {"recon": "reconstruction", "neg_elbo": "-ELBO"}
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """One measure over seeds: its per-seed values, mean and standard error."""
-
-    values: tuple[float, ...]
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return math.fsum(self.values) / self.n
-
-    @property
-    def sd(self) -> float | None:
-        """Standard deviation over seeds (ddof 1); None for one seed."""
-        if self.n < 2:
-            return None
-        m = self.mean
-        return math.sqrt(math.fsum((v - m) ** 2 for v in self.values) / (self.n - 1))
-
-    @property
-    def se(self) -> float | None:
-        """Standard error of the mean; None for one seed."""
-        sd = self.sd
-        return None if sd is None else sd / math.sqrt(self.n)
-
-    def text(self, digits: int = 1) -> str:
-        """``mean`` or ``mean ± sd`` (sd over seeds)."""
-        sd = self.sd
-        spread = "" if sd is None else f" ± {sd:.{digits}f}"
-        return f"{self.mean:.{digits}f}{spread}"
-
-
-def _noise_se(est: Estimate, rel: float | None) -> float | None:
-    """The standard error a rule uses for ``est``: its own over seeds when they
-    spread, else ``rel * |mean| / sqrt(n)`` (a recorded relative seed spread),
-    else None (no spread known)."""
-    if est.sd:
-        return est.se
-    if rel:
-        return rel * abs(est.mean) / math.sqrt(est.n)
-    return None
-
-
-@dataclass(frozen=True)
-class Difference:
-    """``a - b`` of two estimates, judged against the seed noise.
-
-    ``spread`` holds the relative seed spreads (sd / |mean|) of ``a`` and ``b``
-    that a seeded reference run recorded (see :func:`spread`); it is used only
-    where the estimates have no spread of their own (one seed).
-    """
-
-    a: Estimate
-    b: Estimate
-    spread: tuple[float | None, float | None] | None = None
-
-    @property
-    def value(self) -> float:
-        return self.a.mean - self.b.mean
-
-    @property
-    def se(self) -> float | None:
-        """Standard error of the difference of means; None with one seed."""
-        if self.a.se is None or self.b.se is None:
-            return None
-        return math.hypot(self.a.se, self.b.se)
-
-    @property
-    def noise_se(self) -> float | None:
-        """The standard error the rule uses: :attr:`se` where the seeds spread,
-        else that of the recorded spread (with n = 1 for one seed); None when
-        neither is known."""
-        rel_a, rel_b = self.spread or (None, None)
-        se_a, se_b = _noise_se(self.a, rel_a), _noise_se(self.b, rel_b)
-        if se_a is None or se_b is None:
-            return None
-        return math.hypot(se_a, se_b)
-
-    @property
-    def bar(self) -> float:
-        """How far apart the means must be: :data:`Z` times :attr:`noise_se`, or
-        :data:`ONE_SEED_MARGIN` of ``|b|`` when no spread is known."""
-        se = self.noise_se
-        return Z * se if se else ONE_SEED_MARGIN * abs(self.b.mean)
-
-    @property
-    def sign(self) -> int:
-        """+1 or -1 when ``a`` is clearly above or below ``b``, 0 within noise.
-
-        With seeds the bar is :data:`Z` standard errors of the (unpaired)
-        difference: a convention, not a 95 % test (with 3 seeds per side that
-        would need about 2.8). With one seed it is the same with the recorded
-        relative spread and n = 1 (never laxer); with no spread at all,
-        :data:`ONE_SEED_MARGIN` of ``b``.
-        """
-        if abs(self.value) <= self.bar:
-            return 0
-        return 1 if self.value > 0 else -1
-
-    def text(self, digits: int = 1) -> str:
-        se, value = self.noise_se, f"difference {self.value:+.{digits}f}"
-        if se is None:
-            if min(self.a.n, self.b.n) > 1:
-                return f"{value} (seeds agree exactly: no spread)"
-            return f"{value} (one seed: no recorded spread)"
-        ratio = abs(self.value) / se if se > 0 else math.inf
-        if self.se:
-            return f"{value} ({ratio:.1f} SE)"
-        return f"{value} (one seed: {ratio:.1f} SE of the recorded seed spread)"
 
 
 @dataclass(frozen=True)
@@ -220,50 +95,9 @@ class Verdict:
 Claim = Callable[..., Verdict]
 
 
-def plural(count: int, word: str) -> str:
-    """``"1 epoch"``, ``"8 epochs"``: a count with its noun."""
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
-# -- reading measures --------------------------------------------------------------
-
-
-def seeds_of(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-seed measure dicts of a metrics dict (itself, if it has none)."""
-    return list(metrics.get("per_seed") or [metrics])
-
-
-def estimate(metrics: dict[str, Any], *path: str) -> Estimate | None:
-    """The measure at ``path`` (e.g. ``"variants", "baseline", "val", "kl"``) in
-    every seed of ``metrics``, or None if a seed lacks it."""
-    values = []
-    for tree in seeds_of(metrics):
-        for key in path:
-            if not isinstance(tree, dict) or key not in tree:
-                return None
-            tree = tree[key]
-        if not isinstance(tree, (int, float)) or not math.isfinite(tree):
-            return None  # missing, or a diverged run's NaN: nothing to judge
-        values.append(float(tree))
-    return Estimate(tuple(values)) if values else None
-
-
-def relative_sd(est: Estimate | None) -> float | None:
-    """``sd / |mean|`` of a seeded estimate; None for one seed or a zero mean."""
-    if est is None or est.sd is None or est.mean == 0:
-        return None
-    return est.sd / abs(est.mean)
-
-
-def spread(reference: dict[str, Any] | None, *path: str) -> float | None:
-    """The relative seed spread of the measure at ``path`` in a seeded
-    ``reference`` run (the recorded quick run): what a one-seed run borrows."""
-    return None if reference is None else relative_sd(estimate(reference, *path))
-
-
 def num_epochs(metrics: dict[str, Any]) -> int | None:
     """Training epochs of the run (from its config, else its loss history)."""
-    epochs = metrics.get("config", {}).get("train", {}).get("num_epochs")
+    epochs = at(metrics, "config.train.num_epochs")
     if epochs is not None:
         return int(epochs)
     history = seeds_of(metrics)[0].get("epochs", {})
@@ -470,7 +304,7 @@ def _purity_claim(
         what = f"{clustering} clustering scores"
         return _missing(claim, title, paper, what, PAPER_CLAIM)
     evidence = f"purity {purity.text(3)}, NMI {nmi.text(3)}"
-    se = _noise_se(purity, spread(reference, "clustering", clustering, "purity"))
+    se = noise_se(purity, spread(reference, "clustering", clustering, "purity"))
     half = Z * se if se else ONE_SEED_MARGIN * abs(purity.mean)
     low, high = purity.mean - half, purity.mean + half
     if low >= PURE:
@@ -711,27 +545,24 @@ def _rows(columns: dict[str, list[Verdict]], kind: str) -> list[int]:
 
 
 def format_markdown(columns: dict[str, list[Verdict]]) -> str:
-    """Markdown: the counts per run, then one table of the paper's claims and one
-    of this project's tests (one row per claim: the paper, then a column per
-    run)."""
+    """Markdown: the counts per run, then a table of the paper's claims and one
+    of this project's tests (a row per claim: the paper, then a column per run)."""
     first = next(iter(columns.values()))
-    out = ["| run | " + " | ".join(_KIND_HEADING[k] for k in KINDS) + " |"]
-    out.append("|---|" + "---|" * len(KINDS))
-    for name, vs in columns.items():
-        cells = (_count_text(vs, kind).split(": ", 1)[1] for kind in KINDS)
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    counted = [
+        (name, *(_count_text(vs, kind).split(": ", 1)[1] for kind in KINDS))
+        for name, vs in columns.items()
+    ]
+    heads = [_KIND_HEADING[k] for k in KINDS]
+    out = [markdown_table(["run", *heads], counted, "l" * (1 + len(KINDS)))]
     for kind in KINDS:
+        rows = [
+            (f"{first[i].claim}. {first[i].title}", first[i].paper)
+            + tuple(f"**{vs[i].verdict}**: {vs[i].evidence}" for vs in columns.values())
+            for i in _rows(columns, kind)
+        ]
+        head = ["claim", "the paper", *columns]
         out += ["", f"**{_KIND_HEADING[kind]}**", ""]
-        out.append("| claim | the paper | " + " | ".join(columns) + " |")
-        out.append("|---|---|" + "---|" * len(columns))
-        for i in _rows(columns, kind):
-            v = first[i]
-            cells = [
-                f"**{vs[i].verdict}**: {vs[i].evidence}" for vs in columns.values()
-            ]
-            out.append(
-                f"| {v.claim}. {v.title} | {v.paper} | " + " | ".join(cells) + " |"
-            )
+        out.append(markdown_table(head, rows, "l" * len(head)))
     return "\n".join(out)
 
 
@@ -765,45 +596,3 @@ def format_text(columns: dict[str, list[Verdict]]) -> str:
             lines.append("")
     lines += [f"{name}: {summary(vs)}" for name, vs in columns.items()]
     return "\n".join(lines)
-
-
-__all__ = [
-    "plural",
-    "CLAIMS",
-    "CURVES",
-    "KINDS",
-    "NOT_MEASURABLE",
-    "NOT_REPRODUCED",
-    "ONE_SEED_MARGIN",
-    "PAPER",
-    "PAPER_CLAIM",
-    "PARTLY",
-    "PROJECT_TEST",
-    "RECIPE",
-    "REPRODUCED",
-    "VERDICTS",
-    "Z",
-    "Difference",
-    "Estimate",
-    "Reach",
-    "Verdict",
-    "claim_concept_clusters",
-    "claim_digit_clusters",
-    "claim_fewer_epochs",
-    "claim_layer3",
-    "claim_layer3_clusters",
-    "claim_layer3_shifts",
-    "claim_loss_halves",
-    "counts",
-    "curve",
-    "epochs_to_reach",
-    "estimate",
-    "format_markdown",
-    "format_rules",
-    "format_text",
-    "summary",
-    "judge",
-    "relative_sd",
-    "seeds_of",
-    "spread",
-]
