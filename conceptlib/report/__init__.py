@@ -11,7 +11,6 @@ in :mod:`~conceptlib.report.plots`, imported on its own.
 
 # ruff: noqa: F401  (the names re-exported for the chapters)
 from conceptlib.report import scorecard
-from conceptlib.report.compare import chance_outside, compare, format_comparison
 from conceptlib.report.records import (
     recorded,
     recorded_checkpoint,

@@ -110,15 +110,8 @@ def chance_outside(num_seeds: int, num_measures: int, outside: int) -> dict[str,
     p = float(2 * t.sf(Z, df)) if df > 0 else float("nan")
     expected = p * num_measures
     reading = "no change" if outside <= expected else "a change beyond chance"
-    return {
-        "seeds": num_seeds,
-        "df": df,
-        "z": Z,
-        "p": p,
-        "expected": expected,
-        "outside_count": outside,
-        "reading": reading,
-    }
+    keys = ("seeds", "df", "z", "p", "expected", "outside_count", "reading")
+    return dict(zip(keys, (num_seeds, df, Z, p, expected, outside, reading)))
 
 
 def format_comparison(rows: list[Row], name_a: str, name_b: str) -> str:

@@ -1,11 +1,7 @@
-"""The one accessor for recorded results (the committed ``results/`` folder).
-
-``recorded("quick")`` is ``results/quick/metrics.json``, ``recorded("quick/operators")``
-is ``results/quick/operators.json``; :func:`recorded_path` names any file or folder
-there (e.g. ``"sweeps/quick"``) and :func:`recorded_checkpoint` a checkpoint. The
-folder is ``$CONCEPTLIB_RESULTS`` if set, else ``results/`` beside the package (so
-chapters, which run in ``book/``, and scripts find the same one).
-"""
+"""The one accessor for recorded results: ``recorded("quick")`` (``metrics.json``),
+``recorded("quick/operators")``, :func:`recorded_path` (``"sweeps/quick"``) and
+:func:`recorded_checkpoint`, under ``$CONCEPTLIB_RESULTS`` or else the checkout's
+``results/`` (the same from ``book/`` and from the repository root)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from conceptlib.config import PAPER_RECIPE
@@ -33,23 +33,22 @@ from conceptlib.report.stats import (  # re-exported: the operators and cli use 
 )
 from conceptlib.report.tables import at, markdown_table
 
+#: A metrics dict (what ``conceptlib reproduce`` writes).
+Run = dict[str, Any]
+
 #: The numbers the paper states (abstract, sections 4 and 5): the average
 #: validation reconstruction loss without and with augmentation and concept loss.
 PAPER = {"val_loss_without": 120.0, "val_loss_with": 60.0, "num_epochs": 50}
 PAPER_RATIO = PAPER["val_loss_with"] / PAPER["val_loss_without"]
 
 
-def _recipe_name() -> str:
-    loss = PAPER_RECIPE["loss"]
-    decoded = "sample z" if loss["concept_decode"] == "z" else "mean mu"
-    return (
-        f"the paper's recipe as read here ({loss['concept_loss'].upper()} x "
-        f"{loss['concept_weight']:g} on the decoded {decoded}, not the paper's MSE)"
-    )
-
-
+_LOSS = PAPER_RECIPE["loss"]
+_DECODED = "sample z" if _LOSS["concept_decode"] == "z" else "mean mu"
 #: What the ``concept_paper`` variant trains, in words.
-RECIPE = _recipe_name()
+RECIPE = (
+    f"the paper's recipe as read here ({_LOSS['concept_loss'].upper()} x "
+    f"{_LOSS['concept_weight']:g} on the decoded {_DECODED}, not the paper's MSE)"
+)
 
 REPRODUCED = "reproduced"
 PARTLY = "partly"
@@ -91,11 +90,7 @@ class Verdict:
     kind: str = PAPER_CLAIM  #: :data:`PAPER_CLAIM` or :data:`PROJECT_TEST`
 
 
-#: A claim: (metrics, reference run or None) -> verdict.
-Claim = Callable[..., Verdict]
-
-
-def num_epochs(metrics: dict[str, Any]) -> int | None:
+def num_epochs(metrics: Run) -> int | None:
     """Training epochs of the run (from its config, else its loss history)."""
     epochs = at(metrics, "config.train.num_epochs")
     if epochs is not None:
@@ -127,7 +122,7 @@ def _missing(claim: str, title: str, paper: str, what: str, kind: str) -> Verdic
 
 
 def _difference(
-    metrics: dict[str, Any], reference: dict[str, Any] | None, *paths: tuple[str, ...]
+    metrics: Run, reference: Run | None, *paths: tuple[str, ...]
 ) -> Difference | None:
     """``Difference`` of the measures at two paths, with the reference's spread."""
     a, b = (estimate(metrics, *p) for p in paths)
@@ -136,21 +131,12 @@ def _difference(
     return Difference(a, b, tuple(spread(reference, *p) for p in paths))
 
 
-# -- claim 1: the loss halves ---------------------------------------------------------
-
-
 def claim_loss_halves(
-    metrics: dict[str, Any],
-    split: str = "test_digits",
-    reference: dict[str, Any] | None = None,
+    metrics: Run, split: str = "test_digits", reference: Run | None = None
 ) -> Verdict:
-    """Claim 1: the reconstruction loss falls from 120 to 60 (``baseline`` ->
-    ``concept_paper``, binary cross-entropy per image) on ``split``.
-
-    ``val`` (each variant's own validation split, which mixes concept images into
-    ``concept_paper``'s) is the paper's setting: claim ``1a``, the paper's claim.
-    ``test_digits`` (digits only, for both) is this project's stricter test ``1b``.
-    """
+    """Claim 1: the reconstruction loss (BCE) halves from ``baseline`` to
+    ``concept_paper`` on ``split``: ``val`` (each variant's own, the paper's
+    setting) is claim ``1a``; ``test_digits`` is this project's test ``1b``."""
     paper_sense = split == "val"
     kind = PAPER_CLAIM if paper_sense else PROJECT_TEST
     where = {"val": "own validation split", "test_digits": "test digits"}[split]
@@ -183,28 +169,18 @@ def claim_loss_halves(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-# -- claim 2: layer 3 learns the concepts ---------------------------------------------
-
 _DISSECTION = ("vocabulary", "concept_paper", "dissection", "own")
 _ROTATED = ("vocabulary", "concept_paper", "dissection_rotated", "own")
 
 
-def _num_concepts(metrics: dict[str, Any]) -> int:
+def _num_concepts(metrics: Run) -> int:
     return len(metrics.get("catalogue", {}).get("names", [])) or 18
 
 
-def claim_layer3(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """Claim 2, as the paper means it: with the concept loss (the paper's recipe
-    as read here), layer 3's channels are the concepts.
-
-    Judged by Network Dissection (how many channels detect their own concept)
-    with its control, a random rotation of the channels (how many still do),
-    once the concept accuracy of ``concept_paper`` is above that of
-    ``augmented`` (same images, no concept loss) beyond the noise. Shifts and
-    pairs are this project's test :func:`claim_layer3_shifts`.
-    """
+def claim_layer3(metrics: Run, reference: Run | None = None) -> Verdict:
+    """Claim 2: with the concept loss, layer 3's channels are the concepts, by
+    Network Dissection and its control (a random rotation of the channels), once
+    ``concept_paper``'s concept accuracy is above ``augmented``'s."""
     claim, title, kind = "2", "layer 3 learns the concepts", PAPER_CLAIM
     paper = "Figures 5 and 6 (pictures of the layer-3 channels)"
     paths = [
@@ -245,12 +221,9 @@ def claim_layer3(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-def claim_layer3_shifts(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """This project's test of claim 2: the layer-3 read-out of ``concept_paper``
-    names concepts shifted by 2 px and two concepts at once (not the paper's
-    claim: the paper trains and shows isolated, centred concepts)."""
+def claim_layer3_shifts(metrics: Run, reference: Run | None = None) -> Verdict:
+    """This project's test of claim 2: ``concept_paper``'s layer 3 names concepts
+    shifted by 2 px and two concepts at once."""
     claim, title, kind = "2s", "layer 3 names shifted and paired concepts", PROJECT_TEST
     paper = "not claimed: the paper shows isolated concepts only"
     path = ("vocabulary", "concept_paper", "accuracy")
@@ -267,14 +240,9 @@ def claim_layer3_shifts(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-# -- claims 2b, 3, 4: clusters ---------------------------------------------------------
-
-
-def claim_layer3_clusters(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """Claim 2b: the concept loss makes layer-3 clusters of concept images follow
-    the concepts (Figure 5 against Figure 6), in normalised mutual information."""
+def claim_layer3_clusters(metrics: Run, reference: Run | None = None) -> Verdict:
+    """Claim 2b: with the concept loss, layer-3 clusters of concept images follow
+    the concepts (Figure 5 against 6), in NMI."""
     claim, title = "2b", "layer-3 clusters follow the concepts with the loss"
     paper = "Figure 5 against Figure 6 (pictures)"
     paths = [
@@ -291,13 +259,9 @@ def claim_layer3_clusters(
     return Verdict(claim, title, paper, verdict, evidence, rule)
 
 
-def _purity_claim(
-    metrics: dict[str, Any],
-    reference: dict[str, Any] | None,
-    clustering: str,
-    head: tuple[str, str, str],
-) -> Verdict:
-    claim, title, paper = head
+def _purity_claim(metrics: Run, reference: Run | None, clustering: str) -> Verdict:
+    """Claims 3 and 4: one label per latent cluster, by the clusters' purity."""
+    claim, title, paper = _PURITY_CLAIMS[clustering]
     purity = estimate(metrics, "clustering", clustering, "purity")
     nmi = estimate(metrics, "clustering", clustering, "nmi")
     if purity is None or nmi is None:
@@ -326,25 +290,11 @@ def _purity_claim(
     return Verdict(claim, title, paper, verdict, evidence, rule)
 
 
-def claim_digit_clusters(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """Claim 3: each decoded centre of the 10 latent digit clusters is one digit
-    (Figure 3): the purity of those clusters against the digit labels."""
-    head = ("3", "one digit per latent cluster", "Figure 3")
-    return _purity_claim(metrics, reference, "digits_latent", head)
+_PURITY_CLAIMS = {
+    "digits_latent": ("3", "one digit per latent cluster", "Figure 3"),
+    "concepts_latent": ("4", "one concept per latent cluster", "Figure 4"),
+}
 
-
-def claim_concept_clusters(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """Claim 4: the K latent concept clusters show every concept (Figure 4): their
-    purity against the concept labels."""
-    head = ("4", "one concept per latent cluster", "Figure 4")
-    return _purity_claim(metrics, reference, "concepts_latent", head)
-
-
-# -- claim 5: fewer epochs, from the learning curves ---------------------------------
 
 #: What the recorded learning curves are.
 CURVES = (
@@ -354,7 +304,7 @@ CURVES = (
 )
 
 
-def curve(seed: dict[str, Any], variant: str, measure: str) -> list[float] | None:
+def curve(seed: Run, variant: str, measure: str) -> list[float] | None:
     """One seed's per-epoch ``recon`` or ``neg_elbo`` (recon + KL) of ``variant``
     from its ``epochs`` history; None if missing or not finite."""
     rows = seed.get("epochs", {}).get(variant) if isinstance(seed, dict) else None
@@ -385,10 +335,7 @@ class Reach:
 
 
 def epochs_to_reach(
-    metrics: dict[str, Any] | None,
-    variant: str,
-    measure: str,
-    target_variant: str = "baseline",
+    metrics: Run | None, variant: str, measure: str, target_variant: str = "baseline"
 ) -> Reach | None:
     """Per seed, the first epoch at which ``variant``'s curve of ``measure`` is at
     or below the final value of ``target_variant``'s curve in the same seed
@@ -410,7 +357,7 @@ def epochs_to_reach(
 
 
 def _reach_difference(
-    metrics: dict[str, Any], reference: dict[str, Any] | None, measure: str, other: str
+    metrics: Run, reference: Run | None, measure: str, other: str
 ) -> tuple[Reach, Reach, Difference] | None:
     a = epochs_to_reach(metrics, "concept_paper", measure)
     b = epochs_to_reach(metrics, other, measure)
@@ -422,19 +369,11 @@ def _reach_difference(
 
 
 def claim_fewer_epochs(
-    metrics: dict[str, Any],
-    reference: dict[str, Any] | None = None,
-    against: str = "baseline",
+    metrics: Run, reference: Run | None = None, against: str = "baseline"
 ) -> Verdict:
-    """Claim 5: losses at hidden layers train a model in fewer epochs.
-
-    Judged on the learning curves (:data:`CURVES`): the epoch at which
-    ``concept_paper`` first reaches the baseline's final reconstruction and
-    -ELBO, against the epoch at which ``against`` does. ``baseline`` (the paper's
-    comparison, with against without augmentation and concept loss) gives the
-    paper's claim ``5``; ``augmented`` (the same training images, only the
-    concept loss differs) gives this project's test ``5b``.
-    """
+    """Claim 5: losses at hidden layers train in fewer epochs: the epoch at which
+    ``concept_paper`` first reaches the baseline's final training loss (:data:`CURVES`)
+    against ``against``'s: ``baseline`` is claim ``5``, ``augmented`` test ``5b``."""
     paper_sense = against == "baseline"
     kind = PAPER_CLAIM if paper_sense else PROJECT_TEST
     claim = "5" if paper_sense else "5b"
@@ -466,34 +405,25 @@ def claim_fewer_epochs(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-# -- every claim ----------------------------------------------------------------------
-
 #: Every claim, in the paper's order, each as the paper means it and then this
 #: project's tests of it; each is called ``claim(metrics, reference)``.
-CLAIMS: tuple[Claim, ...] = (
+CLAIMS: tuple[Callable[..., Verdict], ...] = (
     lambda m, r=None: claim_loss_halves(m, "val", r),
     lambda m, r=None: claim_loss_halves(m, "test_digits", r),
     claim_layer3,
     claim_layer3_shifts,
     claim_layer3_clusters,
-    claim_digit_clusters,
-    claim_concept_clusters,
+    lambda m, r=None: _purity_claim(m, r, "digits_latent"),
+    lambda m, r=None: _purity_claim(m, r, "concepts_latent"),
     claim_fewer_epochs,
     lambda m, r=None: claim_fewer_epochs(m, r, "augmented"),
 )
 
 
-def judge(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> list[Verdict]:
-    """Every claim of :data:`CLAIMS` on one run (one seed or several).
-
-    ``reference`` is a seeded run (the recorded quick run) whose seed spread a
-    one-seed run borrows (see :class:`Difference`); without it a one-seed run
-    falls back to :data:`ONE_SEED_MARGIN`. A run trained for fewer than
-    :data:`MIN_EPOCHS` epochs (the smoke profile) gets :data:`NOT_MEASURABLE`
-    throughout, with the evidence still shown.
-    """
+def judge(metrics: Run, reference: Run | None = None) -> list[Verdict]:
+    """Every claim of :data:`CLAIMS` on one run; a one-seed run borrows the seed
+    spread of ``reference`` (the recorded quick run). Runs shorter than
+    :data:`MIN_EPOCHS` epochs are :data:`NOT_MEASURABLE` throughout."""
     verdicts = [claim(metrics, reference) for claim in CLAIMS]
     epochs = num_epochs(metrics)
     if epochs is not None and epochs < MIN_EPOCHS:
@@ -501,12 +431,7 @@ def judge(
             f"trained {plural(epochs, 'epoch')}, fewer than {MIN_EPOCHS}: "
             "too short to judge"
         )
-        verdicts = [
-            Verdict(
-                v.claim, v.title, v.paper, NOT_MEASURABLE, v.evidence, short, v.kind
-            )
-            for v in verdicts
-        ]
+        verdicts = [replace(v, verdict=NOT_MEASURABLE, rule=short) for v in verdicts]
     return verdicts
 
 
@@ -534,9 +459,6 @@ def summary(verdicts: list[Verdict]) -> str:
     """One line: reproduced / partly / not / not measurable, the paper's claims
     apart from this project's tests."""
     return "; ".join(_count_text(verdicts, kind) for kind in KINDS)
-
-
-# -- tables -------------------------------------------------------------------------
 
 
 def _rows(columns: dict[str, list[Verdict]], kind: str) -> list[int]:
@@ -571,11 +493,8 @@ def format_rules(verdicts: list[Verdict]) -> str:
     lines = []
     for kind in KINDS:
         lines.append(f"- {_KIND_HEADING[kind]}:")
-        lines += [
-            f"  - **{v.claim}. {v.title}**: {v.rule}"
-            for v in verdicts
-            if v.kind == kind
-        ]
+        lines += [f"  - **{v.claim}. {v.title}**: {v.rule}" for v in verdicts
+                  if v.kind == kind]  # fmt: skip
     return "\n".join(lines)
 
 

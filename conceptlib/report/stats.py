@@ -70,11 +70,8 @@ def noise_se(est: Estimate, rel: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Difference:
-    """``a - b`` of two estimates, judged against the seed noise.
-
-    ``spread``: the relative seed spreads of ``a`` and ``b`` recorded by a seeded
-    reference run (:func:`spread`), used only where an estimate has one seed.
-    """
+    """``a - b`` of two estimates, judged against the seed noise; ``spread``: the
+    relative seed spreads of a reference run (:func:`spread`), for one seed."""
 
     a: Estimate
     b: Estimate
@@ -110,11 +107,8 @@ class Difference:
 
     @property
     def sign(self) -> int:
-        """+1 or -1 when ``a`` is clearly above or below ``b``, 0 within noise.
-
-        :data:`Z` standard errors of the unpaired difference is a convention, not
-        a 95 % test (with 3 seeds per side that would need about 2.8).
-        """
+        """+1 or -1 when ``a`` is clearly above or below ``b``, 0 within noise
+        (:data:`Z` SE is a convention, not a 95 % test)."""
         if abs(self.value) <= self.bar:
             return 0
         return 1 if self.value > 0 else -1

@@ -15,27 +15,21 @@ from conceptlib.report.records import (  # noqa: F401  (re-exported for cli and 
     recorded_runs,
     upgrade_recorded,
 )
-from conceptlib.report.stats import Difference, Estimate, estimate, plural  # noqa: F401
+from conceptlib.report.stats import Difference, Estimate, estimate
 from conceptlib.report.tables import markdown_table, plus_minus
 
+_CONCEPT_VARIANTS = ("augmented", "concept_paper", "concept")
 #: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
 HEADLINE = tuple(
     (f"{measure}, {name}, {variant}", variant, split, measure)
     for measure, split, name, variants in (
-        (
-            "concept_accuracy",
-            "test_concepts",
-            "test concepts",
-            ("augmented", "concept_paper", "concept"),
-        ),
+        ("concept_accuracy", "test_concepts", "test concepts", _CONCEPT_VARIANTS),
         ("recon_bce", "val", "own val split", ("baseline", "concept_paper", "concept")),
-        ("recon_bce", "test_digits", "test digits", VARIANTS),
-        ("kl", "test_digits", "test digits", VARIANTS),
-        ("neg_elbo", "test_digits", "test digits", VARIANTS),
-        ("is_nll", "test_digits", "test digits", VARIANTS),
+        *((m, "test_digits", "test digits", VARIANTS)
+          for m in ("recon_bce", "kl", "neg_elbo", "is_nll")),
     )
     for variant in variants
-)
+)  # fmt: skip
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
