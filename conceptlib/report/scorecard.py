@@ -393,11 +393,8 @@ def claim_fewer_epochs(
             f"{b.text()} ({diff.text()})"
         )
     verdict = (NOT_REPRODUCED, PARTLY, REPRODUCED)[sum(faster)]
-    evidence = (
-        "first epoch at the baseline's final training "
-        + "; ".join(parts)
-        + f" ({CURVES})"
-    )
+    joined = "; ".join(parts)
+    evidence = f"first epoch at the baseline's final training {joined} ({CURVES})"
     rule = (
         f"reproduced: concept_paper reaches both in fewer epochs than {against}; "
         f"partly: one of them; never counts as N + 1; {_noise_note(diff)}"
