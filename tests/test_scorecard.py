@@ -251,7 +251,7 @@ def test_counts_per_kind() -> None:
 
 
 def test_plural() -> None:
-    from conceptlib.report.text import plural
+    from conceptlib.report.stats import plural
 
     assert [plural(n, "epoch") for n in (0, 1, 8)] == [
         "0 epochs",
@@ -345,7 +345,7 @@ def test_a_one_seed_run_is_judged_with_the_recorded_quick_spread(
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_the_recorded_runs_are_judged_in_both_kinds(profile: str) -> None:
-    from conceptlib.report.text import load_recorded
+    from conceptlib.report.records import load_recorded
 
     root = Path(__file__).resolve().parents[1] / "results"
     metrics = load_recorded(profile, root)
@@ -477,3 +477,27 @@ def test_near_prints_the_recorded_value_within_tolerance_and_the_measured_outsid
     assert near({"a": 1}, {"b": 1}, tol=1) == {"a": 1}  # other keys: shown as measured
     assert near([1.0, 2.0], [1.0], tol=1) == [1.0, 2.0]
     assert near(0.3, 0.0, tol=0.1, rel=10.0) == 0.3  # rel scales |recorded|, here 0
+
+
+def test_recorded_results_are_read_by_name(tmp_path: Path, monkeypatch) -> None:
+    from conceptlib.errors import ConceptlibError
+    from conceptlib.report import records
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    assert records.results_root() == root
+    assert records.recorded("quick") == records.load_recorded("quick", root)
+    ops = json.loads((root / "quick" / "operators.json").read_text())
+    assert records.recorded("quick/operators") == ops
+    assert records.recorded_path("sweeps/quick") == root / "sweeps" / "quick"
+    ckpt = records.recorded_checkpoint("quick", "concept")
+    assert ckpt == root / "quick" / "checkpoints" / "concept.pt"
+    monkeypatch.setenv("CONCEPTLIB_RESULTS", str(tmp_path))
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "y.json").write_text('{"a": 1}')
+    assert records.recorded("x/y") == {"a": 1}
+    for name, message in (("x/missing", "no such record"), ("x", "no such metrics")):
+        with pytest.raises(ConceptlibError, match=message):
+            records.recorded(name)
+    (tmp_path / "x" / "y.json").write_text("{cut")
+    with pytest.raises(ConceptlibError, match="cannot read results"):
+        records.recorded("x/y")

@@ -1,12 +1,8 @@
 """Two recorded runs side by side, seed by seed: is a difference larger than chance?
 
-Each run is a ``metrics.json`` written by :func:`~conceptlib.reproduce.reproduce`
-with several seeds. For every headline measure (test-digit losses of each variant,
-concept accuracy, the vocabulary measures of the concept variants, the clustering
-NMIs) it takes the per-seed values of both runs and asks whether the difference of
-their means lies within twice the standard error of that difference,
-``sqrt(s_a^2 / n_a + s_b^2 / n_b)`` (sample standard deviations over seeds), the
-rule of :class:`conceptlib.report.scorecard.Difference`. Used to
+For every headline measure of two ``metrics.json`` with several seeds, whether the
+difference of the means lies within :data:`~conceptlib.report.stats.Z` standard
+errors of that difference (:class:`~conceptlib.report.stats.Difference`). Used to
 decide whether bf16 training may replace fp32 (``results/quick-bf16/``).
 
 See: chapter ``ch-training``.
@@ -18,48 +14,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conceptlib.report.scorecard import Difference, Estimate, Z
+from conceptlib.report.stats import Difference, Estimate, Z
+from conceptlib.report.tables import at, markdown_table, plus_minus
 
 Getter = Callable[[dict[str, Any]], float | None]
 
 
 def _path(*keys: str) -> Getter:
     def get(seed: dict[str, Any]) -> float | None:
-        node: Any = seed
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                return None
-            node = node[key]
-        return float(node) if isinstance(node, (int, float)) else None
+        value = at(seed, keys)
+        return float(value) if isinstance(value, (int, float)) else None
 
     return get
 
 
 def measures(variants: tuple[str, ...]) -> list[tuple[str, Getter]]:
     """``(label, getter of a per-seed record)`` for every compared measure."""
-    rows: list[tuple[str, Getter]] = []
-    for v in variants:
-        for m in ("recon_bce", "kl", "neg_elbo", "is_nll"):
-            get = _path("variants", v, "test_digits", m)
-            rows.append((f"{v}: test digits {m}", get))
-    for v in variants:
-        rows.append(
-            (
-                f"{v}: test concepts accuracy",
-                _path("variants", v, "test_concepts", "concept_accuracy"),
-            )
-        )
+    rows = [
+        (f"{v}: test digits {m}", _path("variants", v, "test_digits", m))
+        for v in variants
+        for m in ("recon_bce", "kl", "neg_elbo", "is_nll")
+    ]
+    accuracy = ("test_concepts", "concept_accuracy")
+    rows += [(f"{v}: test concepts accuracy", _path("variants", v, *accuracy))
+             for v in variants]  # fmt: skip
     for v in ("concept_paper", "concept"):
         if v not in variants:
             continue
+        vocab = ("vocabulary", v)
         for probe in ("isolated", "jitter", "shift", "pairs"):
-            rows.append(
-                (f"{v}: {probe} accuracy", _path("vocabulary", v, "accuracy", probe))
-            )
-        rows.append(
-            (f"{v}: own detectors", _path("vocabulary", v, "dissection", "own"))
-        )
-        rows.append((f"{v}: part hit", _path("vocabulary", v, "part_hit")))
+            rows.append((f"{v}: {probe} accuracy", _path(*vocab, "accuracy", probe)))
+        rows.append((f"{v}: own detectors", _path(*vocab, "dissection", "own")))
+        rows.append((f"{v}: part hit", _path(*vocab, "part_hit")))
     for name in (
         "digits_latent",
         "concepts_latent",
@@ -72,13 +58,8 @@ def measures(variants: tuple[str, ...]) -> list[tuple[str, Getter]]:
 
 @dataclass(frozen=True)
 class Row:
-    """One measure in both runs (per-seed values) and whether they differ.
-
-    The judgement is :class:`~conceptlib.report.scorecard.Difference`'s, the same rule
-    as the scorecard's: a difference of means within
-    :data:`~conceptlib.report.scorecard.Z`
-    standard errors of the (unpaired) difference is within the seed noise.
-    """
+    """One measure in both runs (per-seed values) and whether they differ, by
+    :class:`~conceptlib.report.stats.Difference`'s rule (``b - a``, unpaired)."""
 
     label: str
     a: Estimate
@@ -94,21 +75,12 @@ class Row:
     sd_b = property(lambda self: self.b.sd)
     n_a = property(lambda self: self.a.n)
     n_b = property(lambda self: self.b.n)
-
-    @property
-    def diff(self) -> float:
-        """``mean_b - mean_a``."""
-        return self.difference.value
-
-    @property
-    def se(self) -> float:
-        """Standard error of the difference of the means."""
-        return self.difference.se
-
-    @property
-    def within(self) -> bool:
-        """The difference lies within the seed noise."""
-        return self.difference.sign == 0
+    #: ``mean_b - mean_a``.
+    diff = property(lambda self: self.difference.value)
+    #: Standard error of the difference of the means.
+    se = property(lambda self: self.difference.se)
+    #: The difference lies within the seed noise.
+    within = property(lambda self: self.difference.sign == 0)
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
@@ -124,15 +96,13 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
 
 
 def chance_outside(num_seeds: int, num_measures: int, outside: int) -> dict[str, Any]:
-    """How many of ``num_measures`` compared measures fall outside :data:`Z` standard
-    errors by chance alone when nothing changed, against the ``outside`` observed.
+    """How many of ``num_measures`` measures fall outside :data:`Z` standard errors
+    by chance alone when nothing changed, against the ``outside`` observed.
 
-    With ``num_seeds`` seeds per side and equal spreads, the difference of means over
-    its standard error follows a t distribution with about ``2 * (num_seeds - 1)``
-    degrees of freedom (Welch). Returns ``seeds``, ``df``, ``z``, ``p`` (the chance
-    that one measure falls outside), ``expected`` (``p * num_measures``),
-    ``outside_count`` and ``reading``: "no change" when no more fall outside than
-    chance predicts, else "a change beyond chance".
+    With ``num_seeds`` seeds per side the ratio follows a t distribution with
+    about ``2 * (num_seeds - 1)`` degrees of freedom (Welch). Returns ``seeds``,
+    ``df``, ``z``, ``p`` (one measure's chance), ``expected``, ``outside_count``
+    and ``reading`` ("no change" or "a change beyond chance").
     """
     from scipy.stats import t  # scipy loads in about a second: only when asked
 
@@ -140,37 +110,22 @@ def chance_outside(num_seeds: int, num_measures: int, outside: int) -> dict[str,
     p = float(2 * t.sf(Z, df)) if df > 0 else float("nan")
     expected = p * num_measures
     reading = "no change" if outside <= expected else "a change beyond chance"
-    return {
-        "seeds": num_seeds,
-        "df": df,
-        "z": Z,
-        "p": p,
-        "expected": expected,
-        "outside_count": outside,
-        "reading": reading,
-    }
+    keys = ("seeds", "df", "z", "p", "expected", "outside_count", "reading")
+    return dict(zip(keys, (num_seeds, df, Z, p, expected, outside, reading)))
 
 
 def format_comparison(rows: list[Row], name_a: str, name_b: str) -> str:
     """A Markdown table of :func:`compare`'s rows, with a count of the verdicts."""
-    lines = [
-        f"| measure | {name_a} | {name_b} | difference | 2 x SE | within |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.label} | {r.mean_a:.3f} ± {r.sd_a:.3f} | {r.mean_b:.3f} ± "
-            f"{r.sd_b:.3f} | {r.diff:+.3f} | {2 * r.se:.3f} | "
-            f"{'yes' if r.within else '**no**'} |"
-        )
-    inside = sum(r.within for r in rows)
-    lines.append("")
-    lines.append(
-        f"{inside} of {len(rows)} measures within 2 standard errors of the "
-        f"difference (mean ± sample sd over seeds; {rows[0].n_a if rows else 0} and "
-        f"{rows[0].n_b if rows else 0} seeds)."
+    head = ["measure", name_a, name_b, "difference", "2 x SE", "within"]
+    cells = [
+        (r.label, plus_minus(r.mean_a, r.sd_a), plus_minus(r.mean_b, r.sd_b),
+         f"{r.diff:+.3f}", f"{2 * r.se:.3f}", "yes" if r.within else "**no**")
+        for r in rows
+    ]  # fmt: skip
+    n_a, n_b = (rows[0].n_a, rows[0].n_b) if rows else (0, 0)
+    return (
+        markdown_table(head, cells, "l" * len(head))
+        + f"\n\n{sum(r.within for r in rows)} of {len(rows)} measures within 2 "
+        f"standard errors of the difference (mean ± sample sd over seeds; {n_a} and "
+        f"{n_b} seeds)."
     )
-    return "\n".join(lines)
-
-
-__all__ = ["Row", "chance_outside", "compare", "format_comparison", "measures"]

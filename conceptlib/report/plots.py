@@ -1,7 +1,4 @@
-"""Figures: each function takes arrays and returns a matplotlib ``Figure``.
-
-Plots never train or load anything. See: the paper's Figures 2-6.
-"""
+"""Figures (the paper's Figures 2-6): arrays in, a matplotlib ``Figure`` out."""
 
 from __future__ import annotations
 
@@ -9,14 +6,15 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torchvision.utils import make_grid
 
-from conceptlib.data.mnist import NUM_CLASSES  # noqa: E402
+from conceptlib.data.mnist import NUM_CLASSES
+from conceptlib.files import atomic_write_bytes
 
 
 def plot_images(
@@ -27,18 +25,9 @@ def plot_images(
     suptitle: str | None = None,
     vrange: tuple[float, float] | None = None,
 ) -> Figure:
-    """A grid of grey images with optional titles (Figures 3-6).
-
-    Args:
-        images: ``(N, H, W)``, any range.
-        titles: one short title per image.
-        ncols: panels per row.
-        size: inches per panel.
-        suptitle: an overall title.
-        vrange: ``(black, white)``: one grey scale for every panel, so that panels
-            (and figures drawn with the same range) compare; None scales each panel
-            alone, from its own minimum to its own maximum.
-    """
+    """A grid of grey images ``(N, H, W)`` with optional titles (Figures 3-6),
+    ``ncols`` panels per row of ``size`` inches; ``vrange``: ``(black, white)``
+    for every panel, None to scale each panel alone."""
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
@@ -61,15 +50,8 @@ def plot_images(
 def plot_catalogue(
     names: Sequence[str], boxes: np.ndarray, prototypes: np.ndarray, ncols: int = 6
 ) -> Figure:
-    """The concept catalogue (Figure 2): each concept's mean box on its source image.
-
-    Args:
-        names: K concept names.
-        boxes: ``(K, 4)`` mean boxes ``x, y, w, h``.
-        prototypes: ``(K, 28, 28)`` the mean training image of each concept's
-            source digit (and variant).
-        ncols: panels per row.
-    """
+    """Figure 2: each concept's mean box (``(K, 4)``, ``x, y, w, h``) on the
+    mean image of its source digit (``prototypes``, ``(K, 28, 28)``)."""
     fig = plot_images(prototypes, list(names), ncols=ncols, size=1.7)
     for ax, (x, y, w, h) in zip(fig.axes, boxes):
         ax.add_patch(
@@ -79,13 +61,8 @@ def plot_catalogue(
 
 
 def plot_gallery(images: np.ndarray, nrow: int, row_names: Sequence[str]) -> Figure:
-    """Rows of example images, one row per concept (a ``torchvision`` grid).
-
-    Args:
-        images: ``(K * nrow, 28, 28)`` uint8 or float, row-major by concept.
-        nrow: images per row.
-        row_names: K labels for the rows.
-    """
+    """Rows of ``nrow`` example images (``(K * nrow, 28, 28)``, uint8 or float,
+    row-major), one row per concept named in ``row_names``."""
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
     if x.max() > 1:
         x = x / 255.0
@@ -191,8 +168,6 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write a figure as PNG atomically (temporary file, then rename)."""
-    from conceptlib.files import atomic_write_bytes
-
     path = Path(path)
     atomic_write_bytes(path, figure_png(fig, dpi))
     return path
@@ -211,17 +186,9 @@ def plot_digit_parts(
     titles: Sequence[str],
     ncols: int = 5,
 ) -> Figure:
-    """Each digit with the maps of its own concepts drawn over it in colour.
-
-    Args:
-        images: ``(N, 28, 28)`` uint8 or [0, 1] digits.
-        maps: ``(N, K, H, W)`` concept maps in [0, 1] (H = W = 28).
-        parts: per digit, the concept indices to draw (at most three: red,
-            green, blue).
-        names: K concept names (the part after the first ``_`` is shown).
-        titles: one title per digit.
-        ncols: panels per row.
-    """
+    """Each digit (``(N, 28, 28)``, uint8 or [0, 1]) with the maps (``(N, K, 28,
+    28)``) of its own concepts (``parts``: at most three indices per digit) drawn
+    over it in red, green and blue; ``names``: the K concept names."""
     images = np.asarray(images, dtype=np.float32)
     if images.max() > 1:
         images = images / 255.0

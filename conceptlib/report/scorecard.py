@@ -1,28 +1,12 @@
 """The paper's claims as verdicts, computed from a run's measures.
 
-Each claim of the paper is a function from a metrics dict (what
-``conceptlib reproduce`` writes: one seed or several, see
-:func:`conceptlib.experiment.reproduce.seed_metrics`) to :class:`Verdict` s: one of
-:data:`VERDICTS`, the evidence it used, the rule that turned the evidence into the
-verdict, and its :attr:`Verdict.kind`. A claim is judged first as the paper means
-it, by its own measure and its recipe (kind :data:`PAPER_CLAIM`); this project's
-stricter tests of the same claim (test digits, shifts, pairs, the concept loss
-alone) are separate verdicts of kind :data:`PROJECT_TEST`, never the paper's.
-
-``concept_paper`` trains :data:`RECIPE`, the paper's recipe as this project reads
-it (see :data:`conceptlib.config.PAPER_RECIPE`), not the paper's MSE.
-
-Noise. With several seeds an effect counts only when the difference of the means
-exceeds :data:`Z` standard errors of that difference. With one seed the run has no
-spread of its own; it borrows the relative seed spread (sd / |mean|) that a
-seeded *reference* run (the recorded 3-seed quick run) measured for the same
-measure, and applies the same rule with n = 1: the difference must exceed
-``Z * hypot(r_a * |a|, r_b * |b|)``. For the same spread this bar is sqrt(n)
-times the seeded one, so one seed is never judged more laxly than n seeds. A
-measure with no recorded spread falls back to :data:`ONE_SEED_MARGIN` of the
-reference value.
-
-The command line prints the same verdicts: ``conceptlib scorecard [--run DIR]``.
+Each claim is a function from a metrics dict (what ``conceptlib reproduce``
+writes, one seed or several) to a :class:`Verdict`: one of :data:`VERDICTS`, the
+evidence, the rule and its kind. A claim is judged as the paper means it (kind
+:data:`PAPER_CLAIM`); this project's stricter tests of it are separate verdicts
+of kind :data:`PROJECT_TEST`. ``concept_paper`` trains :data:`RECIPE`. The noise
+rule is :class:`~conceptlib.report.stats.Difference`'s. The command line prints
+the same verdicts: ``conceptlib scorecard [--run DIR]``.
 
 See: chapter ``ch-scorecard``.
 """
@@ -31,10 +15,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from conceptlib.config import PAPER_RECIPE
+from conceptlib.report.stats import (  # re-exported: the operators and cli use them
+    ONE_SEED_MARGIN,
+    Difference,
+    Estimate,
+    Z,
+    estimate,
+    noise_se,
+    plural,
+    relative_sd,
+    seeds_of,
+    spread,
+)
+from conceptlib.report.tables import at, markdown_table
+
+#: A metrics dict (what ``conceptlib reproduce`` writes).
+Run = dict[str, Any]
 
 #: The numbers the paper states (abstract, sections 4 and 5): the average
 #: validation reconstruction loss without and with augmentation and concept loss.
@@ -42,17 +42,13 @@ PAPER = {"val_loss_without": 120.0, "val_loss_with": 60.0, "num_epochs": 50}
 PAPER_RATIO = PAPER["val_loss_with"] / PAPER["val_loss_without"]
 
 
-def _recipe_name() -> str:
-    loss = PAPER_RECIPE["loss"]
-    decoded = "sample z" if loss["concept_decode"] == "z" else "mean mu"
-    return (
-        f"the paper's recipe as read here ({loss['concept_loss'].upper()} x "
-        f"{loss['concept_weight']:g} on the decoded {decoded}, not the paper's MSE)"
-    )
-
-
+_LOSS = PAPER_RECIPE["loss"]
+_DECODED = "sample z" if _LOSS["concept_decode"] == "z" else "mean mu"
 #: What the ``concept_paper`` variant trains, in words.
-RECIPE = _recipe_name()
+RECIPE = (
+    f"the paper's recipe as read here ({_LOSS['concept_loss'].upper()} x "
+    f"{_LOSS['concept_weight']:g} on the decoded {_DECODED}, not the paper's MSE)"
+)
 
 REPRODUCED = "reproduced"
 PARTLY = "partly"
@@ -66,14 +62,6 @@ PAPER_CLAIM = "the paper's claim"
 PROJECT_TEST = "this project's test"
 KINDS = (PAPER_CLAIM, PROJECT_TEST)
 
-#: An effect must exceed this many standard errors of the difference of means.
-Z = 2.0
-#: Without any seed spread (one seed and no reference run that recorded the
-#: measure, or seeds that agree exactly), a difference must exceed this fraction
-#: of the reference value. Conservative: it is above the one-seed bar
-#: ``Z * sqrt(2) * r`` for every relative seed spread r up to 3.5 %, which
-#: covers most measures of the recorded 3-seed quick run.
-ONE_SEED_MARGIN = 0.10
 #: A loss ratio within this of the paper's ratio (0.5) counts as halved.
 RATIO_TOLERANCE = 0.1
 #: Fewer training epochs than this: too short for any verdict.
@@ -90,120 +78,6 @@ CURVE_MEASURES = {"recon": "reconstruction", "neg_elbo": "-ELBO"}
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """One measure over seeds: its per-seed values, mean and standard error."""
-
-    values: tuple[float, ...]
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return math.fsum(self.values) / self.n
-
-    @property
-    def sd(self) -> float | None:
-        """Standard deviation over seeds (ddof 1); None for one seed."""
-        if self.n < 2:
-            return None
-        m = self.mean
-        return math.sqrt(math.fsum((v - m) ** 2 for v in self.values) / (self.n - 1))
-
-    @property
-    def se(self) -> float | None:
-        """Standard error of the mean; None for one seed."""
-        sd = self.sd
-        return None if sd is None else sd / math.sqrt(self.n)
-
-    def text(self, digits: int = 1) -> str:
-        """``mean`` or ``mean ± sd`` (sd over seeds)."""
-        sd = self.sd
-        spread = "" if sd is None else f" ± {sd:.{digits}f}"
-        return f"{self.mean:.{digits}f}{spread}"
-
-
-def _noise_se(est: Estimate, rel: float | None) -> float | None:
-    """The standard error a rule uses for ``est``: its own over seeds when they
-    spread, else ``rel * |mean| / sqrt(n)`` (a recorded relative seed spread),
-    else None (no spread known)."""
-    if est.sd:
-        return est.se
-    if rel:
-        return rel * abs(est.mean) / math.sqrt(est.n)
-    return None
-
-
-@dataclass(frozen=True)
-class Difference:
-    """``a - b`` of two estimates, judged against the seed noise.
-
-    ``spread`` holds the relative seed spreads (sd / |mean|) of ``a`` and ``b``
-    that a seeded reference run recorded (see :func:`spread`); it is used only
-    where the estimates have no spread of their own (one seed).
-    """
-
-    a: Estimate
-    b: Estimate
-    spread: tuple[float | None, float | None] | None = None
-
-    @property
-    def value(self) -> float:
-        return self.a.mean - self.b.mean
-
-    @property
-    def se(self) -> float | None:
-        """Standard error of the difference of means; None with one seed."""
-        if self.a.se is None or self.b.se is None:
-            return None
-        return math.hypot(self.a.se, self.b.se)
-
-    @property
-    def noise_se(self) -> float | None:
-        """The standard error the rule uses: :attr:`se` where the seeds spread,
-        else that of the recorded spread (with n = 1 for one seed); None when
-        neither is known."""
-        rel_a, rel_b = self.spread or (None, None)
-        se_a, se_b = _noise_se(self.a, rel_a), _noise_se(self.b, rel_b)
-        if se_a is None or se_b is None:
-            return None
-        return math.hypot(se_a, se_b)
-
-    @property
-    def bar(self) -> float:
-        """How far apart the means must be: :data:`Z` times :attr:`noise_se`, or
-        :data:`ONE_SEED_MARGIN` of ``|b|`` when no spread is known."""
-        se = self.noise_se
-        return Z * se if se else ONE_SEED_MARGIN * abs(self.b.mean)
-
-    @property
-    def sign(self) -> int:
-        """+1 or -1 when ``a`` is clearly above or below ``b``, 0 within noise.
-
-        With seeds the bar is :data:`Z` standard errors of the (unpaired)
-        difference: a convention, not a 95 % test (with 3 seeds per side that
-        would need about 2.8). With one seed it is the same with the recorded
-        relative spread and n = 1 (never laxer); with no spread at all,
-        :data:`ONE_SEED_MARGIN` of ``b``.
-        """
-        if abs(self.value) <= self.bar:
-            return 0
-        return 1 if self.value > 0 else -1
-
-    def text(self, digits: int = 1) -> str:
-        se, value = self.noise_se, f"difference {self.value:+.{digits}f}"
-        if se is None:
-            if min(self.a.n, self.b.n) > 1:
-                return f"{value} (seeds agree exactly: no spread)"
-            return f"{value} (one seed: no recorded spread)"
-        ratio = abs(self.value) / se if se > 0 else math.inf
-        if self.se:
-            return f"{value} ({ratio:.1f} SE)"
-        return f"{value} (one seed: {ratio:.1f} SE of the recorded seed spread)"
-
-
-@dataclass(frozen=True)
 class Verdict:
     """The judgement of one claim, or of one test of this project, on one run."""
 
@@ -216,54 +90,9 @@ class Verdict:
     kind: str = PAPER_CLAIM  #: :data:`PAPER_CLAIM` or :data:`PROJECT_TEST`
 
 
-#: A claim: (metrics, reference run or None) -> verdict.
-Claim = Callable[..., Verdict]
-
-
-def plural(count: int, word: str) -> str:
-    """``"1 epoch"``, ``"8 epochs"``: a count with its noun."""
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
-# -- reading measures --------------------------------------------------------------
-
-
-def seeds_of(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-seed measure dicts of a metrics dict (itself, if it has none)."""
-    return list(metrics.get("per_seed") or [metrics])
-
-
-def estimate(metrics: dict[str, Any], *path: str) -> Estimate | None:
-    """The measure at ``path`` (e.g. ``"variants", "baseline", "val", "kl"``) in
-    every seed of ``metrics``, or None if a seed lacks it."""
-    values = []
-    for tree in seeds_of(metrics):
-        for key in path:
-            if not isinstance(tree, dict) or key not in tree:
-                return None
-            tree = tree[key]
-        if not isinstance(tree, (int, float)) or not math.isfinite(tree):
-            return None  # missing, or a diverged run's NaN: nothing to judge
-        values.append(float(tree))
-    return Estimate(tuple(values)) if values else None
-
-
-def relative_sd(est: Estimate | None) -> float | None:
-    """``sd / |mean|`` of a seeded estimate; None for one seed or a zero mean."""
-    if est is None or est.sd is None or est.mean == 0:
-        return None
-    return est.sd / abs(est.mean)
-
-
-def spread(reference: dict[str, Any] | None, *path: str) -> float | None:
-    """The relative seed spread of the measure at ``path`` in a seeded
-    ``reference`` run (the recorded quick run): what a one-seed run borrows."""
-    return None if reference is None else relative_sd(estimate(reference, *path))
-
-
-def num_epochs(metrics: dict[str, Any]) -> int | None:
+def num_epochs(metrics: Run) -> int | None:
     """Training epochs of the run (from its config, else its loss history)."""
-    epochs = metrics.get("config", {}).get("train", {}).get("num_epochs")
+    epochs = at(metrics, "config.train.num_epochs")
     if epochs is not None:
         return int(epochs)
     history = seeds_of(metrics)[0].get("epochs", {})
@@ -293,7 +122,7 @@ def _missing(claim: str, title: str, paper: str, what: str, kind: str) -> Verdic
 
 
 def _difference(
-    metrics: dict[str, Any], reference: dict[str, Any] | None, *paths: tuple[str, ...]
+    metrics: Run, reference: Run | None, *paths: tuple[str, ...]
 ) -> Difference | None:
     """``Difference`` of the measures at two paths, with the reference's spread."""
     a, b = (estimate(metrics, *p) for p in paths)
@@ -302,21 +131,12 @@ def _difference(
     return Difference(a, b, tuple(spread(reference, *p) for p in paths))
 
 
-# -- claim 1: the loss halves ---------------------------------------------------------
-
-
 def claim_loss_halves(
-    metrics: dict[str, Any],
-    split: str = "test_digits",
-    reference: dict[str, Any] | None = None,
+    metrics: Run, split: str = "test_digits", reference: Run | None = None
 ) -> Verdict:
-    """Claim 1: the reconstruction loss falls from 120 to 60 (``baseline`` ->
-    ``concept_paper``, binary cross-entropy per image) on ``split``.
-
-    ``val`` (each variant's own validation split, which mixes concept images into
-    ``concept_paper``'s) is the paper's setting: claim ``1a``, the paper's claim.
-    ``test_digits`` (digits only, for both) is this project's stricter test ``1b``.
-    """
+    """Claim 1: the reconstruction loss (BCE) halves from ``baseline`` to
+    ``concept_paper`` on ``split``: ``val`` (each variant's own, the paper's
+    setting) is claim ``1a``; ``test_digits`` is this project's test ``1b``."""
     paper_sense = split == "val"
     kind = PAPER_CLAIM if paper_sense else PROJECT_TEST
     where = {"val": "own validation split", "test_digits": "test digits"}[split]
@@ -349,28 +169,18 @@ def claim_loss_halves(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-# -- claim 2: layer 3 learns the concepts ---------------------------------------------
-
 _DISSECTION = ("vocabulary", "concept_paper", "dissection", "own")
 _ROTATED = ("vocabulary", "concept_paper", "dissection_rotated", "own")
 
 
-def _num_concepts(metrics: dict[str, Any]) -> int:
+def _num_concepts(metrics: Run) -> int:
     return len(metrics.get("catalogue", {}).get("names", [])) or 18
 
 
-def claim_layer3(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """Claim 2, as the paper means it: with the concept loss (the paper's recipe
-    as read here), layer 3's channels are the concepts.
-
-    Judged by Network Dissection (how many channels detect their own concept)
-    with its control, a random rotation of the channels (how many still do),
-    once the concept accuracy of ``concept_paper`` is above that of
-    ``augmented`` (same images, no concept loss) beyond the noise. Shifts and
-    pairs are this project's test :func:`claim_layer3_shifts`.
-    """
+def claim_layer3(metrics: Run, reference: Run | None = None) -> Verdict:
+    """Claim 2: with the concept loss, layer 3's channels are the concepts, by
+    Network Dissection and its control (a random rotation of the channels), once
+    ``concept_paper``'s concept accuracy is above ``augmented``'s."""
     claim, title, kind = "2", "layer 3 learns the concepts", PAPER_CLAIM
     paper = "Figures 5 and 6 (pictures of the layer-3 channels)"
     paths = [
@@ -411,12 +221,9 @@ def claim_layer3(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-def claim_layer3_shifts(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """This project's test of claim 2: the layer-3 read-out of ``concept_paper``
-    names concepts shifted by 2 px and two concepts at once (not the paper's
-    claim: the paper trains and shows isolated, centred concepts)."""
+def claim_layer3_shifts(metrics: Run, reference: Run | None = None) -> Verdict:
+    """This project's test of claim 2: ``concept_paper``'s layer 3 names concepts
+    shifted by 2 px and two concepts at once."""
     claim, title, kind = "2s", "layer 3 names shifted and paired concepts", PROJECT_TEST
     paper = "not claimed: the paper shows isolated concepts only"
     path = ("vocabulary", "concept_paper", "accuracy")
@@ -433,14 +240,9 @@ def claim_layer3_shifts(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-# -- claims 2b, 3, 4: clusters ---------------------------------------------------------
-
-
-def claim_layer3_clusters(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """Claim 2b: the concept loss makes layer-3 clusters of concept images follow
-    the concepts (Figure 5 against Figure 6), in normalised mutual information."""
+def claim_layer3_clusters(metrics: Run, reference: Run | None = None) -> Verdict:
+    """Claim 2b: with the concept loss, layer-3 clusters of concept images follow
+    the concepts (Figure 5 against 6), in NMI."""
     claim, title = "2b", "layer-3 clusters follow the concepts with the loss"
     paper = "Figure 5 against Figure 6 (pictures)"
     paths = [
@@ -457,20 +259,16 @@ def claim_layer3_clusters(
     return Verdict(claim, title, paper, verdict, evidence, rule)
 
 
-def _purity_claim(
-    metrics: dict[str, Any],
-    reference: dict[str, Any] | None,
-    clustering: str,
-    head: tuple[str, str, str],
-) -> Verdict:
-    claim, title, paper = head
+def _purity_claim(metrics: Run, reference: Run | None, clustering: str) -> Verdict:
+    """Claims 3 and 4: one label per latent cluster, by the clusters' purity."""
+    claim, title, paper = _PURITY_CLAIMS[clustering]
     purity = estimate(metrics, "clustering", clustering, "purity")
     nmi = estimate(metrics, "clustering", clustering, "nmi")
     if purity is None or nmi is None:
         what = f"{clustering} clustering scores"
         return _missing(claim, title, paper, what, PAPER_CLAIM)
     evidence = f"purity {purity.text(3)}, NMI {nmi.text(3)}"
-    se = _noise_se(purity, spread(reference, "clustering", clustering, "purity"))
+    se = noise_se(purity, spread(reference, "clustering", clustering, "purity"))
     half = Z * se if se else ONE_SEED_MARGIN * abs(purity.mean)
     low, high = purity.mean - half, purity.mean + half
     if low >= PURE:
@@ -492,25 +290,11 @@ def _purity_claim(
     return Verdict(claim, title, paper, verdict, evidence, rule)
 
 
-def claim_digit_clusters(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """Claim 3: each decoded centre of the 10 latent digit clusters is one digit
-    (Figure 3): the purity of those clusters against the digit labels."""
-    head = ("3", "one digit per latent cluster", "Figure 3")
-    return _purity_claim(metrics, reference, "digits_latent", head)
+_PURITY_CLAIMS = {
+    "digits_latent": ("3", "one digit per latent cluster", "Figure 3"),
+    "concepts_latent": ("4", "one concept per latent cluster", "Figure 4"),
+}
 
-
-def claim_concept_clusters(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> Verdict:
-    """Claim 4: the K latent concept clusters show every concept (Figure 4): their
-    purity against the concept labels."""
-    head = ("4", "one concept per latent cluster", "Figure 4")
-    return _purity_claim(metrics, reference, "concepts_latent", head)
-
-
-# -- claim 5: fewer epochs, from the learning curves ---------------------------------
 
 #: What the recorded learning curves are.
 CURVES = (
@@ -520,7 +304,7 @@ CURVES = (
 )
 
 
-def curve(seed: dict[str, Any], variant: str, measure: str) -> list[float] | None:
+def curve(seed: Run, variant: str, measure: str) -> list[float] | None:
     """One seed's per-epoch ``recon`` or ``neg_elbo`` (recon + KL) of ``variant``
     from its ``epochs`` history; None if missing or not finite."""
     rows = seed.get("epochs", {}).get(variant) if isinstance(seed, dict) else None
@@ -551,10 +335,7 @@ class Reach:
 
 
 def epochs_to_reach(
-    metrics: dict[str, Any] | None,
-    variant: str,
-    measure: str,
-    target_variant: str = "baseline",
+    metrics: Run | None, variant: str, measure: str, target_variant: str = "baseline"
 ) -> Reach | None:
     """Per seed, the first epoch at which ``variant``'s curve of ``measure`` is at
     or below the final value of ``target_variant``'s curve in the same seed
@@ -576,7 +357,7 @@ def epochs_to_reach(
 
 
 def _reach_difference(
-    metrics: dict[str, Any], reference: dict[str, Any] | None, measure: str, other: str
+    metrics: Run, reference: Run | None, measure: str, other: str
 ) -> tuple[Reach, Reach, Difference] | None:
     a = epochs_to_reach(metrics, "concept_paper", measure)
     b = epochs_to_reach(metrics, other, measure)
@@ -588,19 +369,11 @@ def _reach_difference(
 
 
 def claim_fewer_epochs(
-    metrics: dict[str, Any],
-    reference: dict[str, Any] | None = None,
-    against: str = "baseline",
+    metrics: Run, reference: Run | None = None, against: str = "baseline"
 ) -> Verdict:
-    """Claim 5: losses at hidden layers train a model in fewer epochs.
-
-    Judged on the learning curves (:data:`CURVES`): the epoch at which
-    ``concept_paper`` first reaches the baseline's final reconstruction and
-    -ELBO, against the epoch at which ``against`` does. ``baseline`` (the paper's
-    comparison, with against without augmentation and concept loss) gives the
-    paper's claim ``5``; ``augmented`` (the same training images, only the
-    concept loss differs) gives this project's test ``5b``.
-    """
+    """Claim 5: losses at hidden layers train in fewer epochs: the epoch at which
+    ``concept_paper`` first reaches the baseline's final training loss (:data:`CURVES`)
+    against ``against``'s: ``baseline`` is claim ``5``, ``augmented`` test ``5b``."""
     paper_sense = against == "baseline"
     kind = PAPER_CLAIM if paper_sense else PROJECT_TEST
     claim = "5" if paper_sense else "5b"
@@ -620,11 +393,8 @@ def claim_fewer_epochs(
             f"{b.text()} ({diff.text()})"
         )
     verdict = (NOT_REPRODUCED, PARTLY, REPRODUCED)[sum(faster)]
-    evidence = (
-        "first epoch at the baseline's final training "
-        + "; ".join(parts)
-        + f" ({CURVES})"
-    )
+    joined = "; ".join(parts)
+    evidence = f"first epoch at the baseline's final training {joined} ({CURVES})"
     rule = (
         f"reproduced: concept_paper reaches both in fewer epochs than {against}; "
         f"partly: one of them; never counts as N + 1; {_noise_note(diff)}"
@@ -632,34 +402,25 @@ def claim_fewer_epochs(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-# -- every claim ----------------------------------------------------------------------
-
 #: Every claim, in the paper's order, each as the paper means it and then this
 #: project's tests of it; each is called ``claim(metrics, reference)``.
-CLAIMS: tuple[Claim, ...] = (
+CLAIMS: tuple[Callable[..., Verdict], ...] = (
     lambda m, r=None: claim_loss_halves(m, "val", r),
     lambda m, r=None: claim_loss_halves(m, "test_digits", r),
     claim_layer3,
     claim_layer3_shifts,
     claim_layer3_clusters,
-    claim_digit_clusters,
-    claim_concept_clusters,
+    lambda m, r=None: _purity_claim(m, r, "digits_latent"),
+    lambda m, r=None: _purity_claim(m, r, "concepts_latent"),
     claim_fewer_epochs,
     lambda m, r=None: claim_fewer_epochs(m, r, "augmented"),
 )
 
 
-def judge(
-    metrics: dict[str, Any], reference: dict[str, Any] | None = None
-) -> list[Verdict]:
-    """Every claim of :data:`CLAIMS` on one run (one seed or several).
-
-    ``reference`` is a seeded run (the recorded quick run) whose seed spread a
-    one-seed run borrows (see :class:`Difference`); without it a one-seed run
-    falls back to :data:`ONE_SEED_MARGIN`. A run trained for fewer than
-    :data:`MIN_EPOCHS` epochs (the smoke profile) gets :data:`NOT_MEASURABLE`
-    throughout, with the evidence still shown.
-    """
+def judge(metrics: Run, reference: Run | None = None) -> list[Verdict]:
+    """Every claim of :data:`CLAIMS` on one run; a one-seed run borrows the seed
+    spread of ``reference`` (the recorded quick run). Runs shorter than
+    :data:`MIN_EPOCHS` epochs are :data:`NOT_MEASURABLE` throughout."""
     verdicts = [claim(metrics, reference) for claim in CLAIMS]
     epochs = num_epochs(metrics)
     if epochs is not None and epochs < MIN_EPOCHS:
@@ -667,12 +428,7 @@ def judge(
             f"trained {plural(epochs, 'epoch')}, fewer than {MIN_EPOCHS}: "
             "too short to judge"
         )
-        verdicts = [
-            Verdict(
-                v.claim, v.title, v.paper, NOT_MEASURABLE, v.evidence, short, v.kind
-            )
-            for v in verdicts
-        ]
+        verdicts = [replace(v, verdict=NOT_MEASURABLE, rule=short) for v in verdicts]
     return verdicts
 
 
@@ -702,36 +458,30 @@ def summary(verdicts: list[Verdict]) -> str:
     return "; ".join(_count_text(verdicts, kind) for kind in KINDS)
 
 
-# -- tables -------------------------------------------------------------------------
-
-
 def _rows(columns: dict[str, list[Verdict]], kind: str) -> list[int]:
     first = next(iter(columns.values()))
     return [i for i, v in enumerate(first) if v.kind == kind]
 
 
 def format_markdown(columns: dict[str, list[Verdict]]) -> str:
-    """Markdown: the counts per run, then one table of the paper's claims and one
-    of this project's tests (one row per claim: the paper, then a column per
-    run)."""
+    """Markdown: the counts per run, then a table of the paper's claims and one
+    of this project's tests (a row per claim: the paper, then a column per run)."""
     first = next(iter(columns.values()))
-    out = ["| run | " + " | ".join(_KIND_HEADING[k] for k in KINDS) + " |"]
-    out.append("|---|" + "---|" * len(KINDS))
-    for name, vs in columns.items():
-        cells = (_count_text(vs, kind).split(": ", 1)[1] for kind in KINDS)
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    counted = [
+        (name, *(_count_text(vs, kind).split(": ", 1)[1] for kind in KINDS))
+        for name, vs in columns.items()
+    ]
+    heads = [_KIND_HEADING[k] for k in KINDS]
+    out = [markdown_table(["run", *heads], counted, "l" * (1 + len(KINDS)))]
     for kind in KINDS:
+        rows = [
+            (f"{first[i].claim}. {first[i].title}", first[i].paper)
+            + tuple(f"**{vs[i].verdict}**: {vs[i].evidence}" for vs in columns.values())
+            for i in _rows(columns, kind)
+        ]
+        head = ["claim", "the paper", *columns]
         out += ["", f"**{_KIND_HEADING[kind]}**", ""]
-        out.append("| claim | the paper | " + " | ".join(columns) + " |")
-        out.append("|---|---|" + "---|" * len(columns))
-        for i in _rows(columns, kind):
-            v = first[i]
-            cells = [
-                f"**{vs[i].verdict}**: {vs[i].evidence}" for vs in columns.values()
-            ]
-            out.append(
-                f"| {v.claim}. {v.title} | {v.paper} | " + " | ".join(cells) + " |"
-            )
+        out.append(markdown_table(head, rows, "l" * len(head)))
     return "\n".join(out)
 
 
@@ -740,11 +490,8 @@ def format_rules(verdicts: list[Verdict]) -> str:
     lines = []
     for kind in KINDS:
         lines.append(f"- {_KIND_HEADING[kind]}:")
-        lines += [
-            f"  - **{v.claim}. {v.title}**: {v.rule}"
-            for v in verdicts
-            if v.kind == kind
-        ]
+        lines += [f"  - **{v.claim}. {v.title}**: {v.rule}" for v in verdicts
+                  if v.kind == kind]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -765,45 +512,3 @@ def format_text(columns: dict[str, list[Verdict]]) -> str:
             lines.append("")
     lines += [f"{name}: {summary(vs)}" for name, vs in columns.items()]
     return "\n".join(lines)
-
-
-__all__ = [
-    "plural",
-    "CLAIMS",
-    "CURVES",
-    "KINDS",
-    "NOT_MEASURABLE",
-    "NOT_REPRODUCED",
-    "ONE_SEED_MARGIN",
-    "PAPER",
-    "PAPER_CLAIM",
-    "PARTLY",
-    "PROJECT_TEST",
-    "RECIPE",
-    "REPRODUCED",
-    "VERDICTS",
-    "Z",
-    "Difference",
-    "Estimate",
-    "Reach",
-    "Verdict",
-    "claim_concept_clusters",
-    "claim_digit_clusters",
-    "claim_fewer_epochs",
-    "claim_layer3",
-    "claim_layer3_clusters",
-    "claim_layer3_shifts",
-    "claim_loss_halves",
-    "counts",
-    "curve",
-    "epochs_to_reach",
-    "estimate",
-    "format_markdown",
-    "format_rules",
-    "format_text",
-    "summary",
-    "judge",
-    "relative_sd",
-    "seeds_of",
-    "spread",
-]

@@ -1,0 +1,160 @@
+"""Estimates over seeds and the one rule that judges a difference against the seed
+noise (a leaf module: text, scorecard, compare and the operators use it).
+
+With several seeds an effect counts only when the difference of the means exceeds
+:data:`Z` standard errors of that difference. A one-seed run borrows the relative
+seed spread (sd / |mean|) that a seeded reference run recorded for the measure and
+applies the same rule with n = 1, so it is never judged more laxly; a measure with
+no recorded spread falls back to :data:`ONE_SEED_MARGIN` of the reference value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from conceptlib.report.tables import at, plus_minus
+
+#: An effect must exceed this many standard errors of the difference of means.
+Z = 2.0
+#: Without any seed spread, a difference must exceed this fraction of the
+#: reference value: above the one-seed bar ``Z * sqrt(2) * r`` for every relative
+#: seed spread r up to 3.5 %, which covers most measures of the quick run.
+ONE_SEED_MARGIN = 0.10
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One measure over seeds: its per-seed values, mean and standard error."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(self.values) / self.n
+
+    @property
+    def sd(self) -> float | None:
+        """Standard deviation over seeds (ddof 1); None for one seed."""
+        if self.n < 2:
+            return None
+        m = self.mean
+        return math.sqrt(math.fsum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def se(self) -> float | None:
+        """Standard error of the mean; None for one seed."""
+        sd = self.sd
+        return None if sd is None else sd / math.sqrt(self.n)
+
+    def text(self, digits: int = 1) -> str:
+        """``mean`` or ``mean ± sd`` (sd over seeds)."""
+        return plus_minus(self.mean, self.sd, digits)
+
+
+def noise_se(est: Estimate, rel: float | None) -> float | None:
+    """The standard error a rule uses for ``est``: its own over seeds when they
+    spread, else ``rel * |mean| / sqrt(n)`` (a recorded relative seed spread),
+    else None (no spread known)."""
+    if est.sd:
+        return est.se
+    if rel:
+        return rel * abs(est.mean) / math.sqrt(est.n)
+    return None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``a - b`` of two estimates, judged against the seed noise; ``spread``: the
+    relative seed spreads of a reference run (:func:`spread`), for one seed."""
+
+    a: Estimate
+    b: Estimate
+    spread: tuple[float | None, float | None] | None = None
+
+    @property
+    def value(self) -> float:
+        return self.a.mean - self.b.mean
+
+    @property
+    def se(self) -> float | None:
+        """Standard error of the difference of means; None with one seed."""
+        if self.a.se is None or self.b.se is None:
+            return None
+        return math.hypot(self.a.se, self.b.se)
+
+    @property
+    def noise_se(self) -> float | None:
+        """The standard error the rule uses: :attr:`se` where the seeds spread,
+        else that of the recorded spread (n = 1 for one seed); None if unknown."""
+        rel_a, rel_b = self.spread or (None, None)
+        se_a, se_b = noise_se(self.a, rel_a), noise_se(self.b, rel_b)
+        if se_a is None or se_b is None:
+            return None
+        return math.hypot(se_a, se_b)
+
+    @property
+    def bar(self) -> float:
+        """How far apart the means must be: :data:`Z` times :attr:`noise_se`, or
+        :data:`ONE_SEED_MARGIN` of ``|b|`` when no spread is known."""
+        se = self.noise_se
+        return Z * se if se else ONE_SEED_MARGIN * abs(self.b.mean)
+
+    @property
+    def sign(self) -> int:
+        """+1 or -1 when ``a`` is clearly above or below ``b``, 0 within noise
+        (:data:`Z` SE is a convention, not a 95 % test)."""
+        if abs(self.value) <= self.bar:
+            return 0
+        return 1 if self.value > 0 else -1
+
+    def text(self, digits: int = 1) -> str:
+        se, value = self.noise_se, f"difference {self.value:+.{digits}f}"
+        if se is None:
+            if min(self.a.n, self.b.n) > 1:
+                return f"{value} (seeds agree exactly: no spread)"
+            return f"{value} (one seed: no recorded spread)"
+        ratio = abs(self.value) / se if se > 0 else math.inf
+        if self.se:
+            return f"{value} ({ratio:.1f} SE)"
+        return f"{value} (one seed: {ratio:.1f} SE of the recorded seed spread)"
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 epoch"``, ``"8 epochs"``: a count with its noun."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def seeds_of(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-seed measure dicts of a metrics dict (itself, if it has none)."""
+    return list(metrics.get("per_seed") or [metrics])
+
+
+def estimate(metrics: dict[str, Any], *path: str) -> Estimate | None:
+    """The measure at ``path`` (e.g. ``"variants", "baseline", "val", "kl"``) in
+    every seed of ``metrics``, or None if a seed lacks it."""
+    values = []
+    for tree in seeds_of(metrics):
+        value = at(tree, path)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None  # missing, or a diverged run's NaN: nothing to judge
+        values.append(float(value))
+    return Estimate(tuple(values)) if values else None
+
+
+def relative_sd(est: Estimate | None) -> float | None:
+    """``sd / |mean|`` of a seeded estimate; None for one seed or a zero mean."""
+    if est is None or est.sd is None or est.mean == 0:
+        return None
+    return est.sd / abs(est.mean)
+
+
+def spread(reference: dict[str, Any] | None, *path: str) -> float | None:
+    """The relative seed spread of the measure at ``path`` in a seeded
+    ``reference`` run (the recorded quick run): what a one-seed run borrows."""
+    return None if reference is None else relative_sd(estimate(reference, *path))
