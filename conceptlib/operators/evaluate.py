@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +108,8 @@ def digit_classifier(
     num_epochs: int = 6,
     progress: bool = False,
 ) -> SmallCNN:
-    """The evaluation-only 10-way digit classifier (Adam on ``x``, labels ``y``).
-
-    Args:
-        cache: a ``.pt`` file: loaded if present, else written after training.
-        seed: initialisation and data order.
-    """
+    """The evaluation-only 10-way digit classifier (Adam on ``x``, labels ``y``);
+    ``cache``: a ``.pt`` file, loaded if present, else written after training."""
     if cache is not None and Path(cache).is_file():
         model = SmallCNN(NUM_CLASSES)
         model.load_state_dict(load_checkpoint(Path(cache))["model"])
@@ -175,31 +172,19 @@ def _outside_change(
     return (diff * outside).sum((1, 2)) / np.maximum(outside.sum((1, 2)), 1)
 
 
-def _removed(
-    cm: ConceptModel, h: torch.Tensor, base: torch.Tensor, concepts, dilate: int
-) -> np.ndarray:
+def _each(cm: ConceptModel, edit, concepts: np.ndarray, *layers) -> np.ndarray:
+    """The decoded ``edit(*rows, concept=c)``, one edit per row of ``layers``
+    (``(N, C, H, W)`` each) and its concept ``c``."""
+    rows = enumerate(concepts)
+    edited = (edit(*(t[i : i + 1] for t in layers), concept=int(c)) for i, c in rows)
+    return np.concatenate([op.render(cm, layer) for layer in edited])
+
+
+def _removed(cm: ConceptModel, h, base, concepts, dilate: int) -> np.ndarray:
     """Images of the layers ``h`` with each row's concept removed, decoded."""
     k = len(cm.catalogue)
-    return np.concatenate(
-        [
-            op.render(cm, op.remove(h[i : i + 1], base, int(c), k, dilate=dilate))
-            for i, c in enumerate(concepts)
-        ]
-    )
-
-
-def _added(cm: ConceptModel, h, sources, base, concepts) -> np.ndarray:
-    """Images of the layers ``h`` with each row's concept added from the same
-    row of ``sources`` (unmasked), decoded."""
-    k = len(cm.catalogue)
-    return np.concatenate(
-        [
-            op.render(
-                cm,
-                op.add(h[i : i + 1], sources[i : i + 1], base, int(c), k, masked=False),
-            )
-            for i, c in enumerate(concepts)
-        ]
+    return _each(
+        cm, partial(op.remove, base=base, num_concepts=k, dilate=dilate), concepts, h
     )
 
 
@@ -222,22 +207,16 @@ def choose_dilation(
     split: str | None = None,
 ) -> tuple[int, dict[str, float]]:
     """How far removal should reach, for one model: the dilation (of the region it
-    resets) whose removals succeed most often on ``x``, and the success of each.
-
-    A wider region erases more of the stroke but changes more of the image
-    around it; where the balance lies differs between models.
+    resets, one of ``dilations``, ties: the first) whose removals succeed most often
+    on ``x``, and the success of each. A wider region erases more of the stroke but
+    changes more of the image around it.
 
     Args:
-        x: validation or training digits: a
-            :class:`~conceptlib.data.splits.HeldDigits` (which names its split), or
-            ``(N, 28, 28)`` uint8 with ``split``.
-        dilations: the candidates, in pixels (ties: the first listed).
-        split: the split of an array ``x``, ``val`` or ``train``. It has no
-            default: an array does not say where it comes from, and choosers
-            refuse test digits (:func:`~conceptlib.data.splits.refuse_test`).
-
-    Raises:
-        ConceptlibError: on test digits, or when the split is not said.
+        x: validation or training digits: a :class:`~conceptlib.data.splits.
+            HeldDigits` (which names its split), or ``(N, 28, 28)`` uint8.
+        split: the split of an array ``x``, ``val`` or ``train``; no default, since
+            an array does not say where it comes from and choosers refuse test
+            digits (:func:`~conceptlib.data.splits.refuse_test`).
     """
     refuse_test(split_of(x, split), "choose_dilation")
     if isinstance(x, HeldDigits):
@@ -264,20 +243,12 @@ def draw_additions(
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The additions of :func:`edit_measures`: ``(added, pick)``, the concept each
-    digit gets and the held-out concept image (index into ``concept_of``) it is
-    added from.
+    digit gets and the held-out concept image (index into ``concept_of``, their
+    concepts) it is added from.
 
-    Each digit gets a concept of another digit class absent from its :data:`TOP`
-    (drawn from ``rng``, the measures' own stream); the image is drawn among the
-    held-out images of that concept from a stream of its own, ``[seed, 11]``.
-
-    Args:
-        shares: ``(N, K)`` concept shares of the digits (:func:`concept_shares`).
-        labels: ``(N,)`` the digits' classes.
-        concept_of: concept index ``0..K-1`` of each held-out concept image.
-
-    Raises:
-        ConceptlibError: a concept to add has no held-out image.
+    Each digit (``shares``: its concept shares; ``labels``: its class) gets a
+    concept of another class absent from its :data:`TOP`, drawn from ``rng``; the
+    image is drawn among that concept's from a stream of its own, ``[seed, 11]``.
     """
     k = len(cm.catalogue)
     digit_of = np.asarray(cm.catalogue.digit)
@@ -337,6 +308,24 @@ def _composed(cm, latent, base, concept_images, per_digit, rng):
     return {w: np.concatenate(v) for w, v in out.items()}, np.concatenate(targets)
 
 
+def _additions(cm, latent, base, digits, concept_images, added, pick, add_from):
+    """The digits (images, layers, latents) with concepts ``added``, in the concept
+    layer (from the concept images at ``pick`` or prototypes), latent and pixels."""
+    x, h, mu = digits
+    cx, cy = concept_images
+    k = len(cm.catalogue)
+    if add_from == "image":
+        sources = op.read(cm, cx[pick])
+    else:
+        sources = op.prototypes(cm, cx, cy, k)[torch.from_numpy(added)]
+    add = partial(op.add, base=base, num_concepts=k, masked=False)
+    return {
+        "layer": _each(cm, add, added, h, sources),
+        "latent": latent.decode(mu + latent.directions[torch.from_numpy(added)]),
+        "pixel": np.maximum(x, cx[pick]),
+    }
+
+
 def _rates(removal, entered, read, added, targets) -> dict[str, float]:
     """One row of :func:`edit_measures` from its per-edit successes (``removal``:
     ``(gone, kept)``, or None for the pixel reference)."""
@@ -374,8 +363,6 @@ def edit_measures(
         digits: held-out digits ``(N, 28, 28)`` uint8 and labels; the first
             ``num_edits`` are edited by removal and by addition.
         concept_images: held-out concept images and their concept index ``0..K-1``.
-        latent: the latent baseline (:func:`latent_directions`).
-        classifier: the digit classifier (:func:`digit_classifier`).
         per_digit: composed digits per digit class.
         seed: which concepts are added and which concept images are composed.
         dilate: the dilation of the region that removal resets.
@@ -388,40 +375,29 @@ def edit_measures(
         ``composition_<d>`` per digit class and ``addition_<c>`` per added concept;
         the pixel row has no removal and no ``composition_<d>``.
     """
-    rng = np.random.default_rng(seed)
-    k = len(cm.catalogue)
-    x, y = digits[0][:num_edits], digits[1][:num_edits]
-    cx, cy = concept_images
     if add_from not in ADD_FROM:
         raise ConceptlibError(f"add_from {add_from!r}: not one of {list(ADD_FROM)}")
+    rng = np.random.default_rng(seed)
+    x, y = digits[0][:num_edits], digits[1][:num_edits]
     base, h = op.blank(cm), op.read(cm, x)
     recon = op.render(cm, h)
     shares = concept_shares(cm, recon)
     removed = shares.argmax(1)
-    added, pick = draw_additions(cm, shares, y, cy, rng, seed)
-    if add_from == "image":
-        sources = op.read(cm, cx[pick])
-    else:
-        sources = op.prototypes(cm, cx, cy, k)[torch.from_numpy(added)]
+    added, pick = draw_additions(cm, shares, y, concept_images[1], rng, seed)
     mu = encode_mu(cm, x)
-    rm = {
-        "layer": _removed(cm, h, base, removed, dilate),
-        "latent": latent.decode(mu - latent.directions[torch.from_numpy(removed)]),
-    }
-    add = {
-        "layer": _added(cm, h, sources, base, added),
-        "latent": latent.decode(mu + latent.directions[torch.from_numpy(added)]),
-        "pixel": np.maximum(x, cx[pick]),
-    }
+    rm = {"layer": _removed(cm, h, base, removed, dilate)}
+    rm["latent"] = latent.decode(mu - latent.directions[torch.from_numpy(removed)])
+    digs = (x, h, mu)
+    add = _additions(cm, latent, base, digs, concept_images, added, pick, add_from)
     comp, targets = _composed(cm, latent, base, concept_images, per_digit, rng)
     out = {}
     for where in ("layer", "latent", "pixel"):
-        removal = None
+        gone_kept = None
         if where in rm:
-            removal = _removal_success(cm, recon, rm[where], h, removed)
+            gone_kept = _removal_success(cm, recon, rm[where], h, removed)
         entered = in_top(concept_shares(cm, add[where]), added)
         read = predict(classifier, comp[where]).argmax(1) == targets
-        out[where] = _rates(removal, entered, read, added, targets)
+        out[where] = _rates(gone_kept, entered, read, added, targets)
     return out
 
 
