@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from conceptlib import operators as op
+from conceptlib.config import EvalConfig
 from conceptlib.data.catalogue import Catalogue
 from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.data.splits import HeldDigits, refuse_test, split_of
@@ -332,17 +333,15 @@ def _rates(removal, entered, read, added, targets) -> dict[str, float]:
     row = {}
     if removal is not None:
         gone, kept = removal
-        row["removal"] = float((gone & kept).mean())
-        row["removal_gone"] = float(gone.mean())
-        row["removal_kept"] = float(kept.mean())
-    row["addition"] = float(entered.mean())
-    row["composition"] = float(read.mean())
+        row = {"removal": (gone & kept).mean(), "removal_gone": gone.mean(),
+               "removal_kept": kept.mean()}  # fmt: skip
+    row |= {"addition": entered.mean(), "composition": read.mean()}
     if removal is not None:
-        for d in np.unique(targets):
-            row[f"composition_{d}"] = float(read[targets == d].mean())
-    for c in np.unique(added):
-        row[f"addition_{c}"] = float(entered[added == c].mean())
-    return row
+        row |= {
+            f"composition_{d}": read[targets == d].mean() for d in np.unique(targets)
+        }
+    row |= {f"addition_{c}": entered[added == c].mean() for c in np.unique(added)}
+    return {key: float(v) for key, v in row.items()}
 
 
 def edit_measures(
@@ -403,32 +402,31 @@ def edit_measures(
 
 def operator_measures(
     cm: ConceptModel,
+    held: tuple[HeldDigits, HeldDigits],
     test: tuple[np.ndarray, np.ndarray],
     concept_images: tuple[np.ndarray, np.ndarray],
-    train: HeldDigits,
-    val: HeldDigits,
     classifier: SmallCNN,
-    num_edits: int,
-    per_digit: int,
+    e: EvalConfig,
     seed: int,
 ) -> dict[str, Any]:
-    """:func:`edit_measures` of ``cm`` on ``num_edits`` test digits, with latent
-    directions from ``train``; removal reaches as far as :func:`choose_dilation`
-    finds best on ``num_edits`` digits of ``val`` drawn from stream ``[seed, 9]``
-    (``removal_dilate``; each one's success in ``removal_by_dilate``)."""
+    """:func:`edit_measures` of ``cm`` on ``e.num_edits`` ``test`` digits, with
+    latent directions from the training digits ``held[0]``; removal reaches as far
+    as :func:`choose_dilation` finds best on ``e.num_edits`` validation digits
+    ``held[1]`` drawn from stream ``[seed, 9]`` (``removal_dilate``)."""
+    train, val = held
     latent = latent_directions(cm, train.x, train.y, train.variants)
     rng = np.random.default_rng([seed, 9])
-    pick = rng.choice(len(val), min(num_edits, len(val)), replace=False)
+    pick = rng.choice(len(val), min(e.num_edits, len(val)), replace=False)
     dilate, by_dilate = choose_dilation(cm, val.take(pick))
     out: dict[str, Any] = edit_measures(
-        cm, test, concept_images, latent, classifier, num_edits, per_digit, seed,
-        dilate,
+        cm, test, concept_images, latent, classifier, e.num_edits, e.edits_per_digit,
+        seed, dilate,
     )  # fmt: skip
     out["removal_dilate"] = dilate
     out["removal_by_dilate"] = by_dilate
     out["removal_dilate_split"] = val.split
-    out["num_edits"] = min(num_edits, len(test[1]))
-    out["per_digit"] = per_digit
+    out["num_edits"] = min(e.num_edits, len(test[1]))
+    out["per_digit"] = e.edits_per_digit
     return out
 
 
@@ -438,13 +436,13 @@ def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     digits and held-out concept images, (a subsample of) its training digits, its
     validation digits and digit classifier, whose accuracy on all MNIST test
     digits is added as ``classifier_accuracy``."""
-    train, e = pipe.train_digits, pipe.cfg.eval
+    train = pipe.train_digits
     sub = train.take(pipe._subsample(len(train)))  # private: no public one yet
     tc = pipe.test_concepts
+    concepts = (tc.x, tc.y - cm.catalogue.labels[0])
     out = operator_measures(
-        cm, pipe.digits[2:], (tc.x, tc.y - cm.catalogue.labels[0]), sub,
-        pipe.val_digits, pipe.digit_classifier, e.num_edits, e.edits_per_digit,
-        pipe.cfg.seed,
+        cm, (sub, pipe.val_digits), pipe.digits[2:], concepts, pipe.digit_classifier,
+        pipe.cfg.eval, pipe.cfg.seed,
     )  # fmt: skip
     out["classifier_accuracy"] = pipe.classifier_accuracy
     return out
