@@ -96,9 +96,8 @@ def addition_limits_of(
     seed: int,
 ) -> dict[str, Any]:
     """The limits of one model's pixel reference of addition (module doc) on
-    ``digits`` (``(N, 28, 28)`` uint8 and labels), adding the held-out concept
-    images (and their concept index ``0..K-1``) as ``edit_measures(seed=seed)``
-    does."""
+    ``digits`` and labels, adding the held-out concept images (and their concept
+    index ``0..K-1``) as ``edit_measures(seed=seed)`` does."""
     x, y = digits
     cx, cy = concept_images
     shares = concept_shares(cm, op.render(cm, op.read(cm, x)))
@@ -134,11 +133,12 @@ def addition_limits(cm: ConceptModel, pipe) -> dict[str, Any]:
 def summarise_limits(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample sd over seeds of every ``readout`` and ``placement``
     rate, and the mean share per ``rank``."""
-    out: dict[str, Any] = {}
-    for part in ("readout", "placement"):
-        out[part] = {}
-        for key in per_seed[0][part]:
-            out[part][key] = mean_sd([s[part][key] for s in per_seed])
+    out: dict[str, Any] = {
+        part: {
+            key: mean_sd([s[part][key] for s in per_seed]) for key in per_seed[0][part]
+        }
+        for part in ("readout", "placement")
+    }
     out["rank"] = np.mean([s["rank"] for s in per_seed], axis=0).tolist()
     return out
 
@@ -146,30 +146,22 @@ def summarise_limits(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 def format_limits(summary: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarise_limits`: the pixel reference under
     each read-out and each placement."""
-    rows = [
-        (f"score: {READOUTS[n]}", rate_text(r)) for n, r in summary["readout"].items()
-    ]
-    rows += [
-        (
-            f"placed: shifted up to {n} px" if n != "0" else "placed: as cut",
-            rate_text(r),
+    rows = [(f"score: {READOUTS[n]}", r) for n, r in summary["readout"].items()]
+    for n, r in summary["placement"].items():
+        rows.append(
+            (f"placed: shifted up to {n} px" if n != "0" else "placed: as cut", r)
         )
-        for n, r in summary["placement"].items()
-    ]
+    rows = [(label, rate_text(r)) for label, r in rows]
     return markdown_table(("pixel reference", "into the top 3"), rows, "lr")
 
 
 def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
-    """What :func:`summarise_limits` says, for the book's prose.
-
-    Returns:
-        ``score_said``: whether another read-out names the added concept more
-        often than the energy; ``placed_said``: whether the farthest placement
-        makes it harder or easier to name; ``rank_top3`` and ``rank_4_5``: the
-        shares of the edits whose concept lands in the top 3 and at rank 4 or 5;
-        ``near_ranks``: those two ranks in words; ``placements``: the largest
-        shifts (px per axis) tried beyond none.
-    """
+    """What :func:`summarise_limits` says, for the book's prose: whether another
+    read-out names the added concept more often than the energy (``score_said``),
+    whether the farthest placement makes it harder or easier (``placed_said``), the
+    shares of the edits whose concept lands in the top 3 and at rank 4 or 5
+    (``rank_top3``, ``rank_4_5``; ``near_ranks``: those ranks in words), and the
+    shifts tried beyond none (``placements``)."""
     energy = summary["readout"]["energy"]["mean"]
     best, name = max(
         (r["mean"], n) for n, r in summary["readout"].items() if n != "energy"
