@@ -1,20 +1,17 @@
 """Measuring the operators: edits of test digits, checked independently.
 
-Each edit is decoded to an image and read by two readers other than the edited
-layer: a small CNN digit classifier trained for evaluation only
-(:func:`digit_classifier`), and the concept model re-encoding the image. Three
-edits are scored (:func:`edit_measures`), beside the same edit in the latent
-(adding or subtracting the mean latent difference between training digits with
-and without the concept) and on the pixels (the images' pixel maximum: what an
-edit that drew exactly the concept image would score):
+Each edit (:func:`edit_measures`) is decoded and read by a small CNN digit
+classifier trained for evaluation only (:func:`digit_classifier`) and by the concept
+model re-encoding the image, beside the same edit in the latent (adding or
+subtracting the mean latent difference between training digits with and without
+the concept) and on the pixels (the images' pixel maximum):
 
-- *removal*: the digit's strongest concept switched off; success when it leaves
-  the top :data:`TOP` of the re-encoded image and the image outside its region
-  is kept (mean absolute change at most :data:`KEEP`);
-- *addition*: a concept of another digit class, absent from the top :data:`TOP`,
-  added from a held-out image of it; success when it enters the top :data:`TOP`;
-- *composition*: a digit built from held-out concept images of its class alone
-  (:func:`~conceptlib.operators.compose`); success when the classifier reads it.
+- *removal*: the digit's strongest concept off; success when it leaves the top
+  :data:`TOP` and the image outside its region is kept (change at most :data:`KEEP`);
+- *addition*: a concept of another class, absent from the top :data:`TOP`, added
+  from a held-out image of it; success when it enters the top :data:`TOP`;
+- *composition*: a digit built from held-out concept images of its class alone;
+  success when the classifier reads it.
 
 See: chapter ``ch-operators``.
 """
