@@ -6,10 +6,9 @@
 For each seed, :func:`conceptlib.operators.limits.addition_limits` of the checkpoint's
 variant: the pixel reference of its additions ranked by other scores of the
 concept maps, with the added image moved off the digit's ink, and the rank the
-added concept reaches (see :mod:`conceptlib.operators.limits`). The checkpoint's own
-seed
-is measured on the checkpoint; every other seed is trained first with its stored
-config, only the seed changed (cached in ``--cache``). Values: shares of the
+added concept reaches (see :mod:`conceptlib.operators.limits`). The checkpoint's
+own seed is measured on the checkpoint; every other seed is trained first with its
+stored config, only the seed changed (cached in ``--cache``). Values: shares of the
 ``eval.num_edits`` test digits; ``summary``: mean and sd over the seeds.
 """
 

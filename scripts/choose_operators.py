@@ -6,19 +6,15 @@
 For each seed of the folder's ``concept`` checkpoint (other seeds trained with
 its config, only ``seed`` changed, or loaded from ``--cache``):
 
-- *how* :func:`conceptlib.operators.compose` *combines its parts*: digits are
-  composed from the validation concept images (cut from the validation digits,
-  :attr:`conceptlib.experiment.pipeline.Pipeline.val_concepts`) of each class's
-  variant-0
-  concepts, 100 per class, and read by the digit
-  classifier, under two rules for the non-concept channels, on the same parts:
-  ``sum``, the parts' departures from the blank layer added up (adding each part
-  in turn, :func:`conceptlib.operators.add`), and ``union``, the departure of
-  largest magnitude element by element (:func:`conceptlib.operators.compose`);
+- *how* :func:`conceptlib.operators.compose` *combines its parts*: digits composed
+  from the validation concept images (cut from the validation digits) of each
+  class's variant-0 concepts, 100 per class, read by the digit classifier, under
+  two rules for the non-concept channels: ``sum``, the parts' departures from the
+  blank layer added up (:func:`conceptlib.operators.add`, part by part), and
+  ``union``, the departure of largest magnitude (:func:`conceptlib.operators.compose`);
 - *what* :func:`conceptlib.operators.evaluate.edit_measures` *adds a concept from*:
-addition
-  success on 1,000 *validation* digits, adding a validation concept image of the
-  concept or its prototype (the mean layer of its validation images).
+  addition success on 1,000 *validation* digits, adding a validation concept image
+  of the concept or its prototype (the mean layer of its validation images).
 
 Both choices read validation data only (:mod:`conceptlib.data.splits`): handed test
 data, :func:`compose_rates` and :func:`addition_rates` stop with an error.
@@ -36,14 +32,18 @@ from pathlib import Path
 import numpy as np
 
 from conceptlib import operators as op
-from conceptlib.data.mnist import NUM_CLASSES
 from conceptlib.data.splits import refuse_test
 from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.classifier import predict
 from conceptlib.model.readout import load_concept_model
-from conceptlib.operators.evaluate import ADD_FROM, edit_measures, latent_directions
-from conceptlib.report.scorecard import Estimate
+from conceptlib.operators.evaluate import (
+    ADD_FROM,
+    composition_parts,
+    edit_measures,
+    latent_directions,
+    mean_sd,
+)
 
 RULES = ("sum", "union")
 
@@ -63,15 +63,11 @@ def compose_rates(
     per rule; refuses test data."""
     refuse_test(split, "choose_operators.compose_rates")
     rng = np.random.default_rng(seed)
-    cat, k = cm.catalogue, len(cm.catalogue)
+    k = len(cm.catalogue)
     cx, cy = validation_concepts(pipe, cm, split)
     hc, base = op.read(cm, cx), op.blank(cm)
     read: dict[str, list[np.ndarray]] = {rule: [] for rule in RULES}
-    for d in range(NUM_CLASSES):
-        parts = [c for c in range(k) if cat.digit[c] == d and cat.variant[c] == 0]
-        if not parts:
-            continue
-        picks = [rng.choice(np.flatnonzero(cy == c), per_digit) for c in parts]
+    for d, parts, picks in composition_parts(cm.catalogue, cy, per_digit, rng):
         sources = [(hc[p], c) for c, p in zip(parts, picks)]
         summed = base.expand(per_digit, -1, -1, -1)
         for source, c in sources:
@@ -89,7 +85,7 @@ def addition_rates(pipe: Pipeline, cm, num: int, seed: int, split: str = "val") 
     num = min(num, len(held))
     pick = np.random.default_rng([seed, 9]).choice(len(held), num, replace=False)
     train = pipe.train_digits
-    sub = train.take(pipe._subsample(len(train)))
+    sub = train.take(pipe._subsample(len(train)))  # private: no public one yet
     latent = latent_directions(cm, sub.x, sub.y, sub.variants)
     out = {}
     for source in ADD_FROM:
@@ -104,11 +100,7 @@ def addition_rates(pipe: Pipeline, cm, num: int, seed: int, split: str = "val") 
 
 def summarise(per_seed: list[dict], keys) -> dict:
     """Mean and sd over seeds of each of ``keys``."""
-    out = {}
-    for key in keys:
-        rate = Estimate(tuple(r[key] for r in per_seed))
-        out[key] = {"mean": rate.mean, "sd": rate.sd}
-    return out
+    return {key: mean_sd([r[key] for r in per_seed]) for key in keys}
 
 
 def main() -> None:

@@ -6,10 +6,9 @@
 For each concept checkpoint in the folder: removal, addition and composition
 success in the concept layer and in the latent
 (:func:`conceptlib.operators.evaluate.measure_operators`), on the data of the
-checkpoint's own
-profile; for every checkpoint, a logical formula over concepts for each channel of
-its concept layer (:func:`conceptlib.measures.formulas.explain_model`), under
-``formulas``.
+checkpoint's own profile; for every checkpoint, under ``formulas``, a logical
+formula over concepts for each channel of its concept layer
+(:func:`conceptlib.measures.formulas.explain_model`).
 The digit classifier is trained once and cached in ``--cache``.
 """
 

@@ -7,10 +7,9 @@ For each concept checkpoint in the folder (``concept.pt``, ``concept_paper.pt``)
 the checkpoint's own seed is measured on the checkpoint itself; every other seed
 is trained first with the checkpoint's stored config, only ``seed`` changed
 (cached in ``--cache``, so an interrupted run resumes). Each seed is measured
-with :func:`conceptlib.operators.evaluate.measure_operators` (its own digit classifier
-and
-latent directions), and the file holds the per-seed measures and their mean and
-sample standard deviation over seeds.
+with :func:`conceptlib.operators.evaluate.measure_operators` (its own latent
+directions), and the file holds the per-seed measures and their mean and sample
+standard deviation over seeds.
 """
 
 from __future__ import annotations

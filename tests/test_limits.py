@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from conceptlib.operators.evaluate import in_top
 from conceptlib.operators.limits import (
     READOUTS,
     addition_per_concept,
     format_limits,
-    in_top,
     limit_findings,
     place_apart,
     readout_scores,
@@ -30,8 +30,8 @@ def test_winner_counts_only_the_pixels_a_channel_reads_most_strongly() -> None:
 
 def test_in_top_reads_the_three_highest() -> None:
     scores = np.array([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
-    assert in_top(scores, np.array([2, 0])) == 0.5
-    assert in_top(scores, np.array([3, 3])) == 0.5
+    assert in_top(scores, np.array([2, 0])).tolist() == [True, False]
+    assert in_top(scores, np.array([3, 3])).tolist() == [False, True]
 
 
 def test_place_apart_moves_ink_off_the_digit_and_not_off_the_image() -> None:

@@ -1,26 +1,14 @@
 """Operators: edit and compose images through the concept layer.
 
-The concept layer of a concept model holds K concept channels (one per catalogue
-concept, sigmoid maps in [0, 1]) and the rest of the layer (ReLU channels without a
-concept loss). An operator takes that layer, ``(N, C, H, W)``, and returns an edited
-one; the later decoder layers turn it into an image (:func:`render`). Operators
-compose: ``move(add(remove(h, b0, a, K), p, b0, c, K), b0, c, K, 2, 0)``.
-
-Two facts about the layer shape the operators (chapter ``ch-operators`` measures
-them). The decoder draws from the non-concept channels: switching every concept
-channel off barely changes the image, so an edit must reach the rest of the layer
-too (``rest=True``), inside the concept's *region* (its map, dilated by ``dilate``
-pixels). And the rest of the layer is not ink: a blank image already activates it
-strongly, and ink *lowers* some channels. Strokes therefore add as departures from
-the blank image's layer ``base`` (:func:`blank`), not as a pixel maximum.
-
-- :func:`read` and :func:`render`: images to concept layer and back (``z = mu``);
-- :func:`remove`: switch a concept off;
-- :func:`add`: add a concept taken from another layer (another image, or a
-  prototype: the mean layer of held-out images of that concept, :func:`prototypes`);
-- :func:`shift` and :func:`move`: translate and scale a layer, or one concept in it;
-- :func:`compose`: build an image from concepts alone, on the layer of a blank image
-  (the union of the parts' departures).
+The concept layer holds K concept channels (sigmoid maps in [0, 1], one per
+catalogue concept) and the rest of the layer (ReLU channels without a concept
+loss). An operator takes the layer, ``(N, C, H, W)``, and returns an edited one,
+which the later decoder layers turn into an image (:func:`render`). The decoder
+draws from the non-concept channels, so edits reach them too (``rest=True``),
+inside the concept's *region* (its map dilated by ``dilate`` px); and a blank image
+already activates them strongly, so strokes add as departures from the blank
+image's layer ``base`` (:func:`blank`). Operators compose:
+``move(add(remove(h, b0, a, K), p, b0, c, K), b0, c, K, 2, 0)``.
 
 See: chapter ``ch-operators``.
 """
@@ -84,13 +72,9 @@ def prototypes(
     concepts: np.ndarray,
     num_concepts: int,
 ) -> torch.Tensor:
-    """The mean concept layer of each concept's images: ``(K, C, H, W)``.
-
-    Args:
-        images: ``(N, 28, 28)`` uint8 concept images (held out from training).
-        concepts: ``(N,)`` concept index ``0 .. K - 1`` of each image.
-        num_concepts: K.
-    """
+    """The mean concept layer of each concept's ``(N, 28, 28)`` uint8 images
+    (held out from training; ``concepts``: their index ``0 .. K - 1``):
+    ``(K, C, H, W)``."""
     hidden = read(model, images)
     out = torch.zeros((num_concepts, *hidden.shape[1:]))
     for c in range(num_concepts):
@@ -151,13 +135,13 @@ def add(
     dilate: int = DILATE,
     masked: bool = True,
 ) -> torch.Tensor:
-    """Add ``concept`` as it appears in ``source`` (another layer, ``(N or 1, C, H,
-    W)``: another image, or a prototype).
+    """Add ``concept`` as it appears in ``source`` (the layer of N or 1 images:
+    other images, or a prototype).
 
     The concept channel becomes the pixel maximum of both; with ``rest``, the
-    source's departure from the blank layer ``base`` is added to the non-concept
+    source's departure from the blank layer ``base`` is added to the other
     channels, inside the concept's region (``masked``) or everywhere (for sources
-    that hold the one concept only, such as concept images and prototypes).
+    that hold the one concept only: concept images, prototypes).
     """
     _check(hidden, concept, num_concepts)
     source = source.expand_as(hidden)
@@ -225,17 +209,13 @@ def compose(
     masked: bool = False,
     dilate: int = DILATE,
 ) -> torch.Tensor:
-    """Build a layer from concepts alone, on the blank layer ``base``
-    (:func:`blank`), from ``(source, concept)`` parts (layers of ``N`` or 1
-    images).
+    """Build a layer from ``(source, concept)`` parts alone (layers of N or 1
+    images), on the blank layer ``base`` (:func:`blank`).
 
-    Each concept channel is the pixel maximum of the parts'; the non-concept
-    channels are the blank layer plus, element by element, the one departure
-    from it of largest magnitude among the parts (a union of strokes: where two
-    parts overlap, their departures do not add up, which a sum, :func:`add`, lets
-    them do). ``masked`` limits each departure to its concept's region, as for
-    :func:`add`. Chapter ``ch-operators`` chose the union over the sum on
-    validation concept images.
+    Concept channels: the parts' pixel maximum. The rest: the blank layer plus,
+    element by element, the parts' departure from it of largest magnitude (a union
+    of strokes, chosen over the sum of :func:`add` on validation concept images),
+    limited to each concept's region when ``masked``.
     """
     if not parts:
         return base
@@ -273,18 +253,12 @@ def apply(
     steps: Sequence[Step],
     protos: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Edit one ``(28, 28)`` uint8 image by ``steps``, in order.
+    """Edit one ``(28, 28)`` uint8 image by ``steps``, in order: the edited
+    layer ``(1, C, H, W)`` and the decoded ``(28, 28)`` uint8 image.
 
     Args:
-        model: the concept model.
-        image: the image to edit.
-        steps: the edits.
         protos: ``(K, C, H, W)`` prototypes (:func:`prototypes`), needed by any
             ``add`` without a source image.
-
-    Returns:
-        The edited concept layer ``(1, C, H, W)`` and the decoded ``(28, 28)``
-        uint8 image.
     """
     k = as_model(model).num_concepts
     base = blank(model)
@@ -305,20 +279,3 @@ def apply(
         else:
             raise ConceptlibError(f"unknown edit {step.kind!r}")
     return hidden, render(model, hidden)[0]
-
-
-__all__ = [
-    "DILATE",
-    "Step",
-    "apply",
-    "add",
-    "blank",
-    "compose",
-    "move",
-    "prototypes",
-    "read",
-    "region",
-    "remove",
-    "render",
-    "shift",
-]

@@ -1,11 +1,10 @@
 """``conceptlib edit``: parse edits, apply them to one image, report and write.
 
-The operators themselves are :mod:`conceptlib.operators`; this module turns the
-command line's ``--remove NAME``, ``--add NAME[@IMAGE]`` and
+Turns the command line's ``--remove NAME``, ``--add NAME[@IMAGE]`` and
 ``--move NAME:DX,DY[,SCALE]`` into :class:`~conceptlib.operators.Step` objects,
-finds the prototypes (the mean concept layer of the held-out concept images cut
-from the test digits), and reports the concepts before and after, read back by
-re-encoding the edited image.
+adds a concept without an image from its prototype (the mean concept layer of the
+held-out concept images cut from the test digits), and reports the top concepts
+before and after, read back by re-encoding the edited image.
 
 See: chapter ``ch-operators``.
 """
@@ -19,8 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from conceptlib.errors import ConceptlibError
+from conceptlib.experiment.pipeline import Pipeline
+from conceptlib.files import atomic_write_text
+from conceptlib.measures.explain import concept_shares, read_image
 from conceptlib.model.readout import ConceptModel
-from conceptlib.operators.algebra import Step, apply, prototypes
+from conceptlib.operators.algebra import Step, apply, prototypes, read, render
+from conceptlib.operators.evaluate import top_concepts
 
 
 def _concept(name: str, cm: ConceptModel) -> int:
@@ -32,10 +35,24 @@ def _concept(name: str, cm: ConceptModel) -> int:
     return names.index(name)
 
 
+def _move(value: str, cm: ConceptModel) -> Step:
+    """``NAME:DX,DY[,SCALE]`` -> a move step."""
+    name, sep, rest = value.partition(":")
+    try:
+        numbers = [float(v) for v in rest.split(",")] if sep else []
+    except ValueError:
+        numbers = []
+    ok = len(numbers) in (2, 3) and all(math.isfinite(v) for v in numbers)
+    if not ok or (len(numbers) == 3 and numbers[2] <= 0):
+        raise ConceptlibError(
+            f"--move {value}: expected NAME:DX,DY or NAME:DX,DY,SCALE with "
+            "numbers (SCALE > 0), e.g. seven_top_bar:2,-1"
+        )
+    return Step("move", _concept(name, cm), None, *numbers)
+
+
 def parse_steps(ops: list[tuple[str, str]], cm: ConceptModel) -> list[Step]:
     """``[(kind, value), ...]`` from the command line -> steps (images read)."""
-    from conceptlib.measures.explain import read_image
-
     steps = []
     for kind, value in ops:
         if kind == "remove":
@@ -45,41 +62,40 @@ def parse_steps(ops: list[tuple[str, str]], cm: ConceptModel) -> list[Step]:
             source = read_image(spec, cm.cfg.data.source)[0] if spec else None
             steps.append(Step("add", _concept(name, cm), source))
         else:
-            name, sep, rest = value.partition(":")
-            try:
-                numbers = [float(v) for v in rest.split(",")] if sep else []
-            except ValueError:
-                numbers = []
-            bad = not all(math.isfinite(v) for v in numbers)
-            if (
-                bad
-                or len(numbers) not in (2, 3)
-                or (len(numbers) == 3 and numbers[2] <= 0)
-            ):
-                raise ConceptlibError(
-                    f"--move {value}: expected NAME:DX,DY or NAME:DX,DY,SCALE with "
-                    "numbers (SCALE > 0), e.g. seven_top_bar:2,-1"
-                )
-            steps.append(Step("move", _concept(name, cm), None, *numbers))
+            steps.append(_move(value, cm))
     return steps
 
 
 def concept_prototypes(cm: ConceptModel, cache: str):
     """Prototypes of every concept from the held-out concept images of the model's
     own profile (cut from the test digits; nothing is trained)."""
-    from conceptlib.experiment.pipeline import Pipeline
-
     pipe = Pipeline(cm.cfg, device="cpu", cache_dir=cache, progress=False)
     tc = pipe.test_concepts
     return prototypes(cm, tc.x, tc.y - cm.catalogue.labels[0], len(cm.catalogue))
 
 
-def _top(cm: ConceptModel, image: np.ndarray, n: int = 3) -> list[tuple[str, float]]:
-    from conceptlib.measures.explain import concept_shares
+def _top(cm: ConceptModel, image: np.ndarray) -> list[tuple[str, float]]:
+    """The image's three strongest concepts and their shares."""
+    shares = concept_shares(cm, image[None])
+    return [
+        (cm.catalogue.names[i], float(shares[0, i])) for i in top_concepts(shares)[0]
+    ]
 
-    shares = concept_shares(cm, image[None])[0]
-    order = np.argsort(-shares)[:n]
-    return [(cm.catalogue.names[i], float(shares[i])) for i in order]
+
+def _write(figure, out_json, panels: list[np.ndarray], doc: dict) -> None:
+    """The before/after figure of ``panels`` and the JSON ``doc``, where asked."""
+    try:
+        if figure is not None:
+            from conceptlib.report.plots import plot_images, save_figure  # matplotlib
+
+            images = np.stack(panels).astype(np.float32) / 255
+            titles = ["input", "reconstruction", "edited"]
+            save_figure(plot_images(images, titles, ncols=3, vrange=(0, 1)), figure)
+        if out_json is not None:
+            atomic_write_text(Path(out_json), json.dumps(doc) + "\n")
+    except OSError as exc:
+        where = exc.filename or figure or out_json
+        raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
 
 
 def run_edit(
@@ -90,13 +106,8 @@ def run_edit(
     figure: str | None = None,
     out_json: str | None = None,
 ) -> str:
-    """Edit the image ``spec`` (as for ``explain``) and return the report.
-
-    Writes the before/after figure and the JSON (atomically) when asked.
-    """
-    from conceptlib.measures.explain import read_image
-    from conceptlib.operators.algebra import read, render
-
+    """Edit the image ``spec`` (as for ``explain``) and return the report; write
+    the before/after figure and the JSON (atomically) when asked."""
     image, name = read_image(spec, cm.cfg.data.source)
     needs_protos = any(s.kind == "add" and s.source is None for s in steps)
     protos = concept_prototypes(cm, cache) if needs_protos else None
@@ -109,38 +120,15 @@ def run_edit(
         for s in steps
     ]
     change = float(np.abs(edited.astype(float) - recon.astype(float)).mean() / 255)
-    lines = [
+    doc = {"image": name, "model": str(cm.path), "edits": said,
+           "before": dict(before), "after": dict(after), "mean_abs_change": change,
+           "edited": edited.tolist()}  # fmt: skip
+    _write(figure, out_json, [image, recon, edited], doc)
+    return "\n".join([
         f"image: {name}",
         f"model: {cm.path}",
         "edits: " + "; ".join(said),
         "top concepts before: " + ", ".join(f"{n} {v:.2f}" for n, v in before),
         "top concepts after:  " + ", ".join(f"{n} {v:.2f}" for n, v in after),
         f"mean absolute pixel change: {change:.3f} (0..1)",
-    ]
-    try:
-        if figure is not None:
-            from conceptlib.report.plots import plot_images, save_figure
-
-            panels = np.stack([image, recon, edited]).astype(np.float32) / 255
-            titles = ["input", "reconstruction", "edited"]
-            save_figure(plot_images(panels, titles, ncols=3, vrange=(0, 1)), figure)
-        if out_json is not None:
-            from conceptlib.files import atomic_write_text
-
-            doc = {
-                "image": name,
-                "model": str(cm.path),
-                "edits": said,
-                "before": dict(before),
-                "after": dict(after),
-                "mean_abs_change": change,
-                "edited": edited.tolist(),
-            }
-            atomic_write_text(Path(out_json), json.dumps(doc) + "\n")
-    except OSError as exc:
-        where = exc.filename or figure or out_json
-        raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
-    return "\n".join(lines)
-
-
-__all__ = ["concept_prototypes", "parse_steps", "run_edit"]
+    ])  # fmt: skip

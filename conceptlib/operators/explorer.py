@@ -1,10 +1,10 @@
 """An ipywidgets explorer of the operators, and its static twin for the book.
 
-In Jupyter, :func:`operator_explorer` shows a test digit, one checkbox per
-concept (untick to remove it), a concept to move with two sliders, and updates
-the decoded image, its concept maps (re-encoded) and the digit classifier's
-reading. The rendered HTML book cannot run a kernel, so the chapter shows
-:func:`plot_edits`, a fixed set of edits drawn the same way.
+In Jupyter, :func:`operator_explorer` shows a test digit, one checkbox per concept
+(untick to remove it, tick to add it), a concept to move with two sliders, and the
+decoded image, its re-encoded concept maps and the digit classifier's reading. The
+HTML book cannot run a kernel: it shows :func:`plot_edits`, fixed edits drawn the
+same way.
 
 See: chapter ``ch-operators``.
 """
@@ -17,22 +17,16 @@ import numpy as np
 
 from conceptlib import operators as op
 from conceptlib.model.readout import ConceptModel, concept_maps
-
-
-def concept_colours(k: int) -> np.ndarray:
-    """``(K, 3)`` distinct RGB colours, one per concept."""
-    import matplotlib
-
-    return matplotlib.colormaps["tab20"](np.arange(k) % 20)[:, :3]
+from conceptlib.operators.evaluate import top_concepts
 
 
 def map_image(maps: np.ndarray) -> np.ndarray:
     """``(K, H, W)`` maps -> ``(H, W, 3)``: each pixel coloured by its strongest
-    concept, as bright as that map."""
-    k = len(maps)
-    colours = concept_colours(k)
-    strongest = maps.argmax(0)
-    return colours[strongest] * maps.max(0)[..., None].clip(0, 1)
+    concept (one ``tab20`` colour per concept), as bright as that map."""
+    import matplotlib  # optional heavy dependency: figures only
+
+    colours = matplotlib.colormaps["tab20"](np.arange(len(maps)) % 20)[:, :3]
+    return colours[maps.argmax(0)] * maps.max(0)[..., None].clip(0, 1)
 
 
 def _reading(classifier, image: np.ndarray) -> str:
@@ -53,11 +47,10 @@ def plot_edits(
     of the edited image (re-encoded), with the classifier's reading.
 
     Args:
-        cm: the concept model.
         rows: ``(title, before, after)`` with ``(28, 28)`` uint8 images.
         classifier: the digit classifier, or None.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional heavy dependency: figures only
 
     fig, axes = plt.subplots(
         len(rows), 3, figsize=(6.6, 2.3 * len(rows)), squeeze=False
@@ -77,74 +70,80 @@ def plot_edits(
     return fig
 
 
+def _top3(cm: ConceptModel, image: np.ndarray) -> set[int]:
+    """The image's three strongest concepts (energy of its concept maps)."""
+    maps = concept_maps(cm, image[None])[0]
+    return set(top_concepts((maps.astype(np.float64) ** 2).sum((1, 2))[None])[0])
+
+
+def _steps(ticked: list[bool], top: set[int], add: bool, move) -> list[op.Step]:
+    """The edits the widgets ask for: unticked top concepts removed, ticked others
+    added (when ``add``), and ``move``, ``(concept or None, dx, dy)``."""
+    steps = [op.Step("remove", i) for i, t in enumerate(ticked) if i in top and not t]
+    if add:
+        steps += [op.Step("add", i) for i, t in enumerate(ticked) if i not in top and t]
+    concept, dx, dy = move
+    if concept is not None and (dx or dy):
+        steps.append(op.Step("move", concept, dx=dx, dy=dy))
+    return steps
+
+
+def _show(out, cm: ConceptModel, before, after, classifier) -> None:
+    """Draw :func:`plot_edits` of one edit into the ipywidgets output ``out``."""
+    import matplotlib.pyplot as plt  # optional heavy dependency: figures only
+    from IPython.display import display  # optional: Jupyter only
+
+    with out:
+        out.clear_output(wait=True)
+        fig = plot_edits(cm, [("edited", before, after)], classifier)
+        display(fig)
+        plt.close(fig)
+
+
 def operator_explorer(
     cm: ConceptModel, images: np.ndarray, classifier=None, protos=None
 ):
     """An ipywidgets explorer: pick a digit, toggle concepts, move one.
 
     Args:
-        cm: the concept model.
         images: ``(N, 28, 28)`` uint8 digits to pick from.
         classifier: the digit classifier (its reading is shown), or None.
-        protos: prototypes (:func:`conceptlib.operators.prototypes`) for adding
-            a concept the digit lacks, or None (concepts can then only be removed
+        protos: prototypes (:func:`conceptlib.operators.prototypes`) to add a
+            concept the digit lacks, or None (concepts can then only be removed
             and moved).
 
     Returns:
         An ``ipywidgets.VBox``; display it in Jupyter.
     """
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    import ipywidgets as w  # optional: interactive use only
 
     names = list(cm.catalogue.names)
     pick = w.IntSlider(0, 0, len(images) - 1, description="digit")
     boxes = [w.Checkbox(value=False, description=n, indent=False) for n in names]
     mover = w.Dropdown(options=["(none)", *names], description="move")
-    dx = w.IntSlider(0, -6, 6, description="dx")
-    dy = w.IntSlider(0, -6, 6, description="dy")
+    dx, dy = (w.IntSlider(0, -6, 6, description=d) for d in ("dx", "dy"))
     out = w.Output()
     hint = w.HTML(
         "Ticked concepts are the digit's top three; untick to remove one, tick "
         "another to add it" + (" from its prototype." if protos is not None else ".")
     )
-
-    def top3(index: int) -> set[int]:
-        maps = concept_maps(cm, images[index : index + 1])[0]
-        return set(np.argsort(-(maps.astype(np.float64) ** 2).sum((1, 2)))[:3])
-
-    state = {"top": top3(0)}
+    state = {"top": _top3(cm, images[0])}
 
     def reset(change=None) -> None:
-        state["top"] = top3(pick.value)
+        state["top"] = _top3(cm, images[pick.value])
         state["before"] = op.apply(cm, images[pick.value], [])[1]  # once per digit
         for i, box in enumerate(boxes):
             box.value = i in state["top"]
         draw()
 
     def draw(change=None) -> None:
-        top = state["top"]
-        steps = [
-            op.Step("remove", i)
-            for i, b in enumerate(boxes)
-            if i in top and not b.value
-        ]
-        if protos is not None:
-            steps += [
-                op.Step("add", i)
-                for i, b in enumerate(boxes)
-                if i not in top and b.value
-            ]
-        if mover.value != "(none)" and (dx.value or dy.value):
-            steps.append(
-                op.Step("move", names.index(mover.value), dx=dx.value, dy=dy.value)
-            )
+        moved = None if mover.value == "(none)" else names.index(mover.value)
+        ticked = [b.value for b in boxes]
+        steps = _steps(
+            ticked, state["top"], protos is not None, (moved, dx.value, dy.value)
+        )
         after = op.apply(cm, images[pick.value], steps, protos)[1]
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_edits(cm, [("edited", state["before"], after)], classifier)
-            display(fig)
-            plt.close(fig)
+        _show(out, cm, state["before"], after, classifier)
 
     pick.observe(reset, "value")
     for widget in (*boxes, mover, dx, dy):
@@ -152,6 +151,3 @@ def operator_explorer(
     reset()
     grid = w.GridBox(boxes, layout=w.Layout(grid_template_columns="repeat(3, 33%)"))
     return w.VBox([pick, hint, grid, w.HBox([mover, dx, dy]), out])
-
-
-__all__ = ["concept_colours", "map_image", "operator_explorer", "plot_edits"]

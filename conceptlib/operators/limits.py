@@ -1,20 +1,15 @@
 """What limits addition: its pixel reference under other read-outs and placements.
 
-The measured additions (:func:`conceptlib.operators.evaluate.edit_measures`) succeed
-when the
-added concept enters the top 3 of the re-encoded image, ranked by energy. Their
-pixel reference lays the held-out concept image on the digit's pixels (pixel
-maximum) and reads the result. :func:`addition_limits` asks whether that
-reference is held back by the read-out or by where the stroke is laid, on the
-very edits that :func:`~conceptlib.operators.evaluate.edit_measures` makes (same digits,
-concepts and images, :func:`~conceptlib.operators.evaluate.draw_additions`):
+An addition succeeds when the added concept enters the top 3 of the re-encoded
+image, ranked by energy; its pixel reference lays the held-out concept image on the
+digit (pixel maximum). :func:`addition_limits` asks, on the very edits of
+:func:`~conceptlib.operators.evaluate.edit_measures` (same digits, concepts and
+images), whether that reference is held back by the read-out or by placement:
 
-- ``readout``: the same pixel images ranked by other scores of the concept maps
-  (:data:`READOUTS`);
-- ``placement``: the image moved by up to R pixels per axis to where it overlaps
-  the digit's ink least (R in :data:`REACH`; R = 0 is the reference itself);
-- ``rank``: where the added concept lands among the K concepts (energy), as a
-  share of the edits per rank.
+- ``readout``: the pixel images ranked by other scores of the maps (:data:`READOUTS`);
+- ``placement``: the image moved by up to R px per axis to where it overlaps the
+  digit's ink least (R in :data:`REACH`; R = 0 is the reference itself);
+- ``rank``: the share of the edits whose added concept lands at each rank (energy).
 
 See: chapter ``ch-operators``, ``scripts/addition_limits.py``.
 """
@@ -31,8 +26,14 @@ from conceptlib import operators as op
 from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON
 from conceptlib.model.readout import ConceptModel, concept_maps
-from conceptlib.operators.evaluate import TOP, _top, draw_additions
-from conceptlib.report.scorecard import Estimate
+from conceptlib.operators.evaluate import (
+    TOP,
+    draw_additions,
+    in_top,
+    mean_sd,
+    rate_text,
+)
+from conceptlib.report.tables import markdown_table
 
 #: Scores that rank the concepts of an image, from its concept maps.
 READOUTS = {
@@ -65,11 +66,6 @@ def readout_scores(maps: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def in_top(scores: np.ndarray, concepts: np.ndarray) -> float:
-    """Share of rows whose concept is among their :data:`TOP` highest scores."""
-    return float(_top(scores, concepts).mean())
-
-
 def place_apart(digits: np.ndarray, images: np.ndarray, reach: int) -> np.ndarray:
     """Each image shifted by at most ``reach`` px per axis to where its ink
     overlaps its digit's ink least (ties: the smallest shift). A shift that
@@ -93,42 +89,56 @@ def place_apart(digits: np.ndarray, images: np.ndarray, reach: int) -> np.ndarra
     return best
 
 
-def addition_limits(cm: ConceptModel, pipe) -> dict[str, Any]:
-    """The limits of one model's pixel reference of addition (module doc), on
-    the ``eval.num_edits`` test digits of a
-    :class:`~conceptlib.experiment.pipeline.Pipeline` of its profile and seed."""
-    e, seed = pipe.cfg.eval, pipe.cfg.seed
-    x, y = pipe.digits[2][: e.num_edits], pipe.digits[3][: e.num_edits]
-    tc = pipe.test_concepts
-    cx, cy = tc.x, tc.y - cm.catalogue.labels[0]
+def addition_limits_of(
+    cm: ConceptModel,
+    digits: tuple[np.ndarray, np.ndarray],
+    concept_images: tuple[np.ndarray, np.ndarray],
+    seed: int,
+) -> dict[str, Any]:
+    """The limits of one model's pixel reference of addition (module doc) on
+    ``digits`` and labels, adding the held-out concept images (and their concept
+    index ``0..K-1``) as ``edit_measures(seed=seed)`` does."""
+    x, y = digits
+    cx, cy = concept_images
     shares = concept_shares(cm, op.render(cm, op.read(cm, x)))
     rng = np.random.default_rng(seed)  # edit_measures' stream
     added, pick = draw_additions(cm, shares, y, cy, rng, seed)
     images = cx[pick]
     scores = readout_scores(concept_maps(cm, np.maximum(x, images)))
     out: dict[str, Any] = {
-        "readout": {name: in_top(s, added) for name, s in scores.items()}
+        "readout": {name: float(in_top(s, added).mean()) for name, s in scores.items()}
     }
-    out["placement"] = {
-        str(r): in_top(concept_shares(cm, np.maximum(x, place_apart(x, images, r))),
-                       added)
-        for r in REACH
-    }  # fmt: skip
+    out["placement"] = {}
+    for r in REACH:
+        placed = np.maximum(x, place_apart(x, images, r))
+        out["placement"][str(r)] = float(
+            in_top(concept_shares(cm, placed), added).mean()
+        )
     rank = (np.argsort(-scores["energy"], axis=1) == added[:, None]).argmax(1)
     out["rank"] = (np.bincount(rank, minlength=len(cm.catalogue)) / len(rank)).tolist()
     out["edits"] = len(x)
     return out
 
 
+def addition_limits(cm: ConceptModel, pipe) -> dict[str, Any]:
+    """:func:`addition_limits_of` on the ``eval.num_edits`` test digits and the
+    held-out concept images of a :class:`~conceptlib.experiment.pipeline.Pipeline`
+    of ``cm``'s profile and seed."""
+    num, tc = pipe.cfg.eval.num_edits, pipe.test_concepts
+    x, y = pipe.digits[2][:num], pipe.digits[3][:num]
+    concepts = (tc.x, tc.y - cm.catalogue.labels[0])
+    return addition_limits_of(cm, (x, y), concepts, pipe.cfg.seed)
+
+
 def summarise_limits(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample sd over seeds of every ``readout`` and ``placement``
     rate, and the mean share per ``rank``."""
-    out: dict[str, Any] = {}
-    for part in ("readout", "placement"):
-        out[part] = {}
-        for key in per_seed[0][part]:
-            est = Estimate(tuple(s[part][key] for s in per_seed))
-            out[part][key] = {"mean": est.mean, "sd": est.sd}
+    out: dict[str, Any] = {
+        part: {
+            key: mean_sd([s[part][key] for s in per_seed]) for key in per_seed[0][part]
+        }
+        for part in ("readout", "placement")
+    }
     out["rank"] = np.mean([s["rank"] for s in per_seed], axis=0).tolist()
     return out
 
@@ -136,31 +146,22 @@ def summarise_limits(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 def format_limits(summary: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarise_limits`: the pixel reference under
     each read-out and each placement."""
-    from conceptlib.report.tables import markdown_table
-
-    def rate(r: dict[str, Any]) -> str:
-        return f"{r['mean']:.3f}" + ("" if r["sd"] is None else f" ± {r['sd']:.3f}")
-
-    rows = [(f"score: {READOUTS[n]}", rate(r)) for n, r in summary["readout"].items()]
-    rows += [
-        (f"placed: shifted up to {n} px" if n != "0" else "placed: as cut",
-         rate(r))
-        for n, r in summary["placement"].items()
-    ]  # fmt: skip
+    rows = [(f"score: {READOUTS[n]}", r) for n, r in summary["readout"].items()]
+    for n, r in summary["placement"].items():
+        rows.append(
+            (f"placed: shifted up to {n} px" if n != "0" else "placed: as cut", r)
+        )
+    rows = [(label, rate_text(r)) for label, r in rows]
     return markdown_table(("pixel reference", "into the top 3"), rows, "lr")
 
 
 def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
-    """What :func:`summarise_limits` says, for the book's prose.
-
-    Returns:
-        ``score_said``: whether another read-out names the added concept more
-        often than the energy; ``placed_said``: whether the farthest placement
-        makes it harder or easier to name; ``rank_top3`` and ``rank_4_5``: the
-        shares of the edits whose concept lands in the top 3 and at rank 4 or 5;
-        ``near_ranks``: those two ranks in words; ``placements``: the largest
-        shifts (px per axis) tried beyond none.
-    """
+    """What :func:`summarise_limits` says, for the book's prose: whether another
+    read-out names the added concept more often than the energy (``score_said``),
+    whether the farthest placement makes it harder or easier (``placed_said``), the
+    shares of the edits whose concept lands in the top 3 and at rank 4 or 5
+    (``rank_top3``, ``rank_4_5``; ``near_ranks``: those ranks in words), and the
+    shifts tried beyond none (``placements``)."""
     energy = summary["readout"]["energy"]["mean"]
     best, name = max(
         (r["mean"], n) for n, r in summary["readout"].items() if n != "energy"
@@ -193,27 +194,12 @@ def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
 def addition_per_concept(
     per_seed: list[dict[str, Any]], where: str
 ) -> dict[int, float]:
-    """Addition success per added concept index, the mean over the seeds that
-    added it, from :func:`~conceptlib.operators.evaluate.measure_operators` of several
-    seeds
-    (``where``: ``layer``, ``latent`` or ``pixel``)."""
+    """Addition success per added concept index, the mean over the seeds that added
+    it, from :func:`~conceptlib.operators.evaluate.measure_operators` of several
+    seeds (``where``: ``layer``, ``latent`` or ``pixel``)."""
     rates: dict[int, list[float]] = {}
     for measured in per_seed:
         for key, value in measured[where].items():
             if key.startswith("addition_"):
                 rates.setdefault(int(key.removeprefix("addition_")), []).append(value)
     return {c: float(np.mean(v)) for c, v in sorted(rates.items())}
-
-
-__all__ = [
-    "READOUTS",
-    "REACH",
-    "addition_limits",
-    "addition_per_concept",
-    "format_limits",
-    "in_top",
-    "limit_findings",
-    "place_apart",
-    "readout_scores",
-    "summarise_limits",
-]
