@@ -2,9 +2,8 @@
 
 The peer is the canonical ``vae/main.py`` of pytorch/examples (an MLP VAE,
 784-400-20, Adam 1e-3, batch 128), fetched, not committed. It reads torchvision's
-``MNIST/raw`` IDX files, which :func:`conceptlib.data.mnist.write_torchvision_raw`
-writes
-from the same digits we train on. Ours is the paper's fully convolutional VAE
+``MNIST/raw`` IDX files, which ``write_torchvision_raw`` (``tests/idx_files.py``)
+writes from the same digits we train on. Ours is the paper's fully convolutional VAE
 (the ``baseline`` variant: digits only, no concept loss) trained by
 :func:`conceptlib.train.loop.train_step` with the same optimiser, learning rate and
 batch size on the same 60,000 training digits.
@@ -121,7 +120,10 @@ def main() -> None:
         )
     import torch
 
-    from conceptlib.data.mnist import load_mnist, write_torchvision_raw
+    from conceptlib.data.mnist import load_mnist
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from idx_files import write_torchvision_raw  # the tests' IDX writer
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), CUDA_VISIBLE_DEVICES="")
     with tempfile.TemporaryDirectory() as tmp:
