@@ -1,4 +1,4 @@
-"""Writers of MNIST IDX files, for tests and benchmarks (the library only reads them)."""
+"""MNIST IDX writers for the tests and benchmarks (the library only reads IDX)."""
 
 from __future__ import annotations
 

@@ -180,7 +180,8 @@ def _check_labels(
     """Return labels as ``int64`` ``(N,)`` in ``0..9`` matching the image count."""
     array = np.asarray(array)
     if array.ndim != 1:
-        raise ConceptlibError(f"{where}: labels have shape {array.shape} (expected (N,))")
+        shape = array.shape
+        raise ConceptlibError(f"{where}: labels have shape {shape} (expected (N,))")
     kind = array.dtype.kind
     if kind == "f":
         if not np.isfinite(array).all():
