@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from sklearn.model_selection import train_test_split
 
 from conceptlib.config import FIRST_CONCEPT_LABEL
 from conceptlib.data.mnist import IMAGE_SHAPE
@@ -176,6 +173,10 @@ def fit_variants(
     image puts the largest share of its ink into the boxes of variant ``v``'s
     concepts (a one-to-one Hungarian matching).
     """
+    # sklearn, scipy: heavy (seconds), and only the pipeline fits variants
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.cluster import KMeans
+
     centres = {}
     for d in np.unique(catalogue.digit):
         num = catalogue.num_variants(int(d))
@@ -280,6 +281,8 @@ def stratified_split(
     labels: np.ndarray, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted stratified train and validation indices (the paper's 70/30 split)."""
+    from sklearn.model_selection import train_test_split  # heavy: as above
+
     idx = np.arange(len(labels))
     try:
         train, val = train_test_split(

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from conceptlib.config import (
@@ -146,8 +147,6 @@ def _batches(num: int, batch_size: int, seed: int, epoch: int) -> list[torch.Ten
     epoch)``; under DDP each rank's share of a ``DistributedSampler``, in batches of
     ``batch_size // world`` (the global batch stays ``batch_size``)."""
     if dist.is_initialized():
-        from torch.utils.data import DistributedSampler
-
         # the sampler shuffles with seed + epoch: spread seeds so that no two
         # (seed, epoch) pairs share an order
         sampler = DistributedSampler(
