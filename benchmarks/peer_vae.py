@@ -2,9 +2,8 @@
 
 The peer is the canonical ``vae/main.py`` of pytorch/examples (an MLP VAE,
 784-400-20, Adam 1e-3, batch 128), fetched, not committed. It reads torchvision's
-``MNIST/raw`` IDX files, which :func:`conceptlib.data.mnist.write_torchvision_raw`
-writes
-from the same digits we train on. Ours is the paper's fully convolutional VAE
+``MNIST/raw`` IDX files, which ``write_torchvision_raw`` (``tests/idx_files.py``)
+writes from the same digits we train on. Ours is the paper's fully convolutional VAE
 (the ``baseline`` variant: digits only, no concept loss) trained by
 :func:`conceptlib.train.loop.train_step` with the same optimiser, learning rate and
 batch size on the same 60,000 training digits.
@@ -30,20 +29,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from conceptlib.config import load_config
+from conceptlib.data.mnist import load_mnist, to_input
+from conceptlib.measures.likelihood import evaluate
+from conceptlib.model.vae import ConvVAE
+from conceptlib.train.loop import _epoch_generator, train_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from idx_files import write_torchvision_raw  # noqa: E402  (the tests' IDX writer)
+
 PEER_LINE = re.compile(r"====> Test set loss: ([0-9.]+)")
 OURS_LINE = re.compile(r"^ours test -ELBO: ([0-9.]+)")
 
 
 def run_ours(seconds: float) -> None:
     """Train our baseline VAE epoch by epoch until ``seconds`` have passed."""
-    import torch
-
-    from conceptlib.config import load_config
-    from conceptlib.data.mnist import load_mnist, to_input
-    from conceptlib.measures.likelihood import evaluate
-    from conceptlib.model.vae import ConvVAE
-    from conceptlib.train.loop import _epoch_generator, train_step
-
     t0 = time.perf_counter()
     cfg = load_config("paper")
     mnist = load_mnist("embedded")
@@ -102,6 +104,29 @@ def best_by(points: list[tuple[float, float]], t: float) -> float | None:
     return min(seen) if seen else None
 
 
+def _report(peer, ours) -> None:
+    """Print both curves, then the best -ELBO of each at common times."""
+    for name, points in (
+        ("pytorch/examples VAE (MLP)", peer),
+        ("conceptlib ConvVAE (baseline)", ours),
+    ):
+        print(f"\n{name}: test -ELBO (nats per image) after each epoch")
+        for i, (s, v) in enumerate(points, 1):
+            print(f"  epoch {i:3d}  {s:7.1f} s  {v:9.3f}")
+    end = min(peer[-1][0], ours[-1][0]) if peer and ours else 0
+    print("\nat equal wall-clock time (best test -ELBO so far; lower is better)")
+    print(f"{'seconds':>8} {'peer':>10} {'ours':>10} {'ours/peer':>10}")
+    for t in [30, 60, 90, 120, 150, 180, 240, 300, end]:
+        if t > end:
+            continue
+        p, o = best_by(peer, t), best_by(ours, t)
+        if p is None or o is None:
+            nan = float("nan")
+            print(f"{t:8.0f} {p or nan:10.3f} {o or nan:10.3f} {'-':>10}")
+        else:
+            print(f"{t:8.0f} {p:10.3f} {o:10.3f} {o / p:10.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -119,10 +144,6 @@ def main() -> None:
             "peer_vae.py: error: --peer must name pytorch/examples' vae/main.py "
             "(see the module docstring for how to get it)"
         )
-    import torch
-
-    from conceptlib.data.mnist import load_mnist, write_torchvision_raw
-
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), CUDA_VISIBLE_DEVICES="")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -150,25 +171,7 @@ def main() -> None:
             args.seconds + 60,
             env,
         )
-    for name, points in (
-        ("pytorch/examples VAE (MLP)", peer),
-        ("conceptlib ConvVAE (baseline)", ours),
-    ):
-        print(f"\n{name}: test -ELBO (nats per image) after each epoch")
-        for i, (s, v) in enumerate(points, 1):
-            print(f"  epoch {i:3d}  {s:7.1f} s  {v:9.3f}")
-    end = min(peer[-1][0], ours[-1][0]) if peer and ours else 0
-    print("\nat equal wall-clock time (best test -ELBO so far; lower is better)")
-    print(f"{'seconds':>8} {'peer':>10} {'ours':>10} {'ours/peer':>10}")
-    for t in [30, 60, 90, 120, 150, 180, 240, 300, end]:
-        if t > end:
-            continue
-        p, o = best_by(peer, t), best_by(ours, t)
-        if p is None or o is None:
-            nan = float("nan")
-            print(f"{t:8.0f} {p or nan:10.3f} {o or nan:10.3f} {'-':>10}")
-        else:
-            print(f"{t:8.0f} {p:10.3f} {o:10.3f} {o / p:10.3f}")
+    _report(peer, ours)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,15 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from conceptlib.config import FIRST_CONCEPT_LABEL, load_config, variant_config
 from conceptlib.data.mnist import to_input
 from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
 from conceptlib.model.losses import part_targets
-from conceptlib.train.loop import train_step, train_vae
+from conceptlib.train.loop import build_model, train_step, train_vae
 from conceptlib.train.runtime import bf16_native, resolve_device
 
 HERE = Path(__file__).resolve().parent
@@ -84,10 +86,6 @@ def loop_rate(cfg, variant, data, device) -> float:
 
 def step_flops(cfg, variant, data, device) -> float:
     """Forward + backward FLOPs per image of one real training step."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from conceptlib.train.loop import build_model
-
     x, y, parts, k = data
     bs = cfg.train.batch_size
     xb, yb = to_input(x[:bs], device), y[:bs]
@@ -106,8 +104,6 @@ def step_flops(cfg, variant, data, device) -> float:
 
 def outside_conv_share(cfg, variant, data, device) -> float:
     """Share of the loop's self CPU time not in convolution operators."""
-    from torch.profiler import ProfilerActivity, profile
-
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         loop_rate(cfg, variant, data, device)
     events = prof.key_averages()
@@ -120,26 +116,8 @@ def outside_conv_share(cfg, variant, data, device) -> float:
     return 1 - conv / max(total, 1e-9)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick", help="data of this profile")
-    parser.add_argument("--variant", default="concept")
-    parser.add_argument("--images", type=int, default=3072, help="images per epoch")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
-    parser.add_argument("--steps", type=int, default=15, help="steps per step timing")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument(
-        "--out", default=str(HERE.parent / "results/benchmarks/train_loop.txt")
-    )
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    buf = io.StringIO()
-
-    def say(line: str = "") -> None:
-        print(line, flush=True)
-        buf.write(line + "\n")
-
-    cfg = variant_config(load_config(args.profile), args.variant)
+def _data(args, cfg, device):
+    """``args.images`` random training images of the variant: x, y, parts, K."""
     pipe = Pipeline(cfg, device=device, progress=False)
     train = pipe.dataset(args.variant, "train")
     gen = torch.Generator().manual_seed(0)
@@ -147,9 +125,12 @@ def main() -> None:
     parts = None
     if train.parts is not None:
         parts = (train.parts[0][idx], train.parts[1][idx])
-    data = (train.x[idx], train.y[idx], parts, len(pipe.catalogue))
-    share = float((data[1] >= FIRST_CONCEPT_LABEL).float().mean())
+    return (train.x[idx], train.y[idx], parts, len(pipe.catalogue))
 
+
+def _header(say, args, cfg, data, device) -> tuple[dict[str, float], float]:
+    """Say the set-up, the GEMM peaks and the FLOPs per image; return the last two."""
+    share = float((data[1] >= FIRST_CONCEPT_LABEL).float().mean())
     say(
         f"torch {torch.__version__}, device {device}, threads "
         f"{torch.get_num_threads()}, cpus {os.cpu_count()}, native bf16 "
@@ -177,7 +158,12 @@ def main() -> None:
     say(
         f"FLOPs per image of the real step, forward + backward: {flops / 1e6:.2f} MFLOP"
     )
+    return peak, flops
 
+
+def _measure(args, cfg, data, device):
+    """Loop and isolated-step rates of every candidate, interleaved, and the share
+    of each loop's CPU time outside convolutions."""
     configs = {c: with_train(cfg, c) for c in CANDIDATES}
     # the isolated step of the same configuration, same run (random batches)
     benches = {
@@ -198,7 +184,11 @@ def main() -> None:
     for c in CANDIDATES:
         with redirect_stdout(io.StringIO()):
             outside[c] = outside_conv_share(configs[c], args.variant, data, device)
+    return loops, steps, outside
 
+
+def _table(say, loops, steps, outside, peak, flops):
+    """Say the table of rates; return the median loop and step rates."""
     med = {c: statistics.median(v) for c, v in loops.items()}
     step_med = {c: statistics.median(v) for c, v in steps.items()}
     ref = med[REFERENCE]
@@ -222,6 +212,12 @@ def main() -> None:
         "against the isolated step of the same configuration; % peak: of the GEMM "
         "peaks above; outside conv: share of the loop's CPU time not in convolutions)"
     )
+    return med, step_med
+
+
+def _targets(say, med, step_med, peak, flops, device) -> None:
+    """Say the fastest loop and step and whether the speed targets are met."""
+    ref = med[REFERENCE]
     best_loop = max(CANDIDATES, key=med.get)
     best_step = max(CANDIDATES, key=step_med.get)
     amx = device.type == "cpu" and torch.cpu._is_amx_tile_supported()
@@ -244,6 +240,33 @@ def main() -> None:
             f"target (no AMX) >= 60 % of the bf16 GEMM peak: {frac:.1%} "
             f"({'met' if frac >= 0.6 else 'missed'})"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", help="data of this profile")
+    parser.add_argument("--variant", default="concept")
+    parser.add_argument("--images", type=int, default=3072, help="images per epoch")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
+    parser.add_argument("--steps", type=int, default=15, help="steps per step timing")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--out", default=str(HERE.parent / "results/benchmarks/train_loop.txt")
+    )
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    buf = io.StringIO()
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        buf.write(line + "\n")
+
+    cfg = variant_config(load_config(args.profile), args.variant)
+    data = _data(args, cfg, device)
+    peak, flops = _header(say, args, cfg, data, device)
+    loops, steps, outside = _measure(args, cfg, data, device)
+    med, step_med = _table(say, loops, steps, outside, peak, flops)
+    _targets(say, med, step_med, peak, flops, device)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.out), buf.getvalue())
     print(f"wrote {args.out}", file=sys.stderr)

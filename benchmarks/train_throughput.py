@@ -24,6 +24,9 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import ProfilerActivity
+from torch.profiler import profile as torch_profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from conceptlib.config import load_config
 from conceptlib.data.mnist import to_input
@@ -115,8 +118,6 @@ def _sync(device: torch.device) -> None:
 
 def flops_per_image(cfg, device: torch.device, batch_size: int = 64) -> float:
     """Forward + backward FLOPs of one training step, per image."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     bench = Bench(Setup(False, "fp32", False, batch_size), cfg, device)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -148,9 +149,6 @@ def gemm_peak(dtype: torch.dtype, device: torch.device) -> float:
 
 def profile(bench: Bench, steps: int, top: int) -> None:
     """Print the operators that take the most time in ``steps`` training steps."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
     acts = [ProfilerActivity.CPU]
     if bench.device.type == "cuda":
         acts.append(ProfilerActivity.CUDA)
@@ -167,17 +165,8 @@ def profile(bench: Bench, steps: int, top: int) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
-    parser.add_argument("--steps", type=int, default=15, help="steps per repeat")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256])
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--profile-steps", type=int, default=10)
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    cfg = load_config("paper")
+def _header(cfg, device: torch.device) -> tuple[dict[str, float], float]:
+    """Print the set-up, the GEMM peaks and the FLOPs per image; return the last two."""
     print(
         f"torch {torch.__version__}, device {device}, "
         f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}"
@@ -198,19 +187,11 @@ def main() -> None:
         f"FLOPs per image, forward + backward (convolutions and matrix products, "
         f"torch.utils.flop_counter): {flops / 1e6:.2f} MFLOP"
     )
+    return peak, flops
 
-    setups = [
-        Setup(cl, prec, False, bs)
-        for bs in args.batch_sizes
-        for prec in ("fp32", "bf16")
-        for cl in (False, True)
-    ]
-    if not args.no_compile:
-        setups += [
-            Setup(cl, prec, True, 128)
-            for prec in ("fp32", "bf16")
-            for cl in (False, True)
-        ]
+
+def _benches(setups, cfg, device) -> tuple[dict[Setup, Bench], dict[Setup, str]]:
+    """A warmed-up bench of each setup, and why those that failed failed."""
     benches: dict[Setup, Bench] = {}
     failed: dict[Setup, str] = {}
     for s in setups:
@@ -228,12 +209,11 @@ def main() -> None:
                 f"  compiled {s.name} in {time.perf_counter() - t0:.0f} s",
                 file=sys.stderr,
             )
+    return benches, failed
 
-    rates: dict[Setup, list[float]] = {s: [] for s in benches}
-    for _ in range(args.repeats):
-        for s, bench in benches.items():
-            rates[s].append(bench.time(args.steps))
 
+def _table(setups, rates, failed, peak, flops) -> None:
+    """Print images per second, spread, speed-up and share of the GEMM peaks."""
     ref = statistics.median(rates[setups[0]]) if setups[0] in rates else None
     print(
         f"\n{'configuration':38} {'img/s':>8} {'spread':>13} {'x eager fp32':>12} "
@@ -257,6 +237,39 @@ def main() -> None:
             f"{100 * gflops * 1e9 / peak['bf16']:10.1f}%"
         )
     print("(x eager fp32: against eager NCHW fp32 at the same batch size)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
+    parser.add_argument("--steps", type=int, default=15, help="steps per repeat")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--profile-steps", type=int, default=10)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    cfg = load_config("paper")
+    peak, flops = _header(cfg, device)
+
+    setups = [
+        Setup(cl, prec, False, bs)
+        for bs in args.batch_sizes
+        for prec in ("fp32", "bf16")
+        for cl in (False, True)
+    ]
+    if not args.no_compile:
+        setups += [
+            Setup(cl, prec, True, 128)
+            for prec in ("fp32", "bf16")
+            for cl in (False, True)
+        ]
+    benches, failed = _benches(setups, cfg, device)
+    rates: dict[Setup, list[float]] = {s: [] for s in benches}
+    for _ in range(args.repeats):
+        for s, bench in benches.items():
+            rates[s].append(bench.time(args.steps))
+    _table(setups, rates, failed, peak, flops)
 
     eager = [s for s in rates if not s.compiled]
     fastest = max(eager, key=lambda s: statistics.median(rates[s]))

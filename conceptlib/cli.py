@@ -1,15 +1,22 @@
 """Command line: ``conceptlib reproduce|explain|edit|scorecard|catalogue``.
 
 Bad input of any kind ends with one line ``conceptlib: error: ...`` on stderr and
-exit status 2.
+exit status 2. Modules that import torch are imported by the commands that need
+them, after the input checks: bad input fails in a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from conceptlib.config import default_profile, load_config
+from conceptlib.data.catalogue import load_catalogue
+from conceptlib.data.mnist import load_mnist
 from conceptlib.errors import ConceptlibError
+from conceptlib.report.scorecard import format_markdown, format_text, judge, plural
+from conceptlib.report.text import format_table, load_recorded, read_metrics
 
 
 class _Append(argparse.Action):
@@ -37,12 +44,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default="runs", help="run cache (default runs)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="conceptlib",
-        description="Visual concepts in a fully convolutional VAE: a reproduction.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _reproduce_parser(sub) -> None:
     rep = sub.add_parser(
         "reproduce", help="run the whole pipeline and write metrics.json and figures"
     )
@@ -72,6 +74,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+#: The edit options: flag, metavar, help.
+_EDITS = (
+    ("--remove", "NAME", "switch a concept off (repeatable)"),
+    ("--add", "NAME[@IMAGE]", "add a concept from its prototype, or as it appears "
+     "in IMAGE (repeatable)"),
+    ("--move", "NAME:DX,DY[,SCALE]", "move a concept by DX, DY pixels (right, "
+     "down), optionally scaled (repeatable)"),
+)  # fmt: skip
+
+
+def _explain_parsers(sub) -> None:
     exp = sub.add_parser(
         "explain",
         help="rank the concepts a trained concept model sees in one image",
@@ -94,31 +109,21 @@ def _parser() -> argparse.ArgumentParser:
         "concept variant, in the order the edits are given, and decode it.",
     )
     edit.add_argument("image", help="the image to edit, as for `explain`")
-    edit.add_argument(
-        "--remove",
-        dest="ops",
-        action=_Append,
-        metavar="NAME",
-        help="switch a concept off (repeatable)",
-    )
-    edit.add_argument(
-        "--add",
-        dest="ops",
-        action=_Append,
-        metavar="NAME[@IMAGE]",
-        help="add a concept from its prototype, or as it appears in IMAGE (repeatable)",
-    )
-    edit.add_argument(
-        "--move",
-        dest="ops",
-        action=_Append,
-        metavar="NAME:DX,DY[,SCALE]",
-        help="move a concept by DX, DY pixels (right, down), optionally scaled "
-        "(repeatable)",
-    )
+    for flag, metavar, help_ in _EDITS:
+        edit.add_argument(flag, dest="ops", action=_Append, metavar=metavar, help=help_)
     _model_options(edit)
     edit.add_argument("--figure", default=None, help="write a PNG: before and after")
     edit.add_argument("--json", default=None, help="write the edit as JSON")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conceptlib",
+        description="Visual concepts in a fully convolutional VAE: a reproduction.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _reproduce_parser(sub)
+    _explain_parsers(sub)
     card = sub.add_parser(
         "scorecard",
         help="judge the paper's claims on recorded runs and on your own",
@@ -149,23 +154,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from conceptlib.config import default_profile, load_config
-
     overrides = list(args.overrides)
     if args.data is not None:
         overrides.append(f"data.source={args.data}")
     cfg = load_config(args.profile or default_profile(), overrides)
-    # bad data or a bad catalogue fail here, in a second, before the training code
-    from conceptlib.data.catalogue import load_catalogue
-    from conceptlib.data.mnist import load_mnist
-
+    # bad data or a bad catalogue fail here, in a second, before torch is imported
     mnist = load_mnist(cfg.data.source)
     load_catalogue(cfg.concepts.catalogue)
 
-    import torch.distributed as dist
+    import torch.distributed as dist  # torch: after the input checks
 
     from conceptlib.experiment.reproduce import reproduce
-    from conceptlib.report.text import format_table
     from conceptlib.train.runtime import init_distributed, is_main, resolve_device
 
     device = resolve_device(args.device)  # fail early on --device cuda without a GPU
@@ -193,64 +192,51 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _concept_model(args: argparse.Namespace):
     """The concept model of ``--run``, else of the profile's run in ``--cache``."""
-    from pathlib import Path
+    from conceptlib.measures.explain import default_run  # torch: after the checks
+    from conceptlib.model.readout import load_concept_model
 
-    from conceptlib.config import default_profile, load_config
-    from conceptlib.measures.explain import default_run, load_concept_model
-
-    if args.run is None:
-        cfg = load_config(args.profile or default_profile())
-        run = default_run(cfg, args.cache)
-        if not run.exists():
-            raise ConceptlibError(
-                f"{run}: no trained concept run for profile {cfg.profile!r}; run "
-                f"`conceptlib reproduce --profile {cfg.profile} --out out/"
-                f"{cfg.profile} --cache {args.cache}` first or pass --run"
-            )
-    else:
-        run = Path(args.run)
+    if args.run is not None:
+        return load_concept_model(Path(args.run))
+    cfg = load_config(args.profile or default_profile())
+    run = default_run(cfg, args.cache)
+    if not run.exists():
+        raise ConceptlibError(
+            f"{run}: no trained concept run for profile {cfg.profile!r}; run "
+            f"`conceptlib reproduce --profile {cfg.profile} --out out/"
+            f"{cfg.profile} --cache {args.cache}` first or pass --run"
+        )
     return load_concept_model(run)
 
 
 def _check_outputs(*paths: str | None) -> None:
     """Fail before any work when an output's folder does not exist."""
-    from pathlib import Path
-
     for path in (Path(p) for p in paths if p is not None):
         if not path.parent.is_dir():
             raise ConceptlibError(f"{path}: folder {path.parent} does not exist")
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from conceptlib.measures.explain import (
-        explain,
-        format_explanation,
-        image_warnings,
-        read_image,
-        write_explanation_json,
-    )
+    from conceptlib.measures import explain as ex  # torch: after the input checks
 
     if args.top < 1:
         raise ConceptlibError(f"--top {args.top}: must be at least 1")
     _check_outputs(args.figure, args.json)
     cm = _concept_model(args)
-    image, name = read_image(args.image, cm.cfg.data.source)
-    expl = explain(cm, image)
+    image, name = ex.read_image(args.image, cm.cfg.data.source)
+    expl = ex.explain(cm, image)
     print(f"image: {name}\nmodel: {cm.path}")
-    for warning in image_warnings(image):
+    for warning in ex.image_warnings(image):
         print(f"warning: {warning}")
-    print(format_explanation(expl, args.top))
+    print(ex.format_explanation(expl, args.top))
     try:
         if args.figure is not None:
+            # matplotlib and torchvision: heavy, for --figure only
             from conceptlib.report.plots import plot_explanation, save_figure
 
-            fig = plot_explanation(expl, args.top, title=name)
-            save_figure(fig, args.figure)
+            save_figure(plot_explanation(expl, args.top, title=name), args.figure)
         if args.json is not None:
             meta = {"image": name, "model": str(cm.path)}
-            write_explanation_json(expl, Path(args.json), meta)
+            ex.write_explanation_json(expl, Path(args.json), meta)
     except OSError as exc:
         where = exc.filename or args.figure or args.json
         raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
@@ -258,7 +244,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    from conceptlib.operators.editing import parse_steps, run_edit
+    from conceptlib.operators.editing import parse_steps, run_edit  # torch: late
 
     if not args.ops:
         raise ConceptlibError("nothing to do: give --remove, --add or --move")
@@ -270,9 +256,6 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _scorecard(args: argparse.Namespace) -> int:
-    from conceptlib.report.scorecard import format_markdown, format_text, judge, plural
-    from conceptlib.report.text import load_recorded, read_metrics
-
     recorded = {p: load_recorded(p, args.results) for p in ("paper", "quick")}
     # the seeded quick run's spread is what a one-seed run is judged against
     reference = recorded["quick"]
@@ -293,8 +276,6 @@ def _scorecard(args: argparse.Namespace) -> int:
 
 
 def _catalogue(args: argparse.Namespace) -> int:
-    from conceptlib.data.catalogue import load_catalogue
-
     cat = load_catalogue(args.name)
     print(f"{'label':>5}  {'name':<18} digit variant   x    y    w    h   sd")
     for i, name in enumerate(cat.names):
@@ -306,19 +287,20 @@ def _catalogue(args: argparse.Namespace) -> int:
     return 0
 
 
+_COMMANDS = {
+    "reproduce": _reproduce,
+    "explain": _explain,
+    "edit": _edit,
+    "scorecard": _scorecard,
+    "catalogue": _catalogue,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``conceptlib`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "reproduce":
-            return _reproduce(args)
-        if args.command == "explain":
-            return _explain(args)
-        if args.command == "edit":
-            return _edit(args)
-        if args.command == "scorecard":
-            return _scorecard(args)
-        return _catalogue(args)
+        return _COMMANDS[args.command](args)
     except ConceptlibError as exc:
         print(f"conceptlib: error: {exc}", file=sys.stderr)
         return 2

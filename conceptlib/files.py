@@ -1,12 +1,5 @@
-"""Files written whole or not at all, and checkpoints read safely.
-
-Every file conceptlib writes (metrics, figures, checkpoints, caches) goes through a
-temporary file in the same folder and an atomic rename, so that an interrupted or
-failed write never leaves a half-written file or loses the previous one.
-Checkpoints are read with ``torch.load(..., weights_only=True)``: no pickles run.
-torch is imported only by the functions that need it, so that reading data stays
-light.
-"""
+"""Files written whole or not at all (a temporary file, then an atomic rename), and
+checkpoints read safely (``torch.load(..., weights_only=True)``: no pickles run)."""
 
 from __future__ import annotations
 
@@ -54,7 +47,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`atomic_write`."""
-    import torch
+    import torch  # heavy: reading data and checking input stay free of torch
 
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -63,7 +56,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``); one-line error if bad."""
-    import torch
+    import torch  # heavy: as above
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -78,13 +71,3 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ConceptlibError(f"{path}: not a conceptlib checkpoint (format missing)")
     return state
-
-
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "atomic_torch_save",
-    "atomic_write",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "load_checkpoint",
-]

@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 import torch
 from helpers import small_mnist
+from idx_files import write_idx
 
 from conceptlib.config import ModelConfig, load_config
 from conceptlib.data.catalogue import COLUMNS
-from conceptlib.data.mnist import write_idx
 from conceptlib.files import atomic_torch_save
 from conceptlib.model.vae import ConvVAE
 from conceptlib.train.loop import run_key, run_state

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import small_mnist
+from idx_files import write_idx, write_torchvision_raw
 
 from conceptlib.data import mnist as data
 from conceptlib.data.mnist import (
@@ -22,8 +23,6 @@ from conceptlib.data.mnist import (
     load_mnist,
     read_idx,
     safe_unpickle,
-    write_idx,
-    write_torchvision_raw,
 )
 from conceptlib.errors import ConceptlibError
 

@@ -1,11 +1,9 @@
-"""The concept catalogue and the generation of concept images (paper 3.2, 3.3, 3.5).
+"""The concept catalogue and the generation of concept images (paper 3.2-3.5).
 
-A *concept* is a stroke segment of a digit: a box (top-left ``x``, ``y``, width ``w``,
-height ``h``, in pixels of the 28 x 28 canvas) on a source digit. Concept images keep
-the source pixels inside a randomly jittered box and are zero elsewhere. Everything
-here is vectorised over images and draws from an explicit ``np.random.Generator``.
-
-See: paper sections 3.3 and 3.5, Figure 2; chapters ``ch-data`` and ``ch-augmentation``.
+A *concept* is a box ``x, y, w, h`` (pixels of the 28 x 28 canvas) on a source digit;
+its images keep the digit's pixels inside a jittered box, zero elsewhere. All of it
+is vectorised and draws from an explicit ``np.random.Generator``. See chapters
+``ch-data`` and ``ch-augmentation``.
 """
 
 from __future__ import annotations
@@ -16,9 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from sklearn.model_selection import train_test_split
 
 from conceptlib.config import FIRST_CONCEPT_LABEL
 from conceptlib.data.mnist import IMAGE_SHAPE
@@ -31,17 +26,10 @@ COLUMNS = ("name", "digit", "variant", "x", "y", "w", "h", "sd", "description")
 
 @dataclass(frozen=True)
 class Catalogue:
-    """K concepts as parallel arrays (one entry per concept).
-
-    Attributes:
-        names: concept names; concept k gets label ``10 + k``.
-        digit: ``(K,)`` source digit class.
-        variant: ``(K,)`` which 2-means variant of the digit (see ``fit_variants``).
-        box: ``(K, 4)`` float mean box ``x, y, w, h`` in pixels.
-        sd: ``(K,)`` standard deviation of each box coordinate, pixels.
-        descriptions: one phrase per concept.
-        source: where the catalogue was read from.
-    """
+    """K concepts as parallel arrays: ``names`` (concept k has label ``10 + k``),
+    source ``digit`` and its ``variant`` (see ``fit_variants``), mean ``box``
+    ``(K, 4)`` ``x, y, w, h`` and its per-coordinate ``sd`` in pixels, one phrase
+    of ``descriptions`` each, and the ``source`` file."""
 
     names: tuple[str, ...]
     digit: np.ndarray
@@ -65,17 +53,63 @@ class Catalogue:
         return int(sel.max()) + 1 if sel.size else 1
 
 
-def _parse_number(path: str, row: int, key: str, text: str, integer: bool) -> float:
+def _number(where: str, row: int, key: str, text: str, integer: bool) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
         raise ConceptlibError(
-            f"{path}: row {row}: {key} is {text!r}, not a number"
+            f"{where}: row {row}: {key} is {text!r}, not a number"
         ) from None
     if not np.isfinite(value) or (integer and value != int(value)):
         kind = "an integer" if integer else "a finite number"
-        raise ConceptlibError(f"{path}: row {row}: {key} is {text!r}, not {kind}")
+        raise ConceptlibError(f"{where}: row {row}: {key} is {text!r}, not {kind}")
     return value
+
+
+def _read_rows(name_or_path: str | os.PathLike) -> tuple[str, list[dict]]:
+    """The catalogue's path (a packaged name or a path) and its CSV rows."""
+    text = str(name_or_path)
+    packaged = "/" not in text and not text.endswith(".csv")
+    path = CATALOGUE_DIR / f"{text}.csv" if packaged else Path(text)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in CATALOGUE_DIR.glob("*.csv")))
+        raise ConceptlibError(f"{path}: no such catalogue (packaged: {known})")
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConceptlibError(f"{path}: cannot read CSV ({exc})") from None
+    missing = [c for c in COLUMNS[:-1] if c not in (rows[0].keys() if rows else [])]
+    if not rows or missing:
+        raise ConceptlibError(f"{path}: missing columns {missing or list(COLUMNS)}")
+    return str(path), rows
+
+
+def _parse_row(where: str, i: int, row: dict, names: list[str]) -> tuple:
+    """``name, digit, variant, box, sd`` of CSV row ``i``, checked."""
+    name = (row["name"] or "").strip()
+    if not name:
+        raise ConceptlibError(f"{where}: row {i}: empty concept name")
+    if name in names:
+        raise ConceptlibError(f"{where}: row {i}: duplicate concept name {name!r}")
+    at = f"{where}: row {i} ({name})"
+    d = _number(where, i, "digit", row["digit"], integer=True)
+    if not 0 <= d <= 9:
+        raise ConceptlibError(f"{at}: unknown source digit {d:g}")
+    v = _number(where, i, "variant", row["variant"], integer=True)
+    if v < 0:
+        raise ConceptlibError(f"{at}: negative variant {v:g}")
+    x, y, w, h = b = [_number(where, i, k, row[k], integer=False) for k in "xywh"]
+    if w <= 0 or h <= 0:
+        raise ConceptlibError(f"{at}: box size w={w:g}, h={h:g} must be positive")
+    if x < 0 or y < 0 or x + w > SIZE or y + h > SIZE:
+        raise ConceptlibError(
+            f"{at}: box x={x:g} y={y:g} w={w:g} h={h:g} is off the {SIZE}x{SIZE} canvas"
+        )
+    s = _number(where, i, "sd", row["sd"], integer=False)
+    if s < 0:
+        raise ConceptlibError(f"{at}: negative sd {s:g}")
+    return name, int(d), int(v), b, s
 
 
 def load_catalogue(name_or_path: str | os.PathLike = "mnist") -> Catalogue:
@@ -85,60 +119,13 @@ def load_catalogue(name_or_path: str | os.PathLike = "mnist") -> Catalogue:
     on the 28 x 28 canvas with positive size; ``sd >= 0``; ``digit`` in 0..9; names
     unique; variants of a digit numbered 0, 1, ... without gaps.
     """
-    text = str(name_or_path)
-    path = (
-        CATALOGUE_DIR / f"{text}.csv"
-        if "/" not in text and not text.endswith(".csv")
-        else Path(text)
-    )
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in CATALOGUE_DIR.glob("*.csv")))
-        raise ConceptlibError(f"{path}: no such catalogue (packaged: {known})")
-    where = str(path)
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-            header = rows[0].keys() if rows else []
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConceptlibError(f"{where}: cannot read CSV ({exc})") from None
-    missing = [c for c in COLUMNS[:-1] if c not in header]
-    if not rows or missing:
-        raise ConceptlibError(f"{where}: missing columns {missing or list(COLUMNS)}")
-    names, digit, variant, box, sd, desc = [], [], [], [], [], []
+    where, rows = _read_rows(name_or_path)
+    names, digit, variant, box, sd = [], [], [], [], []
     for i, row in enumerate(rows, start=2):
-        name = (row["name"] or "").strip()
-        if not name:
-            raise ConceptlibError(f"{where}: row {i}: empty concept name")
-        if name in names:
-            raise ConceptlibError(f"{where}: row {i}: duplicate concept name {name!r}")
-        d = _parse_number(where, i, "digit", row["digit"], integer=True)
-        if not 0 <= d <= 9:
-            raise ConceptlibError(
-                f"{where}: row {i} ({name}): unknown source digit {d:g}"
-            )
-        v = _parse_number(where, i, "variant", row["variant"], integer=True)
-        if v < 0:
-            raise ConceptlibError(f"{where}: row {i} ({name}): negative variant {v:g}")
-        b = [_parse_number(where, i, k, row[k], integer=False) for k in "xywh"]
-        if b[2] <= 0 or b[3] <= 0:
-            raise ConceptlibError(
-                f"{where}: row {i} ({name}): box size w={b[2]:g}, h={b[3]:g} "
-                "must be positive"
-            )
-        if b[0] < 0 or b[1] < 0 or b[0] + b[2] > SIZE or b[1] + b[3] > SIZE:
-            raise ConceptlibError(
-                f"{where}: row {i} ({name}): box x={b[0]:g} y={b[1]:g} w={b[2]:g} "
-                f"h={b[3]:g} is off the {SIZE}x{SIZE} canvas"
-            )
-        s = _parse_number(where, i, "sd", row["sd"], integer=False)
-        if s < 0:
-            raise ConceptlibError(f"{where}: row {i} ({name}): negative sd {s:g}")
-        names.append(name)
-        digit.append(int(d))
-        variant.append(int(v))
-        box.append(b)
-        sd.append(s)
-        desc.append((row.get("description") or "").strip())
+        for column, value in zip(
+            (names, digit, variant, box, sd), _parse_row(where, i, row, names)
+        ):
+            column.append(value)
     digit_a, variant_a = np.array(digit), np.array(variant)
     for d in np.unique(digit_a):
         used = set(variant_a[digit_a == d].tolist())
@@ -152,27 +139,21 @@ def load_catalogue(name_or_path: str | os.PathLike = "mnist") -> Catalogue:
         variant=variant_a,
         box=np.array(box, dtype=np.float64),
         sd=np.array(sd, dtype=np.float64),
-        descriptions=tuple(desc),
+        descriptions=tuple((r.get("description") or "").strip() for r in rows),
         source=where,
     )
 
 
 @dataclass(frozen=True)
 class VariantModel:
-    """Prototype images of each digit's variants (k-means on pixels).
-
-    Attributes:
-        centres: digit -> ``(V, 784)`` float centres; row v is variant v.
-    """
+    """Prototype images of each digit's variants: ``centres`` maps a digit to its
+    ``(V, 784)`` float k-means centres, row v being variant v."""
 
     centres: dict[int, np.ndarray]
 
     def assign(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """``(N,)`` variant of each image (nearest centre; 0 for single-variant digits).
-
-        Args:
-            x: ``(N, 28, 28)`` uint8 images; y: ``(N,)`` digit labels.
-        """
+        """``(N,)`` variant of each image ``x`` of digit ``y`` (nearest centre; 0
+        for single-variant digits)."""
         out = np.zeros(len(y), dtype=np.int64)
         flat = x.reshape(len(x), -1).astype(np.float32)
         for d, c in self.centres.items():
@@ -187,16 +168,15 @@ def fit_variants(
 ) -> VariantModel:
     """Find the variants of each digit the catalogue splits (e.g. open and closed 4).
 
-    k-means with V clusters on the pixels of that digit's training images. Cluster
-    ``c`` becomes variant ``v`` when its mean image puts the largest share of its
-    ink into the boxes of the concepts of variant ``v`` (a one-to-one Hungarian
-    matching), so the catalogue's boxes, not the cluster sizes, name the variants.
-
-    Args:
-        x: ``(N, 28, 28)`` uint8 training digits; y: ``(N,)`` labels.
-        catalogue: the concepts (tells which digits have several variants).
-        seed: k-means ``random_state``.
+    k-means (``random_state=seed``) with V clusters on the pixels of that digit's
+    training images ``x``, ``y``; cluster ``c`` becomes variant ``v`` when its mean
+    image puts the largest share of its ink into the boxes of variant ``v``'s
+    concepts (a one-to-one Hungarian matching).
     """
+    # sklearn, scipy: heavy (seconds), and only the pipeline fits variants
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.cluster import KMeans
+
     centres = {}
     for d in np.unique(catalogue.digit):
         num = catalogue.num_variants(int(d))
@@ -221,18 +201,9 @@ def fit_variants(
 def sample_boxes(
     catalogue: Catalogue, concept: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """Draw jittered boxes: each of ``x, y, w, h`` ~ Normal(mean, sd), rounded.
-
-    Sizes are at least 1 px and boxes are shifted (not cropped) to stay on canvas.
-
-    Args:
-        catalogue: the concepts.
-        concept: ``(N,)`` concept index (0-based) of each image.
-        rng: the random source.
-
-    Returns:
-        ``(N, 4)`` int64 boxes ``x, y, w, h``.
-    """
+    """``(N, 4)`` int64 jittered boxes of the ``(N,)`` 0-based ``concept`` indices:
+    each of ``x, y, w, h`` ~ Normal(mean, sd), rounded; sizes at least 1 px, boxes
+    shifted (not cropped) to stay on the canvas."""
     mean = catalogue.box[concept]  # (N, 4)
     sd = catalogue.sd[concept][:, None]
     box = np.rint(mean + sd * rng.standard_normal(mean.shape)).astype(np.int64)
@@ -252,14 +223,8 @@ def box_masks(boxes: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ConceptSet:
-    """Generated concept images.
-
-    Attributes:
-        x: ``(N, 28, 28)`` uint8 images.
-        y: ``(N,)`` int64 labels ``10 + k``.
-        boxes: ``(N, 4)`` the boxes that were cut.
-        from_centre: ``(N,)`` True where the source was a decoded cluster centre.
-    """
+    """Concept images ``x`` (uint8), their labels ``y`` (``10 + k``), the ``boxes``
+    cut, and ``from_centre``: True where the source was a decoded cluster centre."""
 
     x: np.ndarray
     y: np.ndarray
@@ -277,21 +242,13 @@ def make_concepts(
     centres: np.ndarray | None = None,
     p_train: float = 0.8,
 ) -> ConceptSet:
-    """The procedure of section 3.5, vectorised over all images.
+    """``per_concept`` images of each concept, the procedure of section 3.5.
 
     For each image of concept k: with probability ``p_train`` cut from a random
-    digit of class ``digit[k]`` (and variant ``variant[k]``), else from the decoded
-    cluster centre matched to that digit; draw the box; keep the pixels inside it.
-
-    Args:
-        catalogue: the concepts.
-        per_concept: images per concept.
-        digits_x: ``(N, 28, 28)`` uint8 source digits; digits_y: ``(N,)`` labels.
-        digits_variant: ``(N,)`` variant of each source digit.
-        rng: the random source.
-        centres: ``(10, 28, 28)`` uint8 decoded centre per digit, or None (then
-            every image is cut from a digit, as for the held-out concept test set).
-        p_train: probability of cutting from a digit rather than a centre.
+    source digit (``digits_x``, ``digits_y``, ``digits_variant``) of class
+    ``digit[k]`` and variant ``variant[k]``, else from that digit's decoded cluster
+    centre (``centres``, ``(10, 28, 28)`` uint8; None: always from a digit); draw
+    the box; keep the pixels inside it.
     """
     num = len(catalogue)
     concept = np.repeat(np.arange(num), per_concept)  # (N,)
@@ -323,11 +280,9 @@ def make_concepts(
 def stratified_split(
     labels: np.ndarray, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train/validation indices (the paper's 70/30 split).
+    """Sorted stratified train and validation indices (the paper's 70/30 split)."""
+    from sklearn.model_selection import train_test_split  # heavy: as above
 
-    Returns:
-        Sorted ``train_idx`` and ``val_idx`` into ``labels``.
-    """
     idx = np.arange(len(labels))
     try:
         train, val = train_test_split(
@@ -344,14 +299,9 @@ def stratified_split(
 
 @dataclass(frozen=True)
 class Composites:
-    """Images made of several concept images overlaid (pixel maximum).
-
-    Attributes:
-        x: ``(N, 28, 28)`` uint8 composites.
-        parts: ``(N, P, 28, 28)`` uint8 ink of each part alone (zeros: empty slot).
-        concepts: ``(N, P)`` int64 concept index of each part (0-based), -1 where
-            the slot is empty; part 0 is the image the composite was built on.
-    """
+    """Concept images overlaid (pixel maximum): composites ``x``, the ink of each
+    part alone ``parts`` ``(N, P, 28, 28)``, and ``concepts`` ``(N, P)``, each part's
+    0-based concept (-1: empty slot; part 0 is the image the row was built on)."""
 
     x: np.ndarray
     parts: np.ndarray
@@ -369,17 +319,9 @@ def compose(
     """Overlay concept images: row i starts from image i and adds others to it.
 
     Row i gets ``num_parts[i] - 1`` further images drawn uniformly from
-    ``images``, each of a concept not yet in the row (and, with ``concept_digit``,
-    of a source digit class not yet in it), so the parts of a composite are
-    distinct concepts cut from different source images.
-
-    Args:
-        images: ``(N, 28, 28)`` uint8 concept images; concept: ``(N,)`` their
-            concept indices (0-based).
-        num_parts: ``(N,)`` parts per row, 1 (the image alone) or more.
-        rng: the random source.
-        concept_digit: ``(K,)`` source digit class of each concept, or None.
-        max_parts: P, the width of ``parts`` (default ``num_parts.max()``).
+    ``images``, each of a ``concept`` (0-based) not yet in the row and, with
+    ``concept_digit`` (each concept's source digit), of a digit not yet in it.
+    ``max_parts`` is P, the width of ``parts`` (default ``num_parts.max()``).
     """
     n = len(images)
     width = int(max_parts or max(int(num_parts.max()), 1))
@@ -411,17 +353,9 @@ def compose(
 def shift_images(
     x: np.ndarray, rng: np.random.Generator, max_shift: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shift each image by a random whole-pixel offset, zero-filling the border.
-
-    Args:
-        x: ``(N, 28, 28)`` images.
-        rng: the random source.
-        max_shift: offsets are uniform integers in ``[-max_shift, max_shift]``
-            per axis.
-
-    Returns:
-        The shifted images and ``(N, 2)`` offsets ``dx, dy`` (right, down).
-    """
+    """Shift each image by uniform whole-pixel offsets in ``[-max_shift,
+    max_shift]``, zero-filling; returns the images and ``(N, 2)`` offsets ``dx, dy``
+    (right, down)."""
     offsets = rng.integers(-max_shift, max_shift + 1, size=(len(x), 2))
     pad = max_shift
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))

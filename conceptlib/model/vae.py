@@ -1,11 +1,8 @@
 """The fully convolutional VAE of the paper's Figure 1, with the concept layer exposed.
 
-Encoder: five conv layers, 28 -> 14 -> 7, the last emitting mean and log-variance
-*images* of shape ``(latent_channels, 7, 7)``; no dense layer anywhere. Decoder: five
-transposed-conv layers back to 28 x 28; decoder layer ``concept_layer`` (3 by default,
-28 x 28) carries one channel per concept. Losses are not computed here.
-
-See: paper section 3.1 and Figure 1; chapter ``ch-training``.
+Encoder: five conv layers, 28 -> 14 -> 7, emitting mean and log-variance *images*
+``(latent_channels, 7, 7)``; no dense layer. Decoder: five transposed-conv layers
+back to 28 x 28; decoder layer ``concept_layer`` carries one channel per concept.
 """
 
 from __future__ import annotations
@@ -27,20 +24,11 @@ DECODER_SIZES = (LATENT_SIZE, 2 * LATENT_SIZE, *(IMAGE_SHAPE[0],) * 3)
 
 @dataclass
 class VAEOutput:
-    """What :meth:`ConvVAE.forward` returns.
-
-    Attributes:
-        logits: ``(B, 1, 28, 28)`` pre-sigmoid reconstruction.
-        mu: ``(B, L, 7, 7)`` posterior mean (the latent image).
-        logvar: ``(B, L, 7, 7)`` posterior log-variance.
-        z: ``(B, L, 7, 7)`` the sample that was decoded.
-        hidden: ``(B, C, H, W)`` activation of the concept layer; its first
-            ``num_concepts`` channels are the concept channels.
-        hidden_pre: ``(B, C, H, W)`` the same layer before its activation.
-        mean_hidden: ``(R, C, H, W)`` the concept layer decoded from ``z = mu`` for
-            the ``mean_rows`` asked of :meth:`ConvVAE.forward` (else None).
-        mean_hidden_pre: the same before its activation.
-    """
+    """What :meth:`ConvVAE.forward` returns: pre-sigmoid ``logits``, posterior
+    ``mu`` and ``logvar`` and the decoded sample ``z`` (``(B, L, 7, 7)``), the
+    concept layer's activation ``hidden`` (first ``num_concepts`` channels: the
+    concepts) and ``hidden_pre``, and for the ``mean_rows`` asked, the concept layer
+    decoded from ``z = mu``, ``mean_hidden`` and ``mean_hidden_pre`` (else None)."""
 
     logits: torch.Tensor
     mu: torch.Tensor
@@ -69,10 +57,8 @@ class ConceptActivation(nn.Module):
         relu = torch.relu(h)
         if self.kind != "sigmoid":
             return relu
-        # both activations over the whole tensor, then a per-channel choice: no
-        # slices and no concatenation, so neither the forward nor the backward
-        # copies or zero-fills a (B, C, H, W) buffer (whatever the memory format);
-        # in fp32 the values and gradients equal those of slicing bit for bit
+        # both activations whole, then a per-channel choice: no slice or concat
+        # copies a (B, C, H, W) buffer; in fp32 bit for bit equal to slicing
         head = torch.arange(h.shape[1], device=h.device) < self.num_concepts
         return torch.where(head.view(1, -1, 1, 1), torch.sigmoid(h), relu)
 
@@ -92,12 +78,8 @@ def _deconv(c_in: int, c_out: int, up: bool, kernel: int = 3) -> nn.ConvTranspos
 
 
 class ConvVAE(nn.Module):
-    """Fully convolutional VAE with a concept layer in the decoder.
-
-    Args:
-        cfg: the model section of the experiment config.
-        num_concepts: number of concepts in the catalogue (channels with concept loss).
-    """
+    """Fully convolutional VAE with a concept layer in the decoder (``cfg``: the
+    config's model section; ``num_concepts``: channels with the concept loss)."""
 
     def __init__(self, cfg: ModelConfig, num_concepts: int) -> None:
         super().__init__()
@@ -131,9 +113,8 @@ class ConvVAE(nn.Module):
         self.concept_act = ConceptActivation(num_concepts, cfg.concept_activation)
         if cfg.concept_activation == "sigmoid":
             with torch.no_grad():
-                # concept maps are sparse: start the concept channels near zero (a
-                # sigmoid of -4 is 0.018) instead of 0.5, so the first updates of
-                # the concept loss do not drive the decoder towards "all off"
+                # concept maps are sparse: start the concept channels near zero
+                # (sigmoid(-4) = 0.018), not 0.5, lest the first updates turn all off
                 self.decoder[cfg.concept_layer - 1].bias[:num_concepts].fill_(
                     cfg.concept_bias_init
                 )
@@ -152,16 +133,9 @@ class ConvVAE(nn.Module):
         self, z: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, L, 7, 7)`` -> logits, concept-layer activation and pre-activation."""
-        h = hidden = hidden_pre = z
-        last = len(self.decoder) - 1
-        for i, block in enumerate(self.decoder):
-            h = block(h)
-            if i + 1 == self.cfg.concept_layer:
-                hidden_pre = h
-                h = hidden = self.concept_act(h)
-            elif i < last:
-                h = torch.relu(h)
-        return h, hidden, hidden_pre
+        hidden_pre = self.decode_to(z)
+        hidden = self.concept_act(hidden_pre)
+        return self.decode_from(hidden), hidden, hidden_pre
 
     def decode_to(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L, 7, 7)`` -> the concept layer's *pre-activation* ``(B, C, H, W)``."""
@@ -173,11 +147,8 @@ class ConvVAE(nn.Module):
         return h
 
     def decode_from(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Concept-layer *activation* ``(B, C, H, W)`` -> logits ``(B, 1, 28, 28)``.
-
-        The later decoder layers only: an edited concept layer decodes to an image.
-        ``decode_from(concept_act(decode_to(z)))`` equals :meth:`decode` of ``z``.
-        """
+        """Concept-layer *activation* ``(B, C, H, W)`` -> logits ``(B, 1, 28, 28)``:
+        the later layers only, so an edited concept layer decodes to an image."""
         h = hidden
         last = len(self.decoder) - 1
         for i in range(self.cfg.concept_layer, len(self.decoder)):
@@ -199,17 +170,13 @@ class ConvVAE(nn.Module):
         mean_rows: torch.Tensor | None = None,
         detach_mean: bool = False,
     ) -> VAEOutput:
-        """Encode, sample ``z = mu + sigma * eps`` (or take ``mu``), decode.
+        """Encode ``x`` (``(B, 1, 28, 28)`` in [0, 1]), sample ``z = mu + sigma * eps``
+        (``eps`` from ``generator``; ``z = mu`` unless ``sample``), decode.
 
         Args:
-            x: ``(B, 1, 28, 28)`` images in [0, 1].
-            sample: draw ``z`` with the reparameterisation trick; else ``z = mu``.
-            generator: the source of ``eps`` (for exact resumption and evaluation).
             mean_rows: ``(R,)`` rows whose concept layer is also decoded from
-                ``z = mu`` (``mean_hidden``): what the concept loss reads when
-                ``loss.concept_decode`` is ``mu`` or ``mu_detached``.
-            detach_mean: decode ``mu.detach()`` for those rows (no gradient from
-                that decoding into the encoder).
+                ``z = mu`` (``mean_hidden``), for ``loss.concept_decode`` ``mu`` or
+                ``mu_detached``; ``detach_mean``: decode ``mu.detach()`` for them.
         """
         mu, logvar = self.encode(x)
         z = mu

@@ -1,14 +1,10 @@
 """Training: Adam, seeded and resumable, with a run cache keyed by the config hash.
 
-A run lives in ``<cache>/<variant>-<hash>/``: ``config.yaml``, ``history.json`` (one
-record per epoch), ``checkpoint.pt`` (written atomically after every epoch, with the
-previous one kept as ``checkpoint.prev.pt``) and, once finished, ``model.pt``. The
-data order and the reparameterisation noise of epoch ``e`` come from generators
-seeded by ``(seed, e)``, so a run resumed from any epoch boundary is bitwise
-identical to an uninterrupted one on the same machine and kernels (CPU, fp32;
-another processor's fp32 kernels differ in the last digits).
-
-See: paper section 3.4; chapter ``ch-training``.
+A run lives in ``<cache>/<variant>-<hash>/``: ``config.yaml``, ``history.json``,
+``checkpoint.pt`` (after every epoch; the previous one kept as
+``checkpoint.prev.pt``) and, once finished, ``model.pt``. Epoch ``e``'s data order
+and noise come from generators seeded by ``(seed, e)``: a resumed run is bitwise
+identical to an uninterrupted one on the same kernels. See chapter ``ch-training``.
 """
 
 from __future__ import annotations
@@ -25,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from conceptlib.config import (
@@ -80,16 +77,9 @@ def load_weights(
 
 @dataclass
 class Run:
-    """A trained variant.
-
-    Attributes:
-        model: the trained model (eval mode, on the training device).
-        history: one dict per epoch (loss parts, seconds, images per second).
-        path: the run folder.
-        key: the run's hash.
-        variant: ``baseline``, ``augmented`` or ``concept``.
-        loaded: True when it came from the cache.
-    """
+    """A trained variant: its ``model`` (eval mode, on the training device), its
+    per-epoch ``history``, its folder ``path`` and hash ``key``, and whether it was
+    ``loaded`` from the cache."""
 
     model: ConvVAE
     history: list[dict[str, float]]
@@ -153,16 +143,10 @@ def concept_weight(cfg: ExperimentConfig, progress: float) -> float:
 
 
 def _batches(num: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
-    """Shuffled index batches of epoch ``epoch``.
-
-    In one process: a permutation from a generator seeded by ``(seed, epoch)``.
-    Under DDP: a :class:`~torch.utils.data.DistributedSampler` (seeded, epoch set,
-    ``drop_last``) gives each rank its own share, in batches of
-    ``batch_size // world`` so that the global batch stays ``batch_size``.
-    """
+    """Shuffled index batches of epoch ``epoch``: a permutation seeded by ``(seed,
+    epoch)``; under DDP each rank's share of a ``DistributedSampler``, in batches of
+    ``batch_size // world`` (the global batch stays ``batch_size``)."""
     if dist.is_initialized():
-        from torch.utils.data import DistributedSampler
-
         # the sampler shuffles with seed + epoch: spread seeds so that no two
         # (seed, epoch) pairs share an order
         sampler = DistributedSampler(
@@ -196,14 +180,10 @@ def train_step(
     weight: float | None = None,
     target: torch.Tensor | None = None,
 ):
-    """One optimisation step: forward (under ``autocast``), loss, backward, Adam.
-
-    The training loop and ``benchmarks/train_throughput.py`` both call this, so the
-    benchmark times exactly the step that training runs. ``weight`` is the concept
-    weight now (default ``cfg.loss.concept_weight``), ``target`` the concept
-    images' per-pixel targets (default: exclusive). Returns the
-    :class:`~conceptlib.model.losses.LossParts` of the batch.
-    """
+    """One optimisation step (forward under ``autocast``, loss, backward, Adam); the
+    batch's :class:`~conceptlib.model.losses.LossParts`. ``weight``: the concept
+    weight now (default ``cfg.loss.concept_weight``); ``target``: the concept
+    images' per-pixel targets (default: exclusive). The benchmarks time this."""
     decode = cfg.loss.concept_decode
     mean_rows = None
     if use_concept and decode != "z":
@@ -224,6 +204,112 @@ def train_step(
     return parts
 
 
+@dataclass
+class _Epochs:
+    """What every epoch of :func:`train_vae` reads (tensors on ``device``)."""
+
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    cfg: ExperimentConfig
+    variant: str
+    x: torch.Tensor
+    y: torch.Tensor
+    parts: tuple[torch.Tensor, torch.Tensor] | None  # concept variants' only
+    num_concepts: int
+    size: int  # of the concept layer
+    device: torch.device
+    autocast: torch.autocast
+    progress: bool
+
+    def run(self, epoch: int) -> dict[str, float]:
+        """Train epoch ``epoch``; its history record (means over all ranks)."""
+        cfg, tc, device = self.cfg, self.cfg.train, self.device
+        self.net.train()
+        order = _batches(len(self.x), tc.batch_size, cfg.seed, epoch)
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        noise = _epoch_generator(cfg.seed, epoch, 1 + 1000 * rank, device)
+        # loss sums stay on the device: one host sync every 20 steps, not 5 per step
+        acc = torch.zeros(len(LOSS_PARTS), dtype=torch.float64, device=device)
+        seen, t0 = 0, time.perf_counter()
+        bar = tqdm(
+            order,
+            desc=f"{self.variant} epoch {epoch + 1}/{tc.num_epochs}",
+            disable=not (self.progress and is_main()),
+            leave=False,
+            file=sys.stderr,
+        )
+        for i, idx in enumerate(bar):
+            idx = idx.to(device)
+            xb = to_input(self.x[idx], device, tc.channels_last)
+            beta = kl_weight(cfg, epoch + i / len(order))
+            target = None
+            if self.parts is not None:
+                rows = idx[self.y[idx] >= FIRST_CONCEPT_LABEL]
+                pb = self.parts[0][rows].float().div_(255.0)  # (Bc, P, 28, 28)
+                pc = self.parts[1][rows]
+                target = part_targets(pb, pc, self.num_concepts, self.size)
+            out = train_step(
+                self.net, self.opt, xb, self.y[idx], cfg, self.num_concepts,
+                self.variant in CONCEPT_VARIANTS, beta, noise, self.autocast,
+                concept_weight(cfg, epoch + i / len(order)), target,
+            )  # fmt: skip
+            seen += len(idx)
+            parts = [out.total.detach(), out.recon, out.kl, out.concept]
+            acc += torch.stack(parts).double() * len(idx)
+            if i % 20 == 0 or i == len(order) - 1:
+                self._show(bar, acc.tolist(), seen, t0, epoch)
+        return self._record(acc, seen, time.perf_counter() - t0, epoch)
+
+    def _show(self, bar, sums: list[float], seen: int, t0: float, epoch: int) -> None:
+        if not all(map(math.isfinite, sums)):  # a NaN stays in the sums
+            raise ConceptlibError(
+                f"{self.variant}: loss is {sums[0]} in epoch {epoch + 1}: "
+                "lower train.lr or loss.concept_weight"
+            )
+        bar.set_postfix(
+            loss=f"{sums[0] / seen:.1f}",
+            recon=f"{sums[1] / seen:.1f}",
+            kl=f"{sums[2] / seen:.1f}",
+            concept=f"{sums[3] / seen:.2f}",
+            img_s=f"{seen / max(time.perf_counter() - t0, 1e-9):.0f}",
+        )
+
+    def _record(self, acc, seen: int, seconds: float, epoch: int) -> dict[str, float]:
+        if dist.is_initialized():  # epoch means over all ranks' images
+            both = torch.cat([acc, acc.new_tensor([seen])])
+            dist.all_reduce(both)  # on the training device: nccl has no CPU tensors
+            acc, seen = both[:-1], int(both[-1].item())
+        sums = dict(zip(LOSS_PARTS, acc.tolist()))
+        record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
+        record.update(images=seen, seconds=seconds, img_per_s=seen / max(seconds, 1e-9))
+        if self.progress and is_main():
+            tqdm.write(
+                f"{self.variant} epoch {epoch + 1} | loss {record['loss']:.1f} "
+                f"(recon {record['recon']:.1f}, kl {record['kl']:.1f}, "
+                f"concept {record['concept']:.2f}) | {seconds:.1f} s | "
+                f"{record['img_per_s'] / 1000:.1f}k img/s",
+                file=sys.stderr,
+            )
+        return record
+
+
+def _resume(model, opt, run_dir: Path | None, variant: str, epochs: int, progress):
+    """The history and first epoch of a run: resumed from its checkpoint if any."""
+    state = resume_state(run_dir) if run_dir is not None else None
+    if state is None:
+        return [], 0
+    load_weights(model, state["model"], str(run_dir))
+    opt.load_state_dict(state["optimizer"])
+    start = int(state["epoch"])
+    if progress and is_main():
+        print(
+            f"{variant}: resuming {run_dir} after epoch {start} of "
+            f"{epochs} (its checkpoint)",
+            file=sys.stderr,
+        )
+    return json.loads(state["history"]), start
+
+
 def train_vae(
     cfg: ExperimentConfig,
     variant: str,
@@ -235,22 +321,18 @@ def train_vae(
     progress: bool = True,
     parts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[ConvVAE, list[dict[str, float]]]:
-    """Train one variant, checkpointing after each epoch and resuming if possible.
+    """Train one variant (checkpointing each epoch, resuming if possible); returns
+    the model (eval mode) and its per-epoch history.
 
     Args:
         cfg: the variant's config (:func:`~conceptlib.config.variant_config`).
-        variant: the concept variants add the concept loss; others train without.
         x: ``(N, 28, 28)`` uint8 training images; y: ``(N,)`` labels (10+ = concept).
         num_concepts: K, the number of concept channels.
         run_dir: where checkpoints and history go (None: nothing is written).
         device: where to train (default: CUDA when present).
-        progress: show a tqdm bar per epoch.
         parts: ``(N, P, 28, 28)`` uint8 ink of each image's concept parts and
             ``(N, P)`` their concept indices (-1: none), for per-pixel targets of
             composite concept images; None: exclusive targets from ``x``.
-
-    Returns:
-        The trained model (eval mode) and the per-epoch history.
     """
     device = device or resolve_device()
     cfg = resolve_precision(cfg, device)
@@ -259,113 +341,23 @@ def train_vae(
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    history: list[dict[str, float]] = []
-    start = 0
-    if run_dir is not None:
-        state = resume_state(run_dir)
-        if state is not None:
-            load_weights(model, state["model"], str(run_dir))
-            opt.load_state_dict(state["optimizer"])
-            history = json.loads(state["history"])
-            start = int(state["epoch"])
-            if progress and is_main():
-                print(
-                    f"{variant}: resuming {run_dir} after epoch {start} of "
-                    f"{tc.num_epochs} (its checkpoint)",
-                    file=sys.stderr,
-                )
+    history, start = _resume(model, opt, run_dir, variant, tc.num_epochs, progress)
     net: torch.nn.Module = model
     if dist.is_initialized():
         net = torch.nn.parallel.DistributedDataParallel(model)
-    use_concept = variant in CONCEPT_VARIANTS
-    autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"
-    )
+    bf16 = tc.precision == "bf16"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     x_dev, y_dev = x.to(device), y.to(device)
-    if parts is not None and use_concept:
-        parts_dev, part_concepts_dev = parts[0].to(device), parts[1].to(device)
-    size = model.concept_size
+    if parts is not None and variant in CONCEPT_VARIANTS:
+        parts = (parts[0].to(device), parts[1].to(device))
+    else:
+        parts = None
+    epochs = _Epochs(
+        net, opt, cfg, variant, x_dev, y_dev, parts, num_concepts,
+        model.concept_size, device, autocast, progress,
+    )  # fmt: skip
     for epoch in range(start, tc.num_epochs):
-        net.train()
-        order = _batches(len(x), tc.batch_size, cfg.seed, epoch)
-        rank = dist.get_rank() if dist.is_initialized() else 0
-        noise = _epoch_generator(cfg.seed, epoch, 1 + 1000 * rank, device)
-        # loss sums stay on the device: one host sync every 20 steps, not 5 per step
-        acc = torch.zeros(len(LOSS_PARTS), dtype=torch.float64, device=device)
-        seen = 0
-        t0 = time.perf_counter()
-        bar = tqdm(
-            order,
-            desc=f"{variant} epoch {epoch + 1}/{tc.num_epochs}",
-            disable=not (progress and is_main()),
-            leave=False,
-            file=sys.stderr,
-        )
-        for i, idx in enumerate(bar):
-            idx = idx.to(device)
-            xb = to_input(x_dev[idx], device, tc.channels_last)
-            beta = kl_weight(cfg, epoch + i / len(order))
-            target = None
-            if parts is not None and use_concept:
-                rows = idx[y_dev[idx] >= FIRST_CONCEPT_LABEL]
-                pb = parts_dev[rows].float().div_(255.0)  # (Bc, P, 28, 28)
-                target = part_targets(pb, part_concepts_dev[rows], num_concepts, size)
-            out = train_step(
-                net,
-                opt,
-                xb,
-                y_dev[idx],
-                cfg,
-                num_concepts,
-                use_concept,
-                beta,
-                noise,
-                autocast,
-                concept_weight(cfg, epoch + i / len(order)),
-                target,
-            )
-            n = len(idx)
-            seen += n
-            acc += (
-                torch.stack(
-                    [out.total.detach(), out.recon, out.kl, out.concept]
-                ).double()
-                * n
-            )
-            if i % 20 == 0 or i == len(order) - 1:
-                sums = acc.tolist()
-                if not all(map(math.isfinite, sums)):  # a NaN stays in the sums
-                    raise ConceptlibError(
-                        f"{variant}: loss is {sums[0]} in epoch {epoch + 1}: "
-                        "lower train.lr or loss.concept_weight"
-                    )
-                rate = seen / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(
-                    loss=f"{sums[0] / seen:.1f}",
-                    recon=f"{sums[1] / seen:.1f}",
-                    kl=f"{sums[2] / seen:.1f}",
-                    concept=f"{sums[3] / seen:.2f}",
-                    img_s=f"{rate:.0f}",
-                )
-        seconds = time.perf_counter() - t0
-        if dist.is_initialized():  # epoch means over all ranks' images
-            both = torch.cat([acc, acc.new_tensor([seen])])
-            dist.all_reduce(both)  # on the training device: nccl has no CPU tensors
-            acc, seen = both[:-1], int(both[-1].item())
-        sums = dict(zip(LOSS_PARTS, acc.tolist()))
-        record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
-        record["images"] = seen
-        record["seconds"] = seconds
-        record["img_per_s"] = seen / max(seconds, 1e-9)
-        history.append(record)
-        if progress and is_main():
-            tqdm.write(
-                f"{variant} epoch {epoch + 1} | loss {record['loss']:.1f} "
-                f"(recon {record['recon']:.1f}, kl {record['kl']:.1f}, "
-                f"concept {record['concept']:.2f}) | {seconds:.1f} s | "
-                f"{record['img_per_s'] / 1000:.1f}k img/s",
-                file=sys.stderr,
-            )
+        history.append(epochs.run(epoch))
         if run_dir is not None and is_main():
             save_checkpoint(run_dir, model, opt, history, cfg, variant)
     model.eval()
@@ -397,10 +389,8 @@ def save_checkpoint(run_dir, model, opt, history, cfg, variant) -> None:
 
 
 def resume_state(run_dir: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint in ``run_dir``, or None to start afresh.
-
-    A corrupt last checkpoint is reported with a warning and the previous one used.
-    """
+    """The newest readable checkpoint in ``run_dir`` (a corrupt last one: a warning,
+    and the previous one), or None to start afresh."""
     for name in ("checkpoint.pt", "checkpoint.prev.pt"):
         path = Path(run_dir) / name
         if not path.exists():
@@ -436,14 +426,8 @@ def get_or_train(
     progress: bool = True,
     parts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Run:
-    """Load ``variant`` from the run cache, or train it (resuming if interrupted).
-
-    Args:
-        cfg, variant, x, y, num_concepts, parts: as for :func:`train_vae`.
-        cache_dir: the run cache; the run lives in ``<cache_dir>/<variant>-<hash>``.
-        device: where to train.
-        progress: show progress bars.
-    """
+    """Load ``variant`` from the run cache ``<cache_dir>/<variant>-<hash>``, or train
+    it (resuming if interrupted); the other arguments as for :func:`train_vae`."""
     device = device or resolve_device()
     cfg = resolve_precision(cfg, device)
     run_dir = run_folder(cache_dir, cfg, variant, device)

@@ -1,16 +1,14 @@
-"""Where and how code runs: the device, native bf16, precision, seeds, processes.
-
-One home for the set-up that training, measuring and the chapters share: which
-device (``--device auto``), whether it computes bf16 natively (and so what
-``train.precision=auto`` means), seeding, and joining ``torchrun``'s process group.
-"""
+"""Where and how code runs: the device, native bf16 (what ``train.precision=auto``
+means), seeds, and ``torchrun``'s process group."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import random
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -30,12 +28,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def bf16_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively (not emulated in fp32 units).
-
-    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: the AVX512-BF16 or AMX
-    instructions, as torch detects them; without them oneDNN emulates bf16 and is
-    slower than fp32, so ``train.precision=auto`` stays fp32 there.
-    """
+    """Whether ``device`` computes bf16 natively: on CPU, AVX512-BF16 or AMX (else
+    oneDNN emulates bf16, slower than fp32)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     try:
@@ -47,14 +41,9 @@ def bf16_native(device: torch.device) -> bool:
 
 
 def resolve_precision(cfg: ExperimentConfig, device: torch.device) -> ExperimentConfig:
-    """``train.precision=auto`` made concrete for ``device``.
-
-    ``auto`` becomes bf16 autocast with channels_last (the fastest configuration
-    of ``benchmarks/train_loop.py``) where :func:`bf16_native`, else fp32 with the
-    configured memory format. Explicit ``fp32`` or ``bf16`` are kept as they are.
-    The run key hashes the result, so a run trained in bf16 is never loaded for
-    an fp32 one.
-    """
+    """``train.precision=auto`` made concrete for ``device``: bf16 with channels_last
+    (the fastest in ``benchmarks/train_loop.py``) where :func:`bf16_native`, else
+    fp32. The run key hashes the result: a bf16 run never loads for an fp32 one."""
     tc = cfg.train
     if tc.precision != "auto":
         return cfg
@@ -67,10 +56,6 @@ def resolve_precision(cfg: ExperimentConfig, device: torch.device) -> Experiment
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and torch; make torch deterministic where possible."""
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed)  # only for third-party code; conceptlib never uses it
     torch.manual_seed(seed)
@@ -80,11 +65,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 def init_distributed(device: torch.device) -> torch.device:
-    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
-
-    gloo on CPU, nccl on GPU (one GPU per process, ``LOCAL_RANK``). Returns the
-    device this process trains on. Without ``torchrun`` it does nothing.
-    """
+    """Join ``torchrun``'s process group (``WORLD_SIZE`` > 1; gloo on CPU, nccl with
+    one GPU per process) and return this process's device."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return device
     if device.type == "cuda":
@@ -102,13 +84,3 @@ def init_distributed(device: torch.device) -> torch.device:
 def is_main() -> bool:
     """True in a single process and on rank 0 of ``torchrun``: the one that writes."""
     return not dist.is_initialized() or dist.get_rank() == 0
-
-
-__all__ = [
-    "bf16_native",
-    "init_distributed",
-    "is_main",
-    "resolve_device",
-    "resolve_precision",
-    "seed_everything",
-]
