@@ -56,15 +56,26 @@ $(STAMP): requirements.txt pyproject.toml
 
 # ---------------------------------------------------------------------------- test
 
+# pytest runs its tests one at a time (torch on one thread), so nbval runs beside it,
+# also on one thread (OMP_NUM_THREADS=1: two pools on two cores would wait on each
+# other); its report follows pytest's. The chapters share the run cache runs/.
 test: venv
-	$(PY) -m pytest -q tests $(PYTEST_ARGS)
-	@shopt -s nullglob; notebooks=(book/*.ipynb); \
+	@shopt -s nullglob; notebooks=(book/*.ipynb); nbval=; log=$$(mktemp); \
+	trap 'rm -f "$$log"; [[ -z "$$nbval" ]] || kill "$$nbval" 2>/dev/null || true' EXIT; \
 	if (( $${#notebooks[@]} )); then \
-	  echo "CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/"; \
-	  CONCEPTLIB_BUILD=1 CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/; \
+	  echo "CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/ (beside pytest)"; \
+	  CONCEPTLIB_BUILD=1 CONCEPTLIB_PROFILE=smoke OMP_NUM_THREADS=1 \
+	    $(PY) -m pytest --nbval-lax -q book/ >"$$log" 2>&1 & nbval=$$!; \
 	else \
 	  echo "no book/*.ipynb yet: skipping nbval"; \
-	fi
+	fi; \
+	echo "$(PY) -m pytest -q tests $(PYTEST_ARGS)"; \
+	status=0; $(PY) -m pytest -q tests $(PYTEST_ARGS) || status=$$?; \
+	if [[ -n "$$nbval" ]]; then \
+	  wait "$$nbval" || status=$$?; nbval=; \
+	  echo "--- nbval (book/)"; cat "$$log"; \
+	fi; \
+	exit "$$status"
 	$(VENV)/bin/ruff check conceptlib tests scripts benchmarks
 
 # The checks whose numbers depend on CPU kernels, again under a second set of them:
