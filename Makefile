@@ -56,15 +56,28 @@ $(STAMP): requirements.txt pyproject.toml
 
 # ---------------------------------------------------------------------------- test
 
+# pytest runs its tests one at a time (torch on one thread), so nbval runs beside it;
+# its report follows pytest's. The chapters share the run cache runs/. nbval keeps
+# torch's thread count (one thread trains other bits: chapter 5's check fails) and
+# has OpenMP's idle threads sleep rather than spin (same arithmetic), so that its
+# threads do not slow down beside pytest.
 test: venv
-	$(PY) -m pytest -q tests $(PYTEST_ARGS)
-	@shopt -s nullglob; notebooks=(book/*.ipynb); \
+	@shopt -s nullglob; notebooks=(book/*.ipynb); nbval=; log=$$(mktemp); \
+	trap 'rm -f "$$log"; [[ -z "$$nbval" ]] || kill "$$nbval" 2>/dev/null || true' EXIT; \
 	if (( $${#notebooks[@]} )); then \
-	  echo "CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/"; \
-	  CONCEPTLIB_BUILD=1 CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/; \
+	  echo "CONCEPTLIB_PROFILE=smoke $(PY) -m pytest --nbval-lax -q book/ (beside pytest)"; \
+	  CONCEPTLIB_BUILD=1 CONCEPTLIB_PROFILE=smoke OMP_WAIT_POLICY=PASSIVE \
+	    $(PY) -m pytest --nbval-lax -q book/ >"$$log" 2>&1 & nbval=$$!; \
 	else \
 	  echo "no book/*.ipynb yet: skipping nbval"; \
-	fi
+	fi; \
+	echo "$(PY) -m pytest -q tests $(PYTEST_ARGS)"; \
+	status=0; $(PY) -m pytest -q tests $(PYTEST_ARGS) || status=$$?; \
+	if [[ -n "$$nbval" ]]; then \
+	  wait "$$nbval" || status=$$?; nbval=; \
+	  echo "--- nbval (book/)"; cat "$$log"; \
+	fi; \
+	exit "$$status"
 	$(VENV)/bin/ruff check conceptlib tests scripts benchmarks
 
 # The checks whose numbers depend on CPU kernels, again under a second set of them:

@@ -1,8 +1,18 @@
-"""pytest configuration: tests marked ``@pytest.mark.slow`` run only with --runslow."""
+"""pytest configuration: tests marked ``@pytest.mark.slow`` run only with --runslow;
+session fixtures shared by many tests, the long command lines among them started
+in the background when the session starts."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
+from helpers import SMALL_RUN_ARGS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,3 +73,117 @@ def _one_thread_per_pool():
     with threadpool_limits(limits=1):
         yield
     torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------ background command lines
+
+
+def run_cli(argv: list[str], cache: Path) -> tuple[int, float, str]:
+    """``python -m conceptlib *argv`` on one thread, MNIST read from ``cache``.
+
+    Returns the exit status, the child's CPU seconds (user + system: unlike wall
+    time, hardly changed by other work on the machine) and its stderr.
+    """
+    env = dict(os.environ, CONCEPTLIB_CACHE=str(cache), OMP_NUM_THREADS="1")
+    with subprocess.Popen(
+        [sys.executable, "-m", "conceptlib", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime, err
+
+
+def _checked(argv: list[str], cache: Path) -> float:
+    status, seconds, err = run_cli(argv, cache)
+    if status != 0:
+        raise RuntimeError(f"conceptlib {' '.join(argv)}: status {status}\n{err}")
+    return seconds
+
+
+def _small_run(out: Path, cache: Path, *extra: str) -> tuple[Path, float]:
+    return out, _checked([*SMALL_RUN_ARGS, *extra, "--out", str(out)], cache)
+
+
+def _smoke_twice(out: Path, cache: Path) -> tuple[Path, list[tuple[int, dict]]]:
+    argv = ["reproduce", "--profile", "smoke", "--out", str(out), "--quiet"]
+    results = []
+    for _ in range(2):
+        _checked(argv, cache)
+        results.append((0, json.loads((out / "metrics.json").read_text())))
+    return out, results
+
+
+#: Jobs of the session fixture that waits for them: name -> (function, arguments
+#: after the output folder).
+JOBS: dict[str, dict[str, tuple]] = {
+    "smoke_runs": {"smoke": (_smoke_twice,)},
+    "small_runs": {
+        "a": (_small_run,),
+        "b": (_small_run,),
+        "c": (_small_run, "--set", "seed=1"),
+    },
+}
+
+
+class Background:
+    """Long command lines run in subprocesses beside the tests, so that a spare
+    core works while pytest runs the quick tests one by one; a fixture waits for
+    its jobs' results. Tests keep their order."""
+
+    def __init__(self, root: Path, cache: Path, workers: int) -> None:
+        self.root, self.cache = root, cache
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.futures: dict[str, Future] = {}
+
+    def start(self, fixture: str) -> None:
+        for name, (fn, *extra) in JOBS[fixture].items():
+            if name not in self.futures:
+                out = self.root / name / "out"
+                self.futures[name] = self.pool.submit(fn, out, self.cache, *extra)
+
+    def results(self, fixture: str) -> dict:
+        self.start(fixture)  # already started unless the session began without it
+        return {name: self.futures[name].result() for name in JOBS[fixture]}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request: pytest.FixtureRequest, tmp_path_factory, mnist_cache_dir):
+    """Start, at once, the jobs of every :data:`JOBS` fixture a selected test uses."""
+    wanted = [
+        fixture
+        for fixture in JOBS
+        if any(
+            fixture in item.fixturenames and not item.get_closest_marker("skip")
+            for item in request.session.items
+        )
+    ]
+    jobs = Background(
+        tmp_path_factory.mktemp("background"),
+        mnist_cache_dir,
+        workers=max(1, min(2, (os.cpu_count() or 1) - 1)),
+    )
+    if wanted:
+        request.getfixturevalue("mnist")  # the MNIST cache, written once, first
+    for fixture in wanted:
+        jobs.start(fixture)
+    yield jobs
+    jobs.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(background: Background) -> tuple[Path, list[tuple[int, dict]]]:
+    """``reproduce --profile smoke`` twice into the same folder: the output folder
+    and, per run, its exit status and metrics."""
+    return background.results("smoke_runs")["smoke"]
+
+
+@pytest.fixture(scope="session")
+def small_runs(background: Background) -> dict[str, tuple[Path, float]]:
+    """:data:`helpers.SMALL_RUN_ARGS` three times, each into its own folder: ``a``
+    and ``b`` (seed 0), ``c`` (seed 1); per run, the output folder and CPU seconds."""
+    return background.results("small_runs")

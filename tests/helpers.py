@@ -9,7 +9,8 @@ import numpy as np
 
 from conceptlib.data.mnist import MNIST
 
-#: ``reproduce`` on a smoke profile cut down further: three short epochs, seconds.
+#: ``reproduce`` on a smoke profile cut down further: three short epochs, and the
+#: measures on fewer samples, probes and classifier digits; seconds.
 SMALL_RUN_ARGS = [
     "reproduce",
     "--profile",
@@ -30,6 +31,12 @@ SMALL_RUN_ARGS = [
     "concepts.test_per_concept=5",
     "--set",
     "cluster.max_points=200",
+    "--set",
+    "eval.nll_samples=50",
+    "--set",
+    "concepts.probe_size=60",
+    "--set",
+    "eval.classifier_digits=500",
 ]
 
 

@@ -188,6 +188,7 @@ def test_no_code_line_runs_past_its_cell(path: Path) -> None:
     assert not wide, f"{path.name}: lines over {MAX_CODE_COLUMNS} characters: {wide}"
 
 
+@pytest.mark.slow  # nbval runs this chapter in a fresh kernel too (`make test`)
 def test_a_chapter_runs_in_a_kernel_from_an_empty_run_cache(tmp_path: Path) -> None:
     """Chapter 3 as a researcher opens it: a fresh Jupyter kernel, no run cache;
     it trains every variant (smoke profile) and runs to the end without errors."""

@@ -62,20 +62,6 @@ def _without_timings(metrics: dict) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory: pytest.TempPathFactory, mnist_cache_dir):
-    """Run ``reproduce --profile smoke`` twice into the same folder."""
-    out = tmp_path_factory.mktemp("smoke") / "out"
-    argv = ["reproduce", "--profile", "smoke", "--out", str(out), "--quiet"]
-    results = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONCEPTLIB_CACHE", str(mnist_cache_dir))
-        for _ in range(2):
-            status = main(argv)
-            results.append((status, json.loads((out / "metrics.json").read_text())))
-    return out, results
-
-
 def test_reproduce_smoke_writes_metrics(smoke_runs) -> None:
     out, [(status, metrics), _] = smoke_runs
     assert status == 0

@@ -13,15 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import SMALL_RUN_ARGS
-
-from conceptlib.cli import main
-
-SMALL = [a for a in SMALL_RUN_ARGS if a != "reproduce"]
 
 
-def _run(out: Path, seed: int) -> bytes:
-    assert main(["reproduce", *SMALL, "--set", f"seed={seed}", "--out", str(out)]) == 0
+def _metrics(out: Path) -> bytes:
     raw = (out / "metrics.json").read_bytes()
     metrics = json.loads(raw)
     metrics.pop("timings")
@@ -30,13 +24,9 @@ def _run(out: Path, seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def three_runs(tmp_path_factory: pytest.TempPathFactory, mnist_cache_dir):
-    root = tmp_path_factory.mktemp("determinism")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONCEPTLIB_CACHE", str(mnist_cache_dir))
-        return [
-            _run(root / name, seed) for name, seed in (("a", 0), ("b", 0), ("c", 1))
-        ]
+def three_runs(small_runs):
+    """Runs ``a``, ``b`` (seed 0) and ``c`` (seed 1) of the session's small runs."""
+    return [_metrics(small_runs[name][0]) for name in ("a", "b", "c")]
 
 
 def test_same_seed_gives_byte_identical_metrics(three_runs) -> None:
