@@ -447,6 +447,9 @@ def get_or_train(
     if is_main():
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
+            if (run_dir / "checkpoint.pt").exists():  # resuming a killed run:
+                for tmp in run_dir.glob(".*.tmp"):  # its half-written files go
+                    tmp.unlink(missing_ok=True)
             atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
         except OSError as exc:
             raise ConceptlibError(
