@@ -18,30 +18,17 @@ from typing import Any
 import yaml
 
 from conceptlib.errors import ConceptlibError
+from conceptlib.model import variants
 
 #: Raise whenever training semantics change, so cached runs are not reused.
 #: 3: variants, representatives and training concept images come from the 70 %
 #: of the digit split only (the 30 % are validation digits, held out).
 RUN_FORMAT = 3
 PROFILES = ("smoke", "quick", "paper")
-#: ``concept`` is this project's concept variant (the config's ``loss`` and
-#: ``concepts.composite_*`` settings); ``concept_paper`` the paper's recipe as read
-#: here (:data:`PAPER_RECIPE`), trained beside it so that the two compare.
-VARIANTS = ("baseline", "augmented", "concept_paper", "concept")
-#: Variants trained with a concept loss.
-CONCEPT_VARIANTS = ("concept_paper", "concept")
-#: What ``concept_paper`` trains with, whatever the config says: isolated concept
-#: images, exclusive targets, BCE on the concept logits of the decoded sample ``z``,
-#: weight 100 from the first step (the recipe of the reproduction's first runs).
-PAPER_RECIPE = {
-    "concepts": {"composite_fraction": 0.0, "train_shift": 0},
-    "loss": {
-        "concept_weight": 100.0,
-        "concept_loss": "bce",
-        "concept_decode": "z",
-        "concept_warmup_epochs": 0.0,
-    },
-}
+#: The variants (:mod:`conceptlib.model.variants`), and those with a concept loss.
+VARIANTS = variants.NAMES
+CONCEPT_VARIANTS = variants.CONCEPT_NAMES
+PAPER_RECIPE = variants.PAPER_RECIPE
 #: Labels 0-9 are digits; concept k has label FIRST_CONCEPT_LABEL + k.
 FIRST_CONCEPT_LABEL = 10
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -296,25 +283,26 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
 def variant_config(
     cfg: ExperimentConfig, variant: str, recipe: tuple[str, ...] | list[str] = ()
 ) -> ExperimentConfig:
-    """The config ``variant`` trains with: ``cfg``, or under :data:`PAPER_RECIPE`.
+    """The config ``variant`` trains with: ``cfg``, or under its fixed recipe
+    (:attr:`~conceptlib.model.variants.Variant.recipe`, e.g. :data:`PAPER_RECIPE`).
 
     Args:
         cfg: the experiment config.
         variant: one of :data:`VARIANTS`.
-        recipe: ``section.key=value`` overrides applied to ``concept_paper``'s
-            config after :data:`PAPER_RECIPE` (a variation of the paper's recipe,
-            e.g. ``loss.concept_loss=mse``); ignored for the other variants.
+        recipe: ``section.key=value`` overrides applied after the variant's fixed
+            recipe (e.g. ``loss.concept_loss=mse``); ignored for variants without.
 
     See: chapter ``ch-training``.
     """
-    if variant != "concept_paper":
+    spec = variants.REGISTRY.get(variant)
+    if spec is None or spec.recipe is None:
         return cfg
     parts = {
         name: dataclasses.replace(getattr(cfg, name), **values)
-        for name, values in PAPER_RECIPE.items()
+        for name, values in spec.recipe.items()
     }
-    paper = dataclasses.replace(cfg, **parts)
-    return apply_overrides(paper, list(recipe)) if recipe else paper
+    fixed = dataclasses.replace(cfg, **parts)
+    return apply_overrides(fixed, list(recipe)) if recipe else fixed
 
 
 def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
