@@ -5,7 +5,7 @@ of the same names call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ import torch
 from conceptlib.config import config_hash
 from conceptlib.data.mnist import NUM_CLASSES
 from conceptlib.experiment.data import subsample_stratified
-from conceptlib.measures import classifier as clf_mod
+from conceptlib.measures.classifier import predict, top_accuracy, train_classifier
 from conceptlib.measures.cluster import (
     Clustering,
     decode_centres,
@@ -21,11 +21,9 @@ from conceptlib.measures.cluster import (
     fit_kmeans,
 )
 from conceptlib.measures.explain import concept_shares, own_digit_share
-from conceptlib.measures.formulas import explain_model
 from conceptlib.measures.likelihood import evaluate, importance_nll
 from conceptlib.measures.vocab import digit_parts, make_probes, vocabulary_measures
-from conceptlib.model.readout import ConceptModel
-from conceptlib.operators.evaluate import digit_classifier, measure_operators
+from conceptlib.operators.evaluate import digit_classifier
 
 if TYPE_CHECKING:
     from conceptlib.experiment.pipeline import Pipeline
@@ -91,9 +89,9 @@ def concept_ceiling(pipe: Pipeline) -> dict[str, float]:
     first = pipe.catalogue.labels[0]
     sel = (train.y >= first).numpy()
     x, y = train.x.numpy()[sel], train.y.numpy()[sel] - first
-    clf = clf_mod.train_classifier(x, y, len(pipe.catalogue), seed=pipe.cfg.seed)
+    clf = train_classifier(x, y, len(pipe.catalogue), seed=pipe.cfg.seed)
     return {
-        name: clf_mod.top_accuracy(clf_mod.predict(clf, s.x), s.concepts)
+        name: top_accuracy(predict(clf, s.x), s.concepts)
         for name, s in pipe.probes.sets.items()
         if name != "pairs"  # one label per image: no ceiling for pairs
     }
@@ -112,28 +110,6 @@ def train_digit_classifier(pipe: Pipeline):
         m.x_train[idx], m.y_train[idx], pipe.cache_dir / f"digit_classifier-{key}.pt",
         seed, e.classifier_epochs, pipe.progress,
     )  # fmt: skip
-
-
-def classifier_accuracy(pipe: Pipeline) -> float:
-    """Accuracy of the digit classifier on all MNIST test digits."""
-    probs = clf_mod.predict(pipe.digit_classifier, pipe.mnist.x_test)
-    return float((probs.argmax(1) == pipe.mnist.y_test).mean())
-
-
-def concept_model(pipe: Pipeline, variant: str) -> ConceptModel:
-    """``variant``'s trained run with its config, catalogue and run folder."""
-    run = pipe.run(variant)
-    return ConceptModel(run.model, pipe.cfg, pipe.catalogue, run.path)
-
-
-def edits(pipe: Pipeline, variant: str) -> dict[str, Any]:
-    """The operators measured on ``variant``."""
-    return measure_operators(pipe.concept_model(variant), pipe)
-
-
-def formulas(pipe: Pipeline, variant: str, num_probes: int) -> list:
-    """A logical formula over concepts for every concept-layer channel."""
-    return explain_model(pipe.run(variant).model, pipe.probes, num_probes)
 
 
 def parts_of_digits(pipe: Pipeline, variant: str, split: str):

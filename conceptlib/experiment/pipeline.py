@@ -29,8 +29,11 @@ from conceptlib.data.splits import check_split
 from conceptlib.experiment import measures as m
 from conceptlib.experiment.data import ImageSet, PipelineData, subsample_stratified
 from conceptlib.experiment.measures import CLASSIFIER_SEED
+from conceptlib.measures.classifier import predict
+from conceptlib.measures.formulas import explain_model
 from conceptlib.model import variants
 from conceptlib.model.readout import ConceptModel, load_concept_model
+from conceptlib.operators.evaluate import measure_operators
 from conceptlib.train.loop import Run, get_or_train, run_folder
 from conceptlib.train.runtime import resolve_device, resolve_precision
 
@@ -192,21 +195,25 @@ class Pipeline(PipelineData):
     @cached_property
     def classifier_accuracy(self) -> float:
         """Accuracy of :attr:`digit_classifier` on all MNIST test digits."""
-        return m.classifier_accuracy(self)
+        probs = predict(self.digit_classifier, self.mnist.x_test)
+        return float((probs.argmax(1) == self.mnist.y_test).mean())
 
     def concept_model(self, variant: str = "concept") -> ConceptModel:
         """``variant``'s trained run as a :class:`ConceptModel`."""
-        return m.concept_model(self, variant)
+        run = self.run(variant)
+        return ConceptModel(run.model, self.cfg, self.catalogue, run.path)
 
     def edits(self, variant: str = "concept") -> dict[str, Any]:
         """The operators measured on ``variant``
         (:func:`~conceptlib.operators.evaluate.measure_operators`)."""
         known = self._known("operators", variant)
-        return known if known is not None else m.edits(self, variant)
+        if known is not None:
+            return known
+        return measure_operators(self.concept_model(variant), self)
 
     def formulas(self, variant: str, num_probes: int = 1500) -> list:
         """A formula over concepts per concept-layer channel of ``variant``."""
-        return m.formulas(self, variant, num_probes)
+        return explain_model(self.run(variant).model, self.probes, num_probes)
 
     def digit_parts(self, variant: str, split: str = "test"):
         """:func:`~conceptlib.measures.vocab.digit_parts` of ``variant`` on the

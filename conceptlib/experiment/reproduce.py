@@ -149,6 +149,7 @@ def _mean_std(values: list[Any]) -> tuple[Any, Any]:
 
 
 def _check_out(out: Path) -> None:
+    """Create ``out``; one line of error if it cannot be created or written."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -204,13 +205,9 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
 def seed_metrics(
     pipe: Pipeline, runs: dict[str, Any] | None = None, say=None
 ) -> dict[str, Any]:
-    """Every measure of one seed's pipeline, as one entry of ``per_seed``.
-
-    What :func:`reproduce` records per seed and what :mod:`conceptlib.report.scorecard`
-    judges: ``variants`` (losses and accuracies per split, the importance-sampled
-    likelihood on the test digits), ``clustering``, ``alignment``, ``vocabulary``,
-    ``runs`` and the per-epoch training losses ``epochs``. The chapters call it on
-    their own pipeline, so that the book judges its build as the command line does.
+    """Every measure of one seed's pipeline, as one entry of ``per_seed``: what
+    :mod:`conceptlib.report.scorecard` judges, for the command line and the
+    chapters alike.
 
     Args:
         pipe: the seed's pipeline (its variants are trained or loaded on demand).
@@ -254,8 +251,7 @@ def seed_metrics(
 
 
 def run_metrics(pipe: Pipeline) -> dict[str, Any]:
-    """One seed's measures in the layout of ``metrics.json`` (without timings and
-    figures): what the book's chapters judge with :mod:`conceptlib.report.scorecard`."""
+    """One seed's measures in the layout of ``metrics.json`` (no timings, figures)."""
     return {
         "profile": pipe.cfg.profile,
         "seeds": [pipe.cfg.seed],
@@ -287,27 +283,16 @@ def _recorded(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def recorded_seed(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
-    """The measures of ``pipe``'s seed that ``conceptlib reproduce`` wrote to
-    ``<out>/<profile>/metrics.json`` (its ``per_seed`` entry), when they were
-    taken with this config, this seed (the run's first) and this very code
-    (:func:`code_hash`); else None.
-
-    ``make book`` runs ``reproduce`` before it builds the chapters, so that the
-    chapters can read that run instead of measuring it all again
-    (:func:`build_metrics`, :func:`use_recorded`).
-    """
+    """The ``per_seed`` entry of ``pipe``'s seed in ``<out>/<profile>/metrics.json``
+    (:func:`_recorded`), else None: ``make book`` runs ``reproduce`` first, so
+    that the chapters read it instead of measuring it all again."""
     recorded = _recorded(pipe, out)
     return None if recorded is None else recorded["per_seed"][0]
 
 
 def build_metrics(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any]:
-    """:func:`run_metrics` of ``pipe``, read from ``<out>/<profile>/metrics.json``
-    where ``conceptlib reproduce`` wrote them for this config and seed with this
-    very code (:func:`recorded_seed`), else measured now.
-
-    ``make book`` runs ``reproduce`` before it builds the chapters, so the book's
-    scorecard reads that run's first seed instead of measuring it all again.
-    """
+    """:func:`run_metrics` of ``pipe``, read from what ``conceptlib reproduce``
+    recorded for it in ``out`` (:func:`recorded_seed`), else measured now."""
     recorded = _recorded(pipe, out)
     if recorded is None:
         return run_metrics(pipe)
