@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,30 +19,17 @@ from typing import Any
 import yaml
 
 from conceptlib.errors import ConceptlibError
+from conceptlib.model import variants
 
 #: Raise whenever training semantics change, so cached runs are not reused.
 #: 3: variants, representatives and training concept images come from the 70 %
 #: of the digit split only (the 30 % are validation digits, held out).
 RUN_FORMAT = 3
 PROFILES = ("smoke", "quick", "paper")
-#: ``concept`` is this project's concept variant (the config's ``loss`` and
-#: ``concepts.composite_*`` settings); ``concept_paper`` the paper's recipe as read
-#: here (:data:`PAPER_RECIPE`), trained beside it so that the two compare.
-VARIANTS = ("baseline", "augmented", "concept_paper", "concept")
-#: Variants trained with a concept loss.
-CONCEPT_VARIANTS = ("concept_paper", "concept")
-#: What ``concept_paper`` trains with, whatever the config says: isolated concept
-#: images, exclusive targets, BCE on the concept logits of the decoded sample ``z``,
-#: weight 100 from the first step (the recipe of the reproduction's first runs).
-PAPER_RECIPE = {
-    "concepts": {"composite_fraction": 0.0, "train_shift": 0},
-    "loss": {
-        "concept_weight": 100.0,
-        "concept_loss": "bce",
-        "concept_decode": "z",
-        "concept_warmup_epochs": 0.0,
-    },
-}
+#: The variants (:mod:`conceptlib.model.variants`), and those with a concept loss.
+VARIANTS = variants.NAMES
+CONCEPT_VARIANTS = variants.CONCEPT_NAMES
+PAPER_RECIPE = variants.PAPER_RECIPE
 #: Labels 0-9 are digits; concept k has label FIRST_CONCEPT_LABEL + k.
 FIRST_CONCEPT_LABEL = 10
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -161,13 +149,9 @@ class ExperimentConfig:
 
 _SECTIONS = {f.name: f.type for f in fields(ExperimentConfig)}
 _SECTION_TYPES = {
-    "data": DataConfig,
-    "concepts": ConceptConfig,
-    "model": ModelConfig,
-    "loss": LossConfig,
-    "train": TrainConfig,
-    "cluster": ClusterConfig,
-    "eval": EvalConfig,
+    f.name: f.default_factory
+    for f in fields(ExperimentConfig)
+    if f.default_factory is not dataclasses.MISSING
 }
 _CHOICES = {
     ("model", "concept_activation"): ("sigmoid", "relu"),
@@ -254,15 +238,8 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
-    """Build a validated config from nested plain data; unknown keys raise.
-
-    Args:
-        raw: nested mapping, as read from YAML.
-        where: a name for messages (usually the YAML path).
-
-    Returns:
-        The frozen, validated :class:`ExperimentConfig`.
-    """
+    """A validated config from nested plain data (as read from YAML); unknown
+    keys raise. ``where`` names the source in messages (usually the YAML path)."""
     if not isinstance(raw, dict):
         raise ConceptlibError(f"{where}: expected a mapping at the top level")
     base = ExperimentConfig()
@@ -296,25 +273,26 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
 def variant_config(
     cfg: ExperimentConfig, variant: str, recipe: tuple[str, ...] | list[str] = ()
 ) -> ExperimentConfig:
-    """The config ``variant`` trains with: ``cfg``, or under :data:`PAPER_RECIPE`.
+    """The config ``variant`` trains with: ``cfg``, or under its fixed recipe
+    (:attr:`~conceptlib.model.variants.Variant.recipe`, e.g. :data:`PAPER_RECIPE`).
 
     Args:
         cfg: the experiment config.
         variant: one of :data:`VARIANTS`.
-        recipe: ``section.key=value`` overrides applied to ``concept_paper``'s
-            config after :data:`PAPER_RECIPE` (a variation of the paper's recipe,
-            e.g. ``loss.concept_loss=mse``); ignored for the other variants.
+        recipe: ``section.key=value`` overrides applied after the variant's fixed
+            recipe (e.g. ``loss.concept_loss=mse``); ignored for variants without.
 
     See: chapter ``ch-training``.
     """
-    if variant != "concept_paper":
+    spec = variants.REGISTRY.get(variant)
+    if spec is None or spec.recipe is None:
         return cfg
     parts = {
         name: dataclasses.replace(getattr(cfg, name), **values)
-        for name, values in PAPER_RECIPE.items()
+        for name, values in spec.recipe.items()
     }
-    paper = dataclasses.replace(cfg, **parts)
-    return apply_overrides(paper, list(recipe)) if recipe else paper
+    fixed = dataclasses.replace(cfg, **parts)
+    return apply_overrides(fixed, list(recipe)) if recipe else fixed
 
 
 def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -323,12 +301,8 @@ def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
-    """Apply ``section.key=value`` strings (values parsed as YAML scalars).
-
-    Args:
-        cfg: the starting config.
-        overrides: e.g. ``["train.num_epochs=3", "loss.concept_weight=20"]``.
-    """
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars), e.g.
+    ``["train.num_epochs=3", "loss.concept_weight=20"]``."""
     raw = to_dict(cfg)
     for item in overrides:
         if "=" not in item:
@@ -351,12 +325,8 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
 
 
 def load_config(profile: str | os.PathLike = "quick", overrides=()) -> ExperimentConfig:
-    """Load a profile by name (``smoke``, ``quick``, ``paper``) or a YAML path.
-
-    Args:
-        profile: profile name or path to a YAML file.
-        overrides: ``section.key=value`` strings applied last.
-    """
+    """Load a profile by name (``smoke``, ``quick``, ``paper``) or a YAML path,
+    then apply ``overrides`` (``section.key=value`` strings)."""
     text_profile = str(profile)
     if text_profile in PROFILES:
         path = CONFIG_DIR / f"{text_profile}.yaml"
@@ -396,33 +366,27 @@ def default_profile() -> str:
     env = os.environ.get("CONCEPTLIB_PROFILE")
     if env:
         return env
-    import torch
+    import torch  # heavy: only when no profile is set
 
     return "paper" if torch.cuda.is_available() else "quick"
 
 
 def run_cache(default: str = "../runs") -> str:
-    """The chapters' run cache: ``$CONCEPTLIB_RUN_CACHE`` if set, else ``default``
-    (the repository's ``runs/``, seen from ``book/``). ``make test-kernels`` sets it
-    so that the chapters train their smoke models afresh under other kernels."""
+    """The chapters' run cache: ``$CONCEPTLIB_RUN_CACHE`` (``make test-kernels``
+    sets it, to train afresh) if set, else ``default`` (``runs/`` from ``book/``)."""
     return os.environ.get("CONCEPTLIB_RUN_CACHE") or default
 
 
 def out_dir(default: str = "../out") -> str:
-    """Where the chapters look for the metrics ``conceptlib reproduce`` has just
-    written (``<out>/<profile>/metrics.json``): ``$CONCEPTLIB_OUT`` if set, else
-    ``default`` (the repository's ``out/``, seen from ``book/``). ``make
-    test-kernels`` points it at an empty folder, so that the chapters measure
-    under its kernels instead of reading another run's record."""
+    """Where the chapters look for the ``<out>/<profile>/metrics.json`` that
+    ``conceptlib reproduce`` wrote: ``$CONCEPTLIB_OUT`` (``make test-kernels``
+    points it at an empty folder) if set, else ``default`` (``out/`` from ``book/``)."""
     return os.environ.get("CONCEPTLIB_OUT") or default
 
 
 def live_progress() -> bool:
-    """Whether a chapter shows progress bars: yes in a live Jupyter kernel, no
-    while the book is built or checked (``make book`` and ``make test`` set
-    ``$CONCEPTLIB_BUILD``) and no outside IPython."""
+    """Whether a chapter shows progress bars: only in a live Jupyter kernel, not
+    while the book is built or checked (``$CONCEPTLIB_BUILD`` set)."""
     if os.environ.get("CONCEPTLIB_BUILD"):
         return False
-    import sys
-
     return "ipykernel" in sys.modules

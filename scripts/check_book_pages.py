@@ -1,5 +1,7 @@
 """Check what a reader sees of the built book, page by page, in headless Chromium.
 
+Writes no committed file: screenshots go to ``--shots`` (``make test`` runs it).
+
 Serves ``_build/html`` on a loopback port, loads each page listed in ``_toc.yml``
 with Debian's Chromium (driven by Selenium through ``/usr/bin/chromedriver``) at a
 width of 1280 px, and fails when

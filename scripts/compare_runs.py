@@ -1,5 +1,7 @@
 """Compare two recorded runs seed by seed (conceptlib.report.compare) and write a table.
 
+Writes ``results/quick-bf16/comparison.md`` (``--out``).
+
     .venv/bin/python scripts/compare_runs.py results/quick results/quick-bf16 \
         --names fp32 bf16 --out results/quick-bf16/comparison.md
 """

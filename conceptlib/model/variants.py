@@ -1,0 +1,119 @@
+"""The variants a pipeline trains, in one registry (a leaf module).
+
+Each :class:`Variant` says what it is, what it trains on, whether it has a concept
+loss, the fixed recipe it trains under and what its run-cache key is built from,
+so that adding a variant touches this registry and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: Training data: digits only; digits + isolated concept images; digits +
+#: concept images of which a share are composites of several concepts.
+DIGITS, CONCEPTS, COMPOSITES = "digits", "digits+concepts", "digits+composites"
+
+#: What ``concept_paper`` trains with, whatever the config says: isolated concept
+#: images, exclusive targets, BCE on the concept logits of the decoded sample ``z``,
+#: weight 100 from the first step (the recipe of the reproduction's first runs).
+PAPER_RECIPE = {
+    "concepts": {"composite_fraction": 0.0, "train_shift": 0},
+    "loss": {
+        "concept_weight": 100.0,
+        "concept_loss": "bce",
+        "concept_decode": "z",
+        "concept_warmup_epochs": 0.0,
+    },
+}
+
+#: Config keys that only composites depend on, and those of the concept loss.
+COMPOSITE_KEYS = ("composite_fraction", "max_parts", "train_shift")
+CONCEPT_LOSS_KEYS = (
+    "concept_weight",
+    "concept_target",
+    "concept_loss",
+    "concept_decode",
+    "concept_warmup_epochs",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained variant.
+
+    Attributes:
+        name: its name (run folders are ``<name>-<run key>``).
+        about: what it is, in one line.
+        data: what it trains on: :data:`DIGITS`, :data:`CONCEPTS` or
+            :data:`COMPOSITES`.
+        concept_loss: whether it trains with a concept loss.
+        family: its sweep family (``reference``, ``paper`` or ``concept``).
+        recipe: fixed ``{section: {key: value}}`` settings applied over the config
+            (None: the config as it is); a sweep's overrides apply after them.
+    """
+
+    name: str
+    about: str
+    data: str
+    concept_loss: bool
+    family: str = "reference"
+    recipe: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def sees_concepts(self) -> bool:
+        """Whether concept images are among its training images."""
+        return self.data != DIGITS
+
+    def key_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Drop from a run key's config ``payload`` (edited in place and
+        returned) what this variant's training does not read."""
+        if not self.sees_concepts:
+            payload.pop("concepts")  # digits only
+        elif self.data != COMPOSITES:
+            for key in COMPOSITE_KEYS:
+                payload["concepts"].pop(key, None)
+        if not self.concept_loss:
+            for key in CONCEPT_LOSS_KEYS:
+                payload["loss"].pop(key)
+        payload["variant"] = self.name
+        return payload
+
+
+REGISTRY: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("baseline", "the VAE on digits only", DIGITS, False),
+        Variant(
+            "augmented", "digits + concept images, no concept loss", CONCEPTS, False
+        ),
+        Variant(
+            "concept_paper",
+            "the paper's recipe as read here (PAPER_RECIPE): isolated concepts, "
+            "BCE x 100 on the decoded sample z",
+            CONCEPTS,
+            True,
+            family="paper",
+            recipe=PAPER_RECIPE,
+        ),
+        Variant(
+            "concept",
+            "this project's: composites, the config's concept loss (on mu)",
+            COMPOSITES,
+            True,
+            family="concept",
+        ),
+    )
+}
+
+
+def get(name: str) -> Variant:
+    """The registered variant ``name``; ValueError for an unknown name."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown variant {name!r} (known: {', '.join(REGISTRY)})")
+    return REGISTRY[name]
+
+
+#: All variant names, and those trained with a concept loss, in registry order.
+NAMES = tuple(REGISTRY)
+CONCEPT_NAMES = tuple(n for n, v in REGISTRY.items() if v.concept_loss)
