@@ -15,13 +15,11 @@ stored config, only the seed changed (cached in ``--cache``). Values: shares of 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
-from conceptlib.experiment.pipeline import Pipeline
+from conceptlib.experiment.pipeline import seed_model
 from conceptlib.files import atomic_write_text
-from conceptlib.model.readout import load_concept_model
 from conceptlib.operators.limits import addition_limits, summarise_limits
 
 
@@ -32,13 +30,9 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--cache", default="runs", help="run cache (default runs)")
     args = parser.parse_args()
-    committed = load_concept_model(args.checkpoint)
-    variant = Path(args.checkpoint).stem  # concept.pt, concept_paper.pt
     per_seed = []
     for seed in args.seeds:
-        cfg = dataclasses.replace(committed.cfg, seed=seed)
-        pipe = Pipeline(cfg, device="cpu", cache_dir=args.cache, progress=True)
-        cm = committed if seed == committed.cfg.seed else pipe.concept_model(variant)
+        pipe, cm = seed_model(args.checkpoint, seed, args.cache)
         measured = addition_limits(cm, pipe)
         measured.update(seed=seed, model=str(cm.path))
         per_seed.append(measured)

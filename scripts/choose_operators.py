@@ -25,7 +25,6 @@ data, :func:`compose_rates` and :func:`addition_rates` stop with an error.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -33,10 +32,9 @@ import numpy as np
 
 from conceptlib import operators as op
 from conceptlib.data.splits import refuse_test
-from conceptlib.experiment.pipeline import Pipeline
+from conceptlib.experiment.pipeline import Pipeline, seed_model
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.classifier import predict
-from conceptlib.model.readout import load_concept_model
 from conceptlib.operators.evaluate import (
     ADD_FROM,
     composition_parts,
@@ -85,7 +83,7 @@ def addition_rates(pipe: Pipeline, cm, num: int, seed: int, split: str = "val") 
     num = min(num, len(held))
     pick = np.random.default_rng([seed, 9]).choice(len(held), num, replace=False)
     train = pipe.train_digits
-    sub = train.take(pipe._subsample(len(train)))  # private: no public one yet
+    sub = train.take(pipe.subsample(len(train)))
     latent = latent_directions(cm, sub.x, sub.y, sub.variants)
     out = {}
     for source in ADD_FROM:
@@ -112,12 +110,9 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--cache", default="runs", help="run cache (default runs)")
     args = parser.parse_args()
-    committed = load_concept_model(Path(args.checkpoints) / "concept.pt")
     compose, add = [], []
     for seed in args.seeds:
-        cfg = dataclasses.replace(committed.cfg, seed=seed)
-        pipe = Pipeline(cfg, device="cpu", cache_dir=args.cache, progress=True)
-        cm = committed if seed == committed.cfg.seed else pipe.concept_model()
+        pipe, cm = seed_model(Path(args.checkpoints) / "concept.pt", seed, args.cache)
         compose.append(compose_rates(pipe, cm, args.per_digit, seed))
         add.append(addition_rates(pipe, cm, args.edits, seed))
         print(seed, json.dumps(compose[-1]), json.dumps(add[-1]), flush=True)

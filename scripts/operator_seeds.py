@@ -15,15 +15,13 @@ standard deviation over seeds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 from conceptlib.config import CONCEPT_VARIANTS
-from conceptlib.experiment.pipeline import Pipeline
+from conceptlib.experiment.pipeline import seed_model
 from conceptlib.files import atomic_write_text
-from conceptlib.model.readout import load_concept_model
 from conceptlib.operators.evaluate import measure_operators, summarise_seeds
 
 
@@ -39,19 +37,14 @@ def main() -> None:
         path = Path(args.checkpoints) / f"{variant}.pt"
         if not path.is_file():
             continue
-        committed = load_concept_model(path)
         out["per_seed"][variant] = []
         for seed in args.seeds:
             t0 = time.perf_counter()
-            cfg = dataclasses.replace(committed.cfg, seed=seed)
-            pipe = Pipeline(cfg, device="cpu", cache_dir=args.cache, progress=True)
-            if seed == committed.cfg.seed:
-                cm, source = committed, str(path)
-            else:
-                cm = pipe.concept_model(variant)
-                source = str(cm.path)
+            pipe, cm = seed_model(path, seed, args.cache, variant)
             measured = measure_operators(cm, pipe)
-            measured.update(seed=seed, model=source, seconds=time.perf_counter() - t0)
+            measured.update(
+                seed=seed, model=str(cm.path), seconds=time.perf_counter() - t0
+            )
             out["per_seed"][variant].append(measured)
             print(variant, seed, json.dumps(measured["layer"]), flush=True)
         out["summary"][variant] = summarise_seeds(out["per_seed"][variant])

@@ -296,5 +296,3 @@ class PipelineData:
             return np.arange(num)
         rng = np.random.default_rng([self.cfg.cluster.seed, self.cfg.seed])
         return np.sort(rng.choice(num, cap, replace=False))
-
-    _subsample = subsample  # until conceptlib.operators.evaluate reads subsample

@@ -434,7 +434,7 @@ def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     validation digits and digit classifier, whose accuracy on all MNIST test
     digits is added as ``classifier_accuracy``."""
     train = pipe.train_digits
-    sub = train.take(pipe._subsample(len(train)))  # private: no public one yet
+    sub = train.take(pipe.subsample(len(train)))
     tc = pipe.test_concepts
     concepts = (tc.x, tc.y - cm.catalogue.labels[0])
     out = operator_measures(

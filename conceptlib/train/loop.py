@@ -25,7 +25,6 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from conceptlib.config import (
-    CONCEPT_VARIANTS,
     FIRST_CONCEPT_LABEL,
     ExperimentConfig,
     config_hash,
@@ -40,6 +39,7 @@ from conceptlib.files import (
     atomic_write_text,
     load_checkpoint,
 )
+from conceptlib.model import variants
 from conceptlib.model.losses import part_targets, total_loss
 from conceptlib.model.vae import ConvVAE
 from conceptlib.train.runtime import is_main, resolve_device, resolve_precision
@@ -101,15 +101,7 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
     for section, key, neutral in NEUTRAL_KEYS:  # keys added later: at their neutral
         if payload[section].get(key) == neutral:  # value, runs made before them
             payload[section].pop(key)  # keep their keys
-    if variant == "baseline":
-        payload.pop("concepts")  # the baseline sees digits only
-    elif variant != "concept":  # composites are the concept variant's alone
-        for key in ("composite_fraction", "max_parts", "train_shift"):
-            payload["concepts"].pop(key, None)
-    if variant not in CONCEPT_VARIANTS:
-        for key in CONCEPT_LOSS_KEYS:
-            payload["loss"].pop(key)
-    payload["variant"] = variant
+    variants.get(variant).key_payload(payload)
     if dist.is_initialized() and dist.get_world_size() > 1:
         # another data order (DistributedSampler): not the single-process run
         payload["world_size"] = dist.get_world_size()
@@ -118,14 +110,6 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
 
 #: Config keys added after runs were recorded, and the value that trains as before.
 NEUTRAL_KEYS = (("concepts", "train_shift", 0),)
-#: Loss keys that only the concept variants' training depends on.
-CONCEPT_LOSS_KEYS = (
-    "concept_weight",
-    "concept_target",
-    "concept_loss",
-    "concept_decode",
-    "concept_warmup_epochs",
-)
 
 
 def _ramp(progress: float, warm: float) -> float:
@@ -250,7 +234,7 @@ class _Epochs:
                 target = part_targets(pb, pc, self.num_concepts, self.size)
             out = train_step(
                 self.net, self.opt, xb, self.y[idx], cfg, self.num_concepts,
-                self.variant in CONCEPT_VARIANTS, beta, noise, self.autocast,
+                variants.get(self.variant).concept_loss, beta, noise, self.autocast,
                 concept_weight(cfg, epoch + i / len(order)), target,
             )  # fmt: skip
             seen += len(idx)
@@ -348,7 +332,7 @@ def train_vae(
     bf16 = tc.precision == "bf16"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     x_dev, y_dev = x.to(device), y.to(device)
-    if parts is not None and variant in CONCEPT_VARIANTS:
+    if parts is not None and variants.get(variant).concept_loss:
         parts = (parts[0].to(device), parts[1].to(device))
     else:
         parts = None
