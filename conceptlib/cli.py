@@ -15,8 +15,10 @@ from conceptlib.config import default_profile, load_config
 from conceptlib.data.catalogue import load_catalogue
 from conceptlib.data.mnist import load_mnist
 from conceptlib.errors import ConceptlibError
-from conceptlib.report.scorecard import format_markdown, format_text, judge, plural
-from conceptlib.report.text import format_table, load_recorded, read_metrics
+from conceptlib.report.records import load_recorded, read_metrics
+from conceptlib.report.scorecard import format_markdown, format_text, judge
+from conceptlib.report.stats import plural
+from conceptlib.report.text import format_table
 
 
 class _Append(argparse.Action):

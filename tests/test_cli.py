@@ -261,7 +261,7 @@ def test_headline_of_a_smoke_run(smoke_runs) -> None:
 
 def test_load_recorded(tmp_path: Path) -> None:
     from conceptlib.errors import ConceptlibError
-    from conceptlib.report.text import load_recorded
+    from conceptlib.report.records import load_recorded
 
     assert load_recorded("quick", tmp_path) is None
     (tmp_path / "quick").mkdir()
@@ -277,7 +277,7 @@ def test_load_recorded(tmp_path: Path) -> None:
 
 
 def test_recorded_runs_are_named_by_profile_and_seeds(tmp_path: Path) -> None:
-    from conceptlib.report.text import recorded_runs
+    from conceptlib.report.records import recorded_runs
 
     for profile, seeds in (("quick", [0, 1, 2]), ("paper", [0])):
         (tmp_path / profile).mkdir()
@@ -288,7 +288,7 @@ def test_recorded_runs_are_named_by_profile_and_seeds(tmp_path: Path) -> None:
 
 
 def test_markdown_table_aligns_and_checks_columns() -> None:
-    from conceptlib.report.text import markdown_table
+    from conceptlib.report.tables import markdown_table
 
     text = markdown_table(("name", "value"), [("a", 1), ("b", "")])
     assert text.splitlines() == [
@@ -303,7 +303,7 @@ def test_markdown_table_aligns_and_checks_columns() -> None:
 
 
 def test_runs_recorded_before_concept_paper_are_renamed() -> None:
-    from conceptlib.report.text import upgrade_recorded
+    from conceptlib.report.records import upgrade_recorded
 
     old = {
         "variants": {"baseline": {}, "concept": {"x": 1}},

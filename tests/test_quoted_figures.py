@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conceptlib.report.compare import compare
-from conceptlib.report.text import load_recorded
+from conceptlib.report.records import load_recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"

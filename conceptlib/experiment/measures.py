@@ -22,7 +22,8 @@ from conceptlib.measures.cluster import (
 )
 from conceptlib.measures.explain import concept_shares, own_digit_share
 from conceptlib.measures.likelihood import evaluate, importance_nll
-from conceptlib.measures.vocab import digit_parts, make_probes, vocabulary_measures
+from conceptlib.measures.probes import make_probes
+from conceptlib.measures.vocab import digit_parts, vocabulary_measures
 from conceptlib.operators.evaluate import digit_classifier
 
 if TYPE_CHECKING:

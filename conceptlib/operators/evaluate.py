@@ -37,9 +37,9 @@ from conceptlib.errors import ConceptlibError
 from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 from conceptlib.measures.classifier import SmallCNN, predict, train_classifier
 from conceptlib.measures.explain import concept_shares
-from conceptlib.measures.vocab import ON
+from conceptlib.measures.vocab import ON, top_k
 from conceptlib.model.readout import ConceptModel, encode_mu, to_pixels
-from conceptlib.report.scorecard import Difference, Estimate
+from conceptlib.report.stats import Difference, Estimate
 from conceptlib.report.tables import markdown_table, plus_minus
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
@@ -84,7 +84,7 @@ def versus(a: Estimate, b: Estimate) -> str:
 
 def top_concepts(scores: np.ndarray, n: int = TOP) -> np.ndarray:
     """``(N, n)``: the indices of each row's ``n`` highest scores, highest first."""
-    return np.argsort(-scores, axis=1)[:, :n]
+    return top_k(scores, n)
 
 
 def in_top(scores: np.ndarray, concepts: np.ndarray) -> np.ndarray:

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from conceptlib import operators as op
+from conceptlib.measures.classifier import predict
+from conceptlib.measures.vocab import energy, top_k
 from conceptlib.model.readout import ConceptModel, concept_maps
-from conceptlib.operators.evaluate import top_concepts
 
 
 def map_image(maps: np.ndarray) -> np.ndarray:
@@ -32,8 +33,6 @@ def map_image(maps: np.ndarray) -> np.ndarray:
 def _reading(classifier, image: np.ndarray) -> str:
     if classifier is None:
         return ""
-    from conceptlib.measures.classifier import predict
-
     p = predict(classifier, image[None])[0]
     return f"classifier: {int(p.argmax())} ({p.max():.0%})"
 
@@ -73,7 +72,7 @@ def plot_edits(
 def _top3(cm: ConceptModel, image: np.ndarray) -> set[int]:
     """The image's three strongest concepts (energy of its concept maps)."""
     maps = concept_maps(cm, image[None])[0]
-    return set(top_concepts((maps.astype(np.float64) ** 2).sum((1, 2))[None])[0])
+    return set(top_k(energy(maps), 3))
 
 
 def _steps(ticked: list[bool], top: set[int], add: bool, move) -> list[op.Step]:

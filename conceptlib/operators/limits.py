@@ -25,6 +25,7 @@ from scipy import ndimage
 from conceptlib import operators as op
 from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON
+from conceptlib.measures.vocab import energy as concept_energy
 from conceptlib.model.readout import ConceptModel, concept_maps
 from conceptlib.operators.evaluate import (
     TOP,
@@ -57,7 +58,7 @@ def readout_scores(maps: np.ndarray) -> dict[str, np.ndarray]:
     flat = m.flatten(2)
     strongest = m.argmax(1, keepdim=True)  # (N, 1, H, W)
     wins = torch.zeros_like(m).scatter_(1, strongest, 1.0) * (m > ON)
-    energy = flat.pow(2).sum(2)
+    energy = concept_energy(m)
     return {
         "energy": energy.numpy(),
         "peak": flat.max(2).values.numpy(),

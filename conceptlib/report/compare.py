@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from conceptlib.config import CONCEPT_VARIANTS
 from conceptlib.report.stats import Difference, Estimate, Z
 from conceptlib.report.tables import at, markdown_table, plus_minus
 
@@ -38,7 +39,7 @@ def measures(variants: tuple[str, ...]) -> list[tuple[str, Getter]]:
     accuracy = ("test_concepts", "concept_accuracy")
     rows += [(f"{v}: test concepts accuracy", _path("variants", v, *accuracy))
              for v in variants]  # fmt: skip
-    for v in ("concept_paper", "concept"):
+    for v in CONCEPT_VARIANTS:
         if v not in variants:
             continue
         vocab = ("vocabulary", v)

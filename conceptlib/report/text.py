@@ -9,16 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from conceptlib.config import VARIANTS
-from conceptlib.report.records import (  # noqa: F401  (re-exported for cli and tests)
-    load_recorded,
-    read_metrics,
-    recorded_runs,
-    upgrade_recorded,
-)
+from conceptlib.model import variants
 from conceptlib.report.stats import Difference, Estimate, estimate
 from conceptlib.report.tables import markdown_table, plus_minus
 
-_CONCEPT_VARIANTS = ("augmented", "concept_paper", "concept")
+_CONCEPT_VARIANTS = tuple(v for v in VARIANTS if variants.get(v).sees_concepts)
 #: The numbers the book's scorecard sets side by side: (label, variant, split, measure).
 HEADLINE = tuple(
     (f"{measure}, {name}, {variant}", variant, split, measure)
