@@ -246,7 +246,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    from conceptlib.operators.editing import parse_steps, run_edit  # torch: late
+    from conceptlib.experiment.editing import parse_steps, run_edit  # torch: late
 
     if not args.ops:
         raise ConceptlibError("nothing to do: give --remove, --add or --move")

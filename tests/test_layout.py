@@ -146,3 +146,28 @@ def test_function_level_imports_are_optional_dependencies():
 def test_library_size():
     lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in MODULES)
     assert lines <= MAX_LINES, f"conceptlib has {lines} lines, more than {MAX_LINES}"
+
+
+#: The layers, bottom first: a module imports only from its own layer or below
+#: (ARCHITECTURE.md draws them). The variant registry is a leaf that the
+#: config, one layer below the model, reads; the package's root only gives
+#: ``__version__``.
+LAYERS = ("errors", "files", "config", "data", "model", "train", "report",
+          "measures", "operators", "experiment", "cli")  # fmt: skip
+LEAVES = {"conceptlib.model.variants", "conceptlib"}
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    name = parts[1] if len(parts) > 1 else "cli"
+    return LAYERS.index(name) if name in LAYERS else len(LAYERS)
+
+
+def test_nothing_imports_upwards():
+    upward = [
+        f"{module_name(p)} -> {dep}"
+        for p in MODULES
+        for dep in imports(p)
+        if dep not in LEAVES and layer_of(dep) > layer_of(module_name(p))
+    ]
+    assert not upward, f"imports against the layers: {upward}"

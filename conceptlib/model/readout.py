@@ -25,8 +25,7 @@ from conceptlib.data.catalogue import Catalogue, load_catalogue
 from conceptlib.data.mnist import IMAGE_SHAPE, to_input
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import load_checkpoint
-from conceptlib.model.vae import ConvVAE
-from conceptlib.train.loop import load_weights
+from conceptlib.model.vae import ConvVAE, load_weights
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,17 @@ class ConvVAE(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def load_weights(
+    model: ConvVAE, state_dict: dict[str, torch.Tensor], where: str
+) -> None:
+    """Load weights, with a one-line error when they belong to another architecture."""
+    try:
+        model.load_state_dict(state_dict)
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise ConceptlibError(
+            f"{where}: weights do not fit this architecture ({detail[:160]})"
+        ) from None

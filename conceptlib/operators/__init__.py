@@ -3,7 +3,6 @@
 The algebra (:mod:`~conceptlib.operators.algebra`: read, render, remove, add, shift,
 move, compose, ``apply`` of steps) is re-exported here: ``from conceptlib import
 operators as op`` gives ``op.read``, ``op.remove``, ... The other modules:
-:mod:`~conceptlib.operators.editing` (``conceptlib edit``),
 :mod:`~conceptlib.operators.evaluate` (the operator measures),
 :mod:`~conceptlib.operators.limits` (why additions fail) and
 :mod:`~conceptlib.operators.explorer` (the interactive explorer).

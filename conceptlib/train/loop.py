@@ -41,7 +41,7 @@ from conceptlib.files import (
 )
 from conceptlib.model import variants
 from conceptlib.model.losses import part_targets, total_loss
-from conceptlib.model.vae import ConvVAE
+from conceptlib.model.vae import ConvVAE, load_weights
 from conceptlib.train.runtime import is_main, resolve_device, resolve_precision
 
 LOSS_PARTS = ("loss", "recon", "kl", "concept")  # per-epoch means in the history
@@ -59,20 +59,6 @@ def build_model(cfg: ExperimentConfig, num_concepts: int) -> ConvVAE:
     """A freshly initialised model, seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     return ConvVAE(cfg.model, num_concepts)
-
-
-def load_weights(
-    model: ConvVAE, state_dict: dict[str, torch.Tensor], where: str
-) -> None:
-    """Load weights, with a one-line error when they belong to another architecture."""
-    try:
-        model.load_state_dict(state_dict)
-    except (RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise ConceptlibError(
-            f"{where}: weights do not fit this architecture ({detail[:160]})"
-        ) from None
 
 
 @dataclass
