@@ -27,8 +27,16 @@ HEADLINE = ("recon_bce", "kl", "neg_elbo")
 REL = 1e-4
 
 
+#: The default concept model of each profile runs in ``make test``; the others
+#: are slow (about 10 s each on one core) and run in ``make test-kernels``.
+CASES = [
+    p if p.stem == "concept" else pytest.param(p, marks=pytest.mark.slow)
+    for p in CHECKPOINTS
+]
+
+
 @pytest.mark.parametrize(
-    "path", CHECKPOINTS, ids=lambda p: f"{p.parent.parent.name}-{p.stem}"
+    "path", CASES, ids=lambda p: f"{p.parent.parent.name}-{p.stem}"
 )
 def test_checkpoint_rederives_its_record(path, mnist):
     metrics = json.loads((path.parent.parent / "metrics.json").read_text())
