@@ -23,10 +23,10 @@ from conceptlib.measures.explain import (
     explain,
     format_explanation,
     image_warnings,
-    load_concept_model,
     own_digit_share,
     read_image,
 )
+from conceptlib.model.readout import load_concept_model
 from conceptlib.model.vae import ConvVAE
 from conceptlib.train.loop import run_key, run_state
 from conceptlib.train.runtime import resolve_device, resolve_precision

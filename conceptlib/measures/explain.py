@@ -24,12 +24,7 @@ from conceptlib.data.mnist import IMAGE_SHAPE, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.vocab import ON, energy, map_batches, top_k
-from conceptlib.model.readout import (  # noqa: F401  (load_concept_model: API)
-    ConceptModel,
-    concept_maps,
-    decode_mean,
-    load_concept_model,
-)
+from conceptlib.model.readout import ConceptModel, concept_maps, decode_mean
 from conceptlib.train.loop import run_folder
 
 SIZE = IMAGE_SHAPE[0]

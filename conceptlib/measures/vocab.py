@@ -22,11 +22,7 @@ from scipy.stats import ortho_group
 
 from conceptlib.data.catalogue import Catalogue, Composites
 from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
-from conceptlib.measures.probes import (  # noqa: F401  (make_probes: imported from here)
-    Probes,
-    make_probes,
-    part_masks,
-)
+from conceptlib.measures.probes import Probes, part_masks
 from conceptlib.model.readout import ConceptModel, as_model, concept_maps
 from conceptlib.model.vae import ConvVAE
 from conceptlib.report.tables import at, markdown_table, plus_minus
