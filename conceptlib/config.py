@@ -94,6 +94,9 @@ class LossConfig:
     concept_decode: str = "mu"
     concept_warmup_epochs: float = 0.0  # concept weight rises linearly from 0
     kl_warmup_epochs: float = 0.0  # beta rises linearly from 0 over these epochs
+    # weight of the union term (concept variants): the decoding of the union of a
+    # digit's and a concept image's layers against the pixel union of both
+    union_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,7 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("loss.concept_weight", cfg.loss.concept_weight >= 0),
         ("loss.kl_warmup_epochs", cfg.loss.kl_warmup_epochs >= 0),
         ("loss.concept_warmup_epochs", cfg.loss.concept_warmup_epochs >= 0),
+        ("loss.union_weight", cfg.loss.union_weight >= 0),
         ("train.num_epochs", cfg.train.num_epochs >= 1),
         ("train.batch_size", cfg.train.batch_size >= 1),
         ("train.lr", cfg.train.lr > 0),

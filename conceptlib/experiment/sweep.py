@@ -49,6 +49,14 @@ _EXTRAS = {
         "concepts.train_shift=2",
         "training concept images shifted by up to 2 px",
     ),
+    **{
+        f"union{w.replace('.', '')}": (
+            f"loss.union_weight={w}",
+            f"union term x {w} (a digit's and a concept image's layers "
+            "decode to the pixel union)",
+        )
+        for w in ("0.3", "1", "3")
+    },
 }
 _LOSS_WORDS = {"mse": "MSE (the paper's section 3.4)", "bce": "BCE on the logits"}
 Candidate = tuple[str, list[str], str]
@@ -111,6 +119,9 @@ CANDIDATES: dict[str, Candidate] = {
             ("z", 10),
             ("mu", 10, "shift2"),
             ("z", 1, "shift2"),
+            ("mu", 1, "union03"),
+            ("mu", 1, "union1"),
+            ("mu", 1, "union3"),
         ]
     ),  # fmt: skip
     "composite_mu_mse_w100": (

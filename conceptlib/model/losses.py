@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from conceptlib.config import FIRST_CONCEPT_LABEL, LossConfig
 from conceptlib.data.mnist import IMAGE_SHAPE
+from conceptlib.model.compose import union_layers
 
 
 def recon_loss(
@@ -135,12 +136,14 @@ def concept_loss(
 @dataclass
 class LossParts:
     """The ``total`` loss to minimise, and the batch means of ``recon`` and ``kl`` per
-    image and of ``concept`` per *concept* image (0 if none)."""
+    image, of ``concept`` per *concept* image (0 if none) and of the union term per
+    pair (None without one, :func:`union_loss`)."""
 
     total: torch.Tensor
     recon: torch.Tensor
     kl: torch.Tensor
     concept: torch.Tensor
+    union: torch.Tensor | None = None
 
 
 def total_loss(
@@ -195,3 +198,44 @@ def total_loss(
         kl=kl.detach().mean(),
         concept=concept.detach().sum() / num_concept,
     )
+
+
+def union_loss(
+    model, mu: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, present: torch.Tensor
+) -> torch.Tensor:
+    """The union term: mean BCE (nats per pair) between the decoding of the union
+    of a digit's and a concept image's layers (:func:`~conceptlib.model.compose.
+    union_layers`, unmasked, as the operators add a concept image) and the pixel
+    union (maximum) of the two images; both layers decoded from ``mu``, as the
+    operators read them. The batch is shuffled: its i-th digit pairs with its
+    i-th concept image.
+
+    Args:
+        model: the :class:`~conceptlib.model.vae.ConvVAE` (not a DDP wrapper).
+        mu: ``(B, L, 7, 7)`` posterior means of the batch ``x`` (``(B, 1, 28, 28)``).
+        present: ``(Bc, K)`` bool, the concepts in each concept image, in batch order.
+    """
+    digits = (labels < FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
+    concepts = (labels >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
+    m = min(len(digits), len(concepts))
+    if m == 0:
+        return mu.new_zeros(()).float()
+    d, c = digits[:m], concepts[:m]
+    blank = model.encode(torch.zeros_like(x[:1]))[0]
+    hidden = model.concept_act(model.decode_to(torch.cat([mu[d], mu[c], blank])))
+    hd, hs, base = hidden[:m], hidden[m : 2 * m], hidden[2 * m :]
+    union = union_layers(hd, hs, base, present[:m], masked=False)
+    return recon_loss(model.decode_from(union), torch.maximum(x[d], x[c])).mean()
+
+
+def present_concepts(
+    labels: torch.Tensor, part_concepts: torch.Tensor | None, num_concepts: int
+) -> torch.Tensor:
+    """``(Bc, K)`` bool: the concepts in each concept image of the batch (labels
+    ``>= 10``), from its parts' concepts ``(Bc, P)`` (-1: none) or, without parts,
+    from its label."""
+    if part_concepts is None:
+        k = labels[labels >= FIRST_CONCEPT_LABEL] - FIRST_CONCEPT_LABEL
+        return F.one_hot(k, num_concepts).bool()
+    onehot = F.one_hot(part_concepts.clamp(min=0), num_concepts).bool()
+    return (onehot & (part_concepts >= 0).unsqueeze(-1)).any(1)

@@ -16,7 +16,8 @@ DIGITS, CONCEPTS, COMPOSITES = "digits", "digits+concepts", "digits+composites"
 
 #: What ``concept_paper`` trains with, whatever the config says: isolated concept
 #: images, exclusive targets, BCE on the concept logits of the decoded sample ``z``,
-#: weight 100 from the first step (the recipe of the reproduction's first runs).
+#: weight 100 from the first step (the recipe of the reproduction's first runs),
+#: no union term.
 PAPER_RECIPE = {
     "concepts": {"composite_fraction": 0.0, "train_shift": 0},
     "loss": {
@@ -24,6 +25,7 @@ PAPER_RECIPE = {
         "concept_loss": "bce",
         "concept_decode": "z",
         "concept_warmup_epochs": 0.0,
+        "union_weight": 0.0,
     },
 }
 
@@ -35,6 +37,7 @@ CONCEPT_LOSS_KEYS = (
     "concept_loss",
     "concept_decode",
     "concept_warmup_epochs",
+    "union_weight",
 )
 
 
@@ -75,7 +78,7 @@ class Variant:
                 payload["concepts"].pop(key, None)
         if not self.concept_loss:
             for key in CONCEPT_LOSS_KEYS:
-                payload["loss"].pop(key)
+                payload["loss"].pop(key, None)
         payload["variant"] = self.name
         return payload
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from conceptlib.data.mnist import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
+from conceptlib.model.compose import DILATE, union_layers
 from conceptlib.model.readout import (
     ConceptModel,
     as_model,
@@ -34,9 +35,6 @@ from conceptlib.model.readout import (
 )
 from conceptlib.model.vae import ConvVAE
 
-#: Dilation of a concept's region, in pixels, for the edits of the non-concept
-#: channels (a map marks the stroke's centre; the rest of the layer spreads wider).
-DILATE = 1
 
 
 def read(
@@ -144,15 +142,12 @@ def add(
     that hold the one concept only: concept images, prototypes).
     """
     _check(hidden, concept, num_concepts)
-    source = source.expand_as(hidden)
-    out = hidden.clone()
-    out[:, concept] = torch.maximum(hidden[:, concept], source[:, concept])
-    if rest:
-        delta = source[:, num_concepts:] - base[:, num_concepts:]
-        if masked:
-            delta = delta * region(source, concept, dilate)
-        out[:, num_concepts:] += delta
-    return out
+    present = torch.zeros((len(hidden), num_concepts), dtype=torch.bool)
+    present[:, concept] = True
+    return union_layers(
+        hidden, source.expand_as(hidden), base, present.to(hidden.device), rest,
+        dilate, masked,
+    )  # fmt: skip
 
 
 def shift(

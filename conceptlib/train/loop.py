@@ -40,11 +40,17 @@ from conceptlib.files import (
     load_checkpoint,
 )
 from conceptlib.model import variants
-from conceptlib.model.losses import part_targets, total_loss
+from conceptlib.model.losses import (
+    part_targets,
+    present_concepts,
+    total_loss,
+    union_loss,
+)
 from conceptlib.model.vae import ConvVAE, load_weights
 from conceptlib.train.runtime import is_main, resolve_device, resolve_precision
 
 LOSS_PARTS = ("loss", "recon", "kl", "concept")  # per-epoch means in the history
+#: and, for runs with a union term, ``union`` (nats per digit + concept pair)
 
 
 def _epoch_generator(
@@ -95,7 +101,7 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
 
 
 #: Config keys added after runs were recorded, and the value that trains as before.
-NEUTRAL_KEYS = (("concepts", "train_shift", 0),)
+NEUTRAL_KEYS = (("concepts", "train_shift", 0), ("loss", "union_weight", 0.0))
 
 
 def _ramp(progress: float, warm: float) -> float:
@@ -149,11 +155,14 @@ def train_step(
     autocast: torch.autocast,
     weight: float | None = None,
     target: torch.Tensor | None = None,
+    present: torch.Tensor | None = None,
 ):
     """One optimisation step (forward under ``autocast``, loss, backward, Adam); the
     batch's :class:`~conceptlib.model.losses.LossParts`. ``weight``: the concept
     weight now (default ``cfg.loss.concept_weight``); ``target``: the concept
-    images' per-pixel targets (default: exclusive). The benchmarks time this."""
+    images' per-pixel targets (default: exclusive); ``present``: the concepts in
+    each concept image, for the union term (``loss.union_weight``; default: from
+    the labels). The benchmarks time this."""
     decode = cfg.loss.concept_decode
     mean_rows = None
     if use_concept and decode != "z":
@@ -165,9 +174,18 @@ def train_step(
             mean_rows=mean_rows,
             detach_mean=decode == "mu_detached",
         )
+        union = None
+        if use_concept and cfg.loss.union_weight > 0:
+            if present is None:
+                present = present_concepts(yb, None, num_concepts)
+            model = net.module if hasattr(net, "module") else net
+            union = union_loss(model, out.mu, xb, yb, present)
     parts = total_loss(
         out, xb, yb, cfg.loss, num_concepts, use_concept, beta, weight, target
     )
+    if union is not None:
+        parts.total = parts.total + cfg.loss.union_weight * union
+        parts.union = union.detach()
     opt.zero_grad(set_to_none=True)
     parts.total.backward()
     opt.step()
@@ -199,7 +217,8 @@ class _Epochs:
         rank = dist.get_rank() if dist.is_initialized() else 0
         noise = _epoch_generator(cfg.seed, epoch, 1 + 1000 * rank, device)
         # loss sums stay on the device: one host sync every 20 steps, not 5 per step
-        acc = torch.zeros(len(LOSS_PARTS), dtype=torch.float64, device=device)
+        names = LOSS_PARTS + (("union",) if self._union else ())
+        acc = torch.zeros(len(names), dtype=torch.float64, device=device)
         seen, t0 = 0, time.perf_counter()
         bar = tqdm(
             order,
@@ -212,23 +231,32 @@ class _Epochs:
             idx = idx.to(device)
             xb = to_input(self.x[idx], device, tc.channels_last)
             beta = kl_weight(cfg, epoch + i / len(order))
-            target = None
+            target = present = None
             if self.parts is not None:
                 rows = idx[self.y[idx] >= FIRST_CONCEPT_LABEL]
                 pb = self.parts[0][rows].float().div_(255.0)  # (Bc, P, 28, 28)
                 pc = self.parts[1][rows]
                 target = part_targets(pb, pc, self.num_concepts, self.size)
+                if self._union:
+                    present = present_concepts(rows, pc, self.num_concepts)
             out = train_step(
                 self.net, self.opt, xb, self.y[idx], cfg, self.num_concepts,
                 variants.get(self.variant).concept_loss, beta, noise, self.autocast,
-                concept_weight(cfg, epoch + i / len(order)), target,
+                concept_weight(cfg, epoch + i / len(order)), target, present,
             )  # fmt: skip
             seen += len(idx)
             parts = [out.total.detach(), out.recon, out.kl, out.concept]
+            parts += [out.union] if self._union else []
             acc += torch.stack(parts).double() * len(idx)
             if i % 20 == 0 or i == len(order) - 1:
                 self._show(bar, acc.tolist(), seen, t0, epoch)
-        return self._record(acc, seen, time.perf_counter() - t0, epoch)
+        return self._record(acc, seen, time.perf_counter() - t0, epoch, names)
+
+    @property
+    def _union(self) -> bool:
+        """Whether this run trains with the union term (a history column)."""
+        concept = variants.get(self.variant).concept_loss
+        return concept and self.cfg.loss.union_weight > 0
 
     def _show(self, bar, sums: list[float], seen: int, t0: float, epoch: int) -> None:
         if not all(map(math.isfinite, sums)):  # a NaN stays in the sums
@@ -244,12 +272,12 @@ class _Epochs:
             img_s=f"{seen / max(time.perf_counter() - t0, 1e-9):.0f}",
         )
 
-    def _record(self, acc, seen: int, seconds: float, epoch: int) -> dict[str, float]:
+    def _record(self, acc, seen, seconds, epoch, names) -> dict[str, float]:
         if dist.is_initialized():  # epoch means over all ranks' images
             both = torch.cat([acc, acc.new_tensor([seen])])
             dist.all_reduce(both)  # on the training device: nccl has no CPU tensors
             acc, seen = both[:-1], int(both[-1].item())
-        sums = dict(zip(LOSS_PARTS, acc.tolist()))
+        sums = dict(zip(names, acc.tolist()))
         record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
         record.update(images=seen, seconds=seconds, img_per_s=seen / max(seconds, 1e-9))
         if self.progress and is_main():
