@@ -46,7 +46,9 @@ def union_layers(
     term decodes it."""
     k = present.shape[1]
     on = present[:, :, None, None]
-    concepts = torch.where(on, torch.maximum(hidden[:, :k], source[:, :k]), hidden[:, :k])
+    concepts = torch.where(
+        on, torch.maximum(hidden[:, :k], source[:, :k]), hidden[:, :k]
+    )
     if not rest:
         return torch.cat([concepts, hidden[:, k:]], 1)
     delta = source[:, k:] - base[:, k:]

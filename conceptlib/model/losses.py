@@ -201,7 +201,11 @@ def total_loss(
 
 
 def union_loss(
-    model, mu: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, present: torch.Tensor
+    model,
+    mu: torch.Tensor,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    present: torch.Tensor,
 ) -> torch.Tensor:
     """The union term: mean BCE (nats per pair) between the decoding of the union
     of a digit's and a concept image's layers (:func:`~conceptlib.model.compose.

@@ -36,7 +36,6 @@ from conceptlib.model.readout import (
 from conceptlib.model.vae import ConvVAE
 
 
-
 def read(
     model: ConceptModel | ConvVAE, images: np.ndarray, batch_size: int = 500
 ) -> torch.Tensor:
