@@ -10,8 +10,9 @@ overrides of its recipe), trained through the same pipeline and run cache as
 ``conceptlib reproduce`` and measured with the same functions, on the validation
 digits (the 30 % of the digit split no variant trains on) and on the test digits:
 recon BCE, KL and -ELBO, held-out concept accuracy, the vocabulary probes
-(:mod:`conceptlib.measures.vocab`) and the own-class share on whole digits, plus its
-training time. Every measure block names its ``split`` (``val`` or ``test``).
+(:mod:`conceptlib.measures.vocab`), the own-class share on whole digits and the
+meaning-changing edits (:mod:`conceptlib.operators.meaning`), plus its training
+time. Every measure block names its ``split`` (``val`` or ``test``).
 
     # one candidate, one seed (writes <out>/<candidate>-seed<seed>.json)
     python scripts/concept_sweep.py run composite_mu_w100 --profile quick --seed 0
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> None:
     if variants.get(variant).concept_loss:
         result["val_own_class_share"] = pipe.alignment(variant, "val")["own"]
         result["own_class_share"] = pipe.alignment(variant, "test")["own"]
+        result["val_meaning"] = pipe.meaning(variant, "val")
+        result["meaning"] = pipe.meaning(variant, "test")
     result["measure_seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -361,3 +361,55 @@ def test_take_concepts_equals_indexing(channels_last: bool, all_rows: bool) -> N
     assert a.grad.is_contiguous(
         memory_format=torch.channels_last if channels_last else torch.contiguous_format
     )
+
+
+def _union_model():
+    from conceptlib.config import load_config
+    from conceptlib.model.vae import ConvVAE
+
+    torch.manual_seed(0)
+    return ConvVAE(load_config("smoke").model, 18)
+
+
+def test_union_loss_decodes_the_operators_union() -> None:
+    from conceptlib import operators as op
+    from conceptlib.model.losses import present_concepts, recon_loss, union_loss
+
+    model = _union_model().eval()
+    x = torch.rand(6, 1, 28, 28).round()
+    labels = torch.tensor([3, 12, 7, 10, 17, 5])  # digits 3, 7, 5; concepts 2, 0, 7
+    present = present_concepts(labels, None, 18)
+    assert present.tolist() == [[c in (k,) for c in range(18)] for k in (2, 0, 7)]
+    mu = model.encode(x)[0]
+    got = union_loss(model, mu, x, labels, present)
+    # by hand: digit i with concept image i, through operators.add (unmasked)
+    with torch.no_grad():
+        h = model.concept_act(model.decode_to(mu))
+        base = model.concept_act(model.decode_to(model.encode(x[:1] * 0)[0]))
+        want = []
+        for d, c, k in ((0, 1, 2), (2, 3, 0), (5, 4, 7)):
+            u = op.add(h[d : d + 1], h[c : c + 1], base, k, 18, masked=False)
+            target = torch.maximum(x[d : d + 1], x[c : c + 1])
+            want.append(recon_loss(model.decode_from(u), target))
+    torch.testing.assert_close(got, torch.cat(want).mean(), rtol=1e-5, atol=1e-4)
+    got.backward()  # the term trains the encoder and the decoder
+    assert model.encoder[0].weight.grad.abs().sum() > 0
+    assert model.decoder[-1].weight.grad.abs().sum() > 0
+
+
+def test_union_loss_without_pairs_is_zero() -> None:
+    from conceptlib.model.losses import present_concepts, union_loss
+
+    model = _union_model()
+    x = torch.rand(3, 1, 28, 28)
+    labels = torch.tensor([1, 2, 3])  # digits only
+    present = present_concepts(labels, None, 18)
+    assert float(union_loss(model, model.encode(x)[0], x, labels, present)) == 0.0
+
+
+def test_present_concepts_of_composites() -> None:
+    from conceptlib.model.losses import present_concepts
+
+    parts = torch.tensor([[4, -1, -1], [0, 17, 3]])
+    present = present_concepts(torch.tensor([14, 10]), parts, 18)
+    assert present.nonzero().tolist() == [[0, 4], [1, 0], [1, 3], [1, 17]]

@@ -273,3 +273,41 @@ def test_operator_table_of_one_run_and_of_seeds() -> None:
     )
     assert len(lines) == 2 + len(OPERATOR_ROWS)
     assert lines[2].endswith("| 0.500 | 0.250 | 0.900 ± 0.100 | 0.450 ± 0.050 |")
+
+
+def test_meaning_edits_read_each_way_of_editing(cm: ConceptModel, mnist) -> None:
+    from conceptlib.data.splits import HeldDigits
+    from conceptlib.measures.classifier import SmallCNN
+    from conceptlib.operators.evaluate import latent_directions
+    from conceptlib.operators.meaning import (
+        MEANING_EDITS,
+        erase_box,
+        format_meaning,
+        ink_iou,
+        meaning_edits,
+        summarise_meaning,
+    )
+
+    x, y = mnist.x_test[:300], mnist.y_test[:300]
+    latent = latent_directions(cm, x, y, np.zeros(300, dtype=int))
+    held = HeldDigits(x, y, np.zeros(300, dtype=int), "val")
+    concepts = (_images(K * 2, seed=5), np.repeat(np.arange(K), 2))
+    torch.manual_seed(0)
+    out = meaning_edits(cm, held, concepts, latent, SmallCNN(10).eval(), per_edit=5)
+    assert out["split"] == "val"
+    for edit in MEANING_EDITS:
+        row = out[edit.name]
+        assert row["n"] == 5 and row["expected"] == edit.expected
+        rates = [row[w] for w in ("before", "layer", "latent", "pixel")]
+        assert all(0.0 <= r <= 1.0 for r in rates)
+        assert 0.0 <= row["iou_layer"] <= 1.0
+    assert "a 7 without its top bar" in format_meaning(out)
+    both = summarise_meaning([out, out])
+    assert both["one_top_bar"]["layer"]["sd"] == 0.0
+    # the pixel edits: an image agrees with itself; a box's ink is gone
+    assert ink_iou(x[:3], x[:3]).tolist() == [1.0, 1.0, 1.0]
+    erased = erase_box(np.full((1, 28, 28), 255, np.uint8), np.array([6, 5, 16, 6]))
+    assert erased[0, 5:11, 6:22].max() == 0 and erased.sum() == 255 * (784 - 96)
+    with pytest.raises(ConceptlibError, match="no digit or image"):
+        meaning_edits(cm, held, (concepts[0][:2], concepts[1][:2]), latent,
+                      SmallCNN(10).eval(), per_edit=5)  # fmt: skip

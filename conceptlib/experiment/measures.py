@@ -24,7 +24,9 @@ from conceptlib.measures.explain import concept_shares, own_digit_share
 from conceptlib.measures.likelihood import evaluate, importance_nll
 from conceptlib.measures.probes import make_probes
 from conceptlib.measures.vocab import digit_parts, vocabulary_measures
-from conceptlib.operators.evaluate import digit_classifier
+from conceptlib.model.readout import ConceptModel
+from conceptlib.operators.evaluate import digit_classifier, latent_directions
+from conceptlib.operators.meaning import meaning_edits
 
 if TYPE_CHECKING:
     from conceptlib.experiment.pipeline import Pipeline
@@ -162,3 +164,19 @@ def decoded_centres(pipe: Pipeline, name: str) -> tuple[np.ndarray, list[int]]:
         return images, labels
     maps = centres.reshape(len(centres), -1, model.concept_size, model.concept_size)
     return maps[:, : len(pipe.catalogue)].max(axis=1), labels
+
+
+def meaning(pipe: Pipeline, cm: ConceptModel, split: str) -> dict:
+    """The meaning-changing edits (:func:`~conceptlib.operators.meaning.
+    meaning_edits`) of ``cm`` on the ``split`` digits of ``pipe``, adding concept
+    images cut from digits of the same split; latent directions from (a subsample
+    of) the training digits."""
+    train = pipe.train_digits
+    sub = train.take(pipe.subsample(len(train)))
+    latent = latent_directions(cm, sub.x, sub.y, sub.variants)
+    held = pipe.held_concepts(split)
+    concepts = (held.x, held.y - cm.catalogue.labels[0])
+    return meaning_edits(
+        cm, pipe.held_digits(split), concepts, latent, pipe.digit_classifier,
+        seed=pipe.cfg.seed,
+    )  # fmt: skip

@@ -211,6 +211,11 @@ class Pipeline(PipelineData):
             return known
         return measure_operators(self.concept_model(variant), self)
 
+    def meaning(self, variant: str = "concept", split: str = "test") -> dict:
+        """The meaning-changing edits of ``variant`` on the ``split`` digits
+        (:func:`~conceptlib.experiment.measures.meaning`)."""
+        return m.meaning(self, self.concept_model(variant), split)
+
     def formulas(self, variant: str, num_probes: int = 1500) -> list:
         """A formula over concepts per concept-layer channel of ``variant``."""
         return explain_model(self.run(variant).model, self.probes, num_probes)

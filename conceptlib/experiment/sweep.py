@@ -155,6 +155,18 @@ def family(name: str) -> list[str]:
     return names
 
 
+def _meaning(block: str, where: str):
+    """Read the mean over the meaning-changing edits of one way of editing
+    (``layer``, ``latent``, ``pixel``) from a result's ``block``, NaN where not
+    measured (:mod:`conceptlib.operators.meaning`)."""
+
+    def read(r: dict) -> float:
+        rows = [v for v in r.get(block, {}).values() if isinstance(v, dict)]
+        return float(np.mean([v[where] for v in rows])) if rows else float("nan")
+
+    return read
+
+
 #: (column, how to read it from a result, decimals)
 COLUMNS = (
     ("recon", lambda r: r["test_digits"]["recon_bce"], 1),
@@ -169,6 +181,8 @@ COLUMNS = (
     ("own det. rotated", lambda r: r["vocabulary"]["dissection_rotated"]["own"], 1),
     ("own-class share", lambda r: r.get("own_class_share", float("nan")), 3),
     ("part hit", lambda r: r["vocabulary"].get("part_hit", float("nan")), 3),
+    ("meaning layer", _meaning("meaning", "layer"), 3),
+    ("meaning pixels", _meaning("meaning", "pixel"), 3),
     ("train min", lambda r: r["train_seconds"] / 60, 1),
 )
 
@@ -189,6 +203,8 @@ VAL_COLUMNS = (
     ("val shift 2px", _val("val_vocabulary", "accuracy", "shift"), 3),
     ("val pairs top-2", _val("val_vocabulary", "accuracy", "pairs"), 3),
     ("val pair IoU", _val("val_vocabulary", "iou", "pairs"), 3),
+    ("val meaning layer", _meaning("val_meaning", "layer"), 3),
+    ("val meaning pixels", _meaning("val_meaning", "pixel"), 3),
 )
 
 #: The blocks of a result that the validation columns read.
