@@ -311,3 +311,31 @@ def test_meaning_edits_read_each_way_of_editing(cm: ConceptModel, mnist) -> None
     with pytest.raises(ConceptlibError, match="no digit or image"):
         meaning_edits(cm, held, (concepts[0][:2], concepts[1][:2]), latent,
                       SmallCNN(10).eval(), per_edit=5)  # fmt: skip
+
+
+def test_latent_baselines_and_their_choice(cm: ConceptModel, mnist) -> None:
+    from conceptlib.data.splits import HeldDigits
+    from conceptlib.operators.evaluate import choose_latent
+    from conceptlib.operators.latent import box_cells, latent_directions
+
+    cells = box_cells(cm.catalogue)
+    bar = list(cm.catalogue.names).index("seven_top_bar")  # box x 6, y 5, w 16, h 6
+    assert cells[bar, 0].nonzero().tolist() == [
+        [r, c] for r in (1, 2) for c in range(1, 6)
+    ]
+    x, y = mnist.x_train[:60], mnist.y_train[:60]
+    images = (_images(K * 2, seed=6), np.repeat(np.arange(K), 2))
+    latent = latent_directions(cm, x, y, np.zeros(60, dtype=int), images)
+    concepts = np.array([bar, 0, bar])
+    assert torch.equal(latent.delta(concepts), latent.directions[concepts])
+    names = [v.name for v in latent.variants()]
+    assert len(names) == 12 and names[0] == "class x0.5"
+    local = next(v for v in latent.variants() if v.name == "image_local x2")
+    d = local.delta(concepts)
+    assert torch.equal(d[0], 2 * latent.images[bar] * cells[bar])
+    assert not d[0][:, 4:].any()  # nothing below the bar's cells
+    val = HeldDigits(x[:20], y[:20], np.zeros(20, dtype=int), "val")
+    best, scores = choose_latent(cm, latent, val, images)
+    assert set(scores) == set(names) and scores[best.name] == max(scores.values())
+    with pytest.raises(ConceptlibError, match="test"):
+        choose_latent(cm, latent, HeldDigits(x, y, y * 0, "test"), images)

@@ -25,7 +25,11 @@ from conceptlib.measures.likelihood import evaluate, importance_nll
 from conceptlib.measures.probes import make_probes
 from conceptlib.measures.vocab import digit_parts, vocabulary_measures
 from conceptlib.model.readout import ConceptModel
-from conceptlib.operators.evaluate import digit_classifier, latent_directions
+from conceptlib.operators.evaluate import (
+    choice_digits,
+    digit_classifier,
+    strongest_latent,
+)
 from conceptlib.operators.meaning import meaning_edits
 
 if TYPE_CHECKING:
@@ -169,13 +173,15 @@ def decoded_centres(pipe: Pipeline, name: str) -> tuple[np.ndarray, list[int]]:
 def meaning(pipe: Pipeline, cm: ConceptModel, split: str) -> dict:
     """The meaning-changing edits (:func:`~conceptlib.operators.meaning.
     meaning_edits`) of ``cm`` on the ``split`` digits of ``pipe``, adding concept
-    images cut from digits of the same split; latent directions from (a subsample
-    of) the training digits."""
+    images cut from digits of the same split; the latent baseline the operators'
+    (:func:`~conceptlib.operators.evaluate.strongest_latent`)."""
     train = pipe.train_digits
     sub = train.take(pipe.subsample(len(train)))
-    latent = latent_directions(cm, sub.x, sub.y, sub.variants)
-    held = pipe.held_concepts(split)
-    concepts = (held.x, held.y - cm.catalogue.labels[0])
+    first = cm.catalogue.labels[0]
+    vc, held = pipe.val_concepts, pipe.held_concepts(split)
+    val = choice_digits(pipe.val_digits, pipe.cfg.eval.num_edits, pipe.cfg.seed)
+    latent, _ = strongest_latent(cm, sub, val, (vc.x, vc.y - first), pipe.cfg.seed)
+    concepts = (held.x, held.y - first)
     return meaning_edits(
         cm, pipe.held_digits(split), concepts, latent, pipe.digit_classifier,
         seed=pipe.cfg.seed,

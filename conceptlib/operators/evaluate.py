@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,15 @@ import torch
 from conceptlib import operators as op
 from conceptlib.config import EvalConfig
 from conceptlib.data.catalogue import Catalogue
-from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
+from conceptlib.data.mnist import NUM_CLASSES
 from conceptlib.data.splits import HeldDigits, refuse_test, split_of
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 from conceptlib.measures.classifier import SmallCNN, predict, train_classifier
 from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON, top_k
-from conceptlib.model.readout import ConceptModel, encode_mu, to_pixels
+from conceptlib.model.readout import ConceptModel, encode_mu
+from conceptlib.operators.latent import LatentEdits, latent_directions
 from conceptlib.report.stats import Difference, Estimate
 from conceptlib.report.tables import markdown_table, plus_minus
 
@@ -122,40 +122,6 @@ def digit_classifier(
     return model
 
 
-@dataclass(frozen=True)
-class LatentEdits:
-    """The latent baseline: per-concept directions and the blank image's latent."""
-
-    model: ConceptModel
-    directions: torch.Tensor  #: (K, L, 7, 7) mean mu with minus without
-    blank: torch.Tensor  #: (1, L, 7, 7)
-
-    @torch.inference_mode()
-    def decode(self, z: torch.Tensor) -> np.ndarray:
-        net = self.model.model
-        device = next(net.parameters()).device
-        return to_pixels(net.decode(z.to(device))[0])
-
-
-def latent_directions(
-    cm: ConceptModel, x: np.ndarray, y: np.ndarray, variants: np.ndarray
-) -> LatentEdits:
-    """Mean latent of training digits holding each concept (its source class and
-    variant) minus the mean latent of all others; zero for a concept that no digit
-    (or every digit) holds, so that its latent edits change nothing."""
-    mu = encode_mu(cm, x)
-    cat = cm.catalogue
-    dirs = []
-    for c in range(len(cat)):
-        has = torch.from_numpy((y == cat.digit[c]) & (variants == cat.variant[c]))
-        if has.all() or not has.any():  # no contrast to take: the edit does nothing
-            dirs.append(torch.zeros_like(mu[0]))
-            continue
-        dirs.append(mu[has].mean(0) - mu[~has].mean(0))
-    blank = encode_mu(cm, np.zeros((1, *IMAGE_SHAPE), np.uint8))
-    return LatentEdits(cm, torch.stack(dirs), blank)
-
-
 def _outside_change(
     before: np.ndarray, after: np.ndarray, hidden: torch.Tensor, concepts: np.ndarray
 ) -> np.ndarray:
@@ -230,6 +196,58 @@ def choose_dilation(
         rates[str(dilate)] = float((gone & kept).mean())
     best = max(dilations, key=lambda d: rates[str(d)])  # ties: the first listed
     return best, rates
+
+
+def choose_latent(
+    cm: ConceptModel,
+    latent: LatentEdits,
+    digits: HeldDigits,
+    concept_images: tuple[np.ndarray, np.ndarray],
+    seed: int = 0,
+) -> tuple[LatentEdits, dict[str, float]]:
+    """The strongest latent baseline: of ``latent.variants()`` (kinds x steps,
+    :mod:`~conceptlib.operators.latent`), the one whose removals (out of the top
+    :data:`TOP`, the rest kept) and additions (of ``concept_images``, into the top
+    :data:`TOP`) succeed most often on ``digits``, the mean of both rates (ties:
+    the first); and each variant's score. Refuses test digits."""
+    refuse_test(digits.split, "choose_latent")
+    h = op.read(cm, digits.x)
+    recon = op.render(cm, h)
+    shares = concept_shares(cm, recon)
+    removed = shares.argmax(1)
+    rng = np.random.default_rng(seed)
+    added, _ = draw_additions(cm, shares, digits.y, concept_images[1], rng, seed)
+    mu = encode_mu(cm, digits.x)
+    scores = {}
+    for v in latent.variants():
+        out = v.decode(mu - v.delta(removed))
+        gone, kept = _removal_success(cm, recon, out, h, removed)
+        entered = in_top(concept_shares(cm, v.decode(mu + v.delta(added))), added)
+        scores[v.name] = float(((gone & kept).mean() + entered.mean()) / 2)
+    return max(latent.variants(), key=lambda v: scores[v.name]), scores
+
+
+def choice_digits(val: HeldDigits, num: int, seed: int) -> HeldDigits:
+    """The ``num`` validation digits the operators' choices read (stream
+    ``[seed, 9]``)."""
+    rng = np.random.default_rng([seed, 9])
+    return val.take(rng.choice(len(val), min(num, len(val)), replace=False))
+
+
+def strongest_latent(
+    cm: ConceptModel,
+    train: HeldDigits,
+    val: HeldDigits,
+    val_concepts: tuple[np.ndarray, np.ndarray] | None,
+    seed: int,
+) -> tuple[LatentEdits, dict[str, float] | None]:
+    """The latent baseline of ``cm``: directions from the ``train`` digits (and
+    the ``val_concepts`` images), the strongest by :func:`choose_latent` on
+    ``val``; without ``val_concepts``, the class direction (no scores)."""
+    latent = latent_directions(cm, train.x, train.y, train.variants, val_concepts)
+    if val_concepts is None:
+        return latent, None
+    return choose_latent(cm, latent, val, val_concepts, seed)
 
 
 def draw_additions(
@@ -319,7 +337,7 @@ def _additions(cm, latent, base, digits, concept_images, added, pick, add_from):
     add = partial(op.add, base=base, num_concepts=k, masked=False)
     return {
         "layer": _each(cm, add, added, h, sources),
-        "latent": latent.decode(mu + latent.directions[torch.from_numpy(added)]),
+        "latent": latent.decode(mu + latent.delta(added)),
         "pixel": np.maximum(x, cx[pick]),
     }
 
@@ -382,7 +400,7 @@ def edit_measures(
     added, pick = draw_additions(cm, shares, y, concept_images[1], rng, seed)
     mu = encode_mu(cm, x)
     rm = {"layer": _removed(cm, h, base, removed, dilate)}
-    rm["latent"] = latent.decode(mu - latent.directions[torch.from_numpy(removed)])
+    rm["latent"] = latent.decode(mu - latent.delta(removed))
     digs = (x, h, mu)
     add = _additions(cm, latent, base, digs, concept_images, added, pick, add_from)
     comp, targets = _composed(cm, latent, base, concept_images, per_digit, rng)
@@ -405,16 +423,19 @@ def operator_measures(
     classifier: SmallCNN,
     e: EvalConfig,
     seed: int,
+    val_concepts: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """:func:`edit_measures` of ``cm`` on ``e.num_edits`` ``test`` digits, with
     latent directions from the training digits ``held[0]``; removal reaches as far
     as :func:`choose_dilation` finds best on ``e.num_edits`` validation digits
-    ``held[1]`` drawn from stream ``[seed, 9]`` (``removal_dilate``)."""
+    ``held[1]`` drawn from stream ``[seed, 9]`` (``removal_dilate``). With
+    ``val_concepts`` (concept images cut from validation digits), the latent
+    baseline is the strongest of :func:`choose_latent` on the same validation
+    digits (``latent_kind``, ``latent_by_kind``), else the class direction."""
     train, val = held
-    latent = latent_directions(cm, train.x, train.y, train.variants)
-    rng = np.random.default_rng([seed, 9])
-    pick = rng.choice(len(val), min(e.num_edits, len(val)), replace=False)
-    dilate, by_dilate = choose_dilation(cm, val.take(pick))
+    val = choice_digits(val, e.num_edits, seed)
+    dilate, by_dilate = choose_dilation(cm, val)
+    latent, by_kind = strongest_latent(cm, train, val, val_concepts, seed)
     out: dict[str, Any] = edit_measures(
         cm, test, concept_images, latent, classifier, e.num_edits, e.edits_per_digit,
         seed, dilate,
@@ -422,6 +443,8 @@ def operator_measures(
     out["removal_dilate"] = dilate
     out["removal_by_dilate"] = by_dilate
     out["removal_dilate_split"] = val.split
+    if by_kind is not None:
+        out |= {"latent_kind": latent.name, "latent_by_kind": by_kind}
     out["num_edits"] = min(e.num_edits, len(test[1]))
     out["per_digit"] = e.edits_per_digit
     return out
@@ -435,11 +458,11 @@ def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     digits is added as ``classifier_accuracy``."""
     train = pipe.train_digits
     sub = train.take(pipe.subsample(len(train)))
-    tc = pipe.test_concepts
-    concepts = (tc.x, tc.y - cm.catalogue.labels[0])
+    first = cm.catalogue.labels[0]
+    tc, vc = pipe.test_concepts, pipe.val_concepts
     out = operator_measures(
-        cm, (sub, pipe.val_digits), pipe.digits[2:], concepts, pipe.digit_classifier,
-        pipe.cfg.eval, pipe.cfg.seed,
+        cm, (sub, pipe.val_digits), pipe.digits[2:], (tc.x, tc.y - first),
+        pipe.digit_classifier, pipe.cfg.eval, pipe.cfg.seed, (vc.x, vc.y - first),
     )  # fmt: skip
     out["classifier_accuracy"] = pipe.classifier_accuracy
     return out

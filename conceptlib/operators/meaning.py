@@ -10,7 +10,7 @@ evaluation-only digit classifier:
   :func:`~conceptlib.operators.add` of the concept image's layer, unmasked, as
   :func:`~conceptlib.operators.evaluate.edit_measures` adds images);
 - ``latent``: the latent baseline, ``mu`` plus or minus the concept's direction
-  (:class:`~conceptlib.operators.evaluate.LatentEdits`);
+  (:class:`~conceptlib.operators.latent.LatentEdits`, as chosen on validation);
 - ``pixel``: on the pixels: the concept image laid on the digit (pixel maximum),
   or the digit's ink inside the concept's catalogue box erased.
 
@@ -32,7 +32,8 @@ from conceptlib.data.splits import HeldDigits
 from conceptlib.errors import ConceptlibError
 from conceptlib.measures.classifier import SmallCNN, predict
 from conceptlib.model.readout import ConceptModel, encode_mu
-from conceptlib.operators.evaluate import LatentEdits, mean_sd
+from conceptlib.operators.evaluate import mean_sd
+from conceptlib.operators.latent import LatentEdits
 from conceptlib.report.tables import markdown_table
 
 #: Ink: a pixel at least this bright (uint8) counts in the IoU of two edits.
@@ -92,7 +93,7 @@ def _edited(cm, edit: MeaningEdit, c: int, x, sources, latent) -> dict[str, np.n
     k = len(cm.catalogue)
     base, h = op.blank(cm), op.read(cm, x)
     sign = -1.0 if edit.kind == "remove" else 1.0
-    z = encode_mu(cm, x) + sign * latent.directions[c]
+    z = encode_mu(cm, x) + sign * latent.delta(np.full(len(x), c))
     if edit.kind == "remove":
         layer = op.remove(h, base, c, k)
         pixel = erase_box(x, cm.catalogue.box[c])
@@ -125,7 +126,7 @@ def meaning_edits(
         concept_images: held-out concept images (cut from digits of the same
             split) and their concept index ``0..K-1``; additions draw one per digit
             from stream ``[seed, 13]``.
-        latent: a :class:`~conceptlib.operators.evaluate.LatentEdits` of ``cm``.
+        latent: a :class:`~conceptlib.operators.latent.LatentEdits` of ``cm``.
     """
     names = list(cm.catalogue.names)
     rng = np.random.default_rng([seed, 13])
