@@ -60,3 +60,26 @@ def test_layer_thresholds_each_channel_at_its_quantile() -> None:
         "single_iou_other_channels",
     }
     assert Formula(0, (("OR", 1), ("AND NOT", 2))).text("abc") == "(a OR b) AND NOT c"
+
+
+def test_held_out_scores_can_show_a_formula_overfits() -> None:
+    g = torch.Generator().manual_seed(5)
+    masks = torch.rand(40, 6, 8, 8, generator=g) < 0.1
+    # the channel is concept 0 plus noise: extra concepts fit the noise of the
+    # searched probes only
+    acts = masks[:, :1].float() + 0.9 * torch.rand(40, 1, 8, 8, generator=g)
+    searched, held = (acts[:20], masks[:20]), (acts[20:], masks[20:])
+    (e,) = explain_layer(*searched, max_length=3, held=held)
+    # the formula's mask reproduces the search's in-sample IoU
+    flat = searched[1].transpose(0, 1).reshape(6, -1)
+    on = channel_masks(searched[0])[0]
+    inter = (e.formula.mask(flat) & on).sum() / (e.formula.mask(flat) | on).sum()
+    assert abs(float(inter) - e.iou) < 1e-9
+    assert 0.0 <= e.held_iou <= 1.0 and 0.0 <= e.held_single_iou <= 1.0
+    s = summary([e], num_concepts=1)
+    gain = s["gain_held_concept_channels"]
+    assert (
+        gain == e.held_iou - e.held_single_iou
+        and s["gain_held_se_concept_channels"] == 0
+    )
+    assert e.iou >= e.single_iou  # in sample the search never loses

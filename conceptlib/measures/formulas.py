@@ -4,13 +4,18 @@ Where Network Dissection names a channel by its best single concept, a beam
 search finds the logical *formula* over concept masks (``AND``, ``OR``, ``AND
 NOT``; at most :data:`MAX_LENGTH` concepts) whose mask best overlaps the channel's
 strongest activations, on probes with known per-concept ink: a check of the
-concept channels, and a description of what the other channels carry.
+concept channels, and a description of what the other channels carry. A search
+always finds a formula at least as good as one concept on the probes it searched;
+so the formula and the best single concept are also scored on held-out probes
+(:func:`explain_model`: the search reads one half of each probe set, the score
+the other), where the gain of the formula may be negative.
 
 See: chapter ``ch-operators``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +49,13 @@ class Formula:
             out = f"{left} {op} {names[c]}"
         return out
 
+    def mask(self, concepts: torch.Tensor) -> torch.Tensor:
+        """The formula's mask, from ``(K, P)`` bool concept masks."""
+        out = concepts[self.first]
+        for op, c in self.rest:
+            out = _combine(out, op, concepts[c])
+        return out
+
 
 def _combine(mask: torch.Tensor, op: str, other: torch.Tensor) -> torch.Tensor:
     if op == "AND":
@@ -55,13 +67,20 @@ def _combine(mask: torch.Tensor, op: str, other: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Explanation:
-    """One channel's best formula and, for comparison, its best single concept."""
+    """One channel's best formula and, for comparison, its best single concept,
+    with their IoU on the searched probes and (``held_*``) on held-out ones."""
 
     channel: int
     formula: Formula
     iou: float
     single: int
     single_iou: float
+    held_iou: float | None = None
+    held_single_iou: float | None = None
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a & b).sum()) / max(float((a | b).sum()), 1.0)
 
 
 class _Counts:
@@ -144,23 +163,46 @@ def explain_channel(
     return Explanation(channel, best[1], best[0], top, float(single[top]))
 
 
+def _flat(acts: torch.Tensor) -> torch.Tensor:
+    return acts.transpose(0, 1).reshape(acts.shape[1], -1).float()
+
+
 def channel_masks(acts: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` activations -> ``(C, N*H*W)`` bool: each channel above its
     top-0.5 % quantile over all the probe pixels (Network Dissection's rule)."""
-    flat = acts.transpose(0, 1).reshape(acts.shape[1], -1).float()
+    flat = _flat(acts)
     return flat > on_threshold(flat)[:, None]
 
 
 def explain_layer(
-    acts: torch.Tensor, concept_masks: torch.Tensor, max_length: int = MAX_LENGTH
+    acts: torch.Tensor,
+    concept_masks: torch.Tensor,
+    max_length: int = MAX_LENGTH,
+    held: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[Explanation]:
     """A formula for every channel of a layer, from its ``(N, C, H, W)``
-    activations on probe images and ``(N, K, H, W)`` bool concept ink."""
+    activations on probe images and ``(N, K, H, W)`` bool concept ink; with
+    ``held`` (the same for other probes), each formula and single concept also
+    scored there, the channels turned on at the searched probes' thresholds."""
     k = concept_masks.shape[1]
     concepts = concept_masks.transpose(0, 1).reshape(k, -1)
-    on = channel_masks(acts)
-    return [
+    flat = _flat(acts)
+    threshold = on_threshold(flat)[:, None]
+    on = flat > threshold
+    out = [
         explain_channel(on[c], concepts, max_length, channel=c) for c in range(len(on))
+    ]
+    if held is None:
+        return out
+    held_on = _flat(held[0]) > threshold
+    held_concepts = held[1].transpose(0, 1).reshape(k, -1)
+    return [
+        dataclasses.replace(
+            e,
+            held_iou=_iou(e.formula.mask(held_concepts), held_on[e.channel]),
+            held_single_iou=_iou(held_concepts[e.single], held_on[e.channel]),
+        )
+        for e in out
     ]
 
 
@@ -168,20 +210,28 @@ def explain_model(
     model: ConceptModel | ConvVAE, probes: Probes, num_probes: int = 1500
 ) -> list[Explanation]:
     """:func:`explain_layer` of a model's concept layer on the first ``num_probes``
-    images of its ``isolated`` and ``pairs`` probes."""
+    images of its ``isolated`` and ``pairs`` probes: the search reads the first
+    half of each, the held-out scores the second."""
     net = as_model(model)
-    acts, masks = [], []
+    halves: list[tuple[list, list]] = [([], []), ([], [])]
     for name in ("isolated", "pairs"):
         s = probes.sets[name]
         n = min(num_probes, len(s.x))
-        acts.append(layer(net, s.x[:n]))
-        masks.append(part_masks(s, 0, n, net.num_concepts, net.concept_size))
-    return explain_layer(torch.cat(acts), torch.cat(masks))
+        for (acts, masks), (a, b) in zip(halves, ((0, n // 2), (n // 2, n))):
+            acts.append(layer(net, s.x[a:b]))
+            masks.append(part_masks(s, a, b, net.num_concepts, net.concept_size))
+    (acts, masks), (h_acts, h_masks) = halves
+    return explain_layer(
+        torch.cat(acts), torch.cat(masks), held=(torch.cat(h_acts), torch.cat(h_masks))
+    )
 
 
 def summary(explanations: list[Explanation], num_concepts: int) -> dict[str, float]:
     """Mean IoU of the best formula and of the best single concept, over the
-    concept channels and over the other channels."""
+    concept channels and over the other channels; where scored on held-out
+    probes, also their held-out IoUs and the held-out gain of the formula over
+    the single concept (``gain_held_*``: mean over channels, with its standard
+    error ``gain_held_se_*``)."""
     out = {}
     for name, sel in (
         ("concept_channels", [e for e in explanations if e.channel < num_concepts]),
@@ -190,4 +240,13 @@ def summary(explanations: list[Explanation], num_concepts: int) -> dict[str, flo
         if sel:
             out[f"formula_iou_{name}"] = float(np.mean([e.iou for e in sel]))
             out[f"single_iou_{name}"] = float(np.mean([e.single_iou for e in sel]))
+        if sel and all(e.held_iou is not None for e in sel):
+            held = np.array([e.held_iou for e in sel])
+            single = np.array([e.held_single_iou for e in sel])
+            gain = held - single
+            se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
+            out[f"formula_iou_held_{name}"] = float(held.mean())
+            out[f"single_iou_held_{name}"] = float(single.mean())
+            out[f"gain_held_{name}"] = float(gain.mean())
+            out[f"gain_held_se_{name}"] = float(se)
     return out
