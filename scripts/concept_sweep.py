@@ -40,6 +40,7 @@ from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.experiment.sweep import (
     CANDIDATES,
     ELBO_BUDGET,
+    SCORES,
     choose,
     format_sweep,
     gather,
@@ -129,7 +130,7 @@ def choose_families(args: argparse.Namespace) -> None:
     choices = {}
     for f in args.families:
         try:
-            choices[f] = choose(found, f, budget=args.budget)
+            choices[f] = choose(found, f, budget=args.budget, score=args.score)
         except ConceptlibError as exc:
             print(f"{f}: no choice: {exc}")
     for f, c in choices.items():
@@ -140,7 +141,9 @@ def choose_families(args: argparse.Namespace) -> None:
             f"within budget: {c['within_budget']})"
         )
     atomic_write_text(
-        Path(args.out) / "choices.json", json.dumps(choices, indent=1) + "\n"
+        Path(args.out)
+        / f"choices{'' if args.score == 'names' else '-' + args.score}.json",
+        json.dumps(choices, indent=1) + "\n",
     )
 
 
@@ -163,6 +166,7 @@ def main() -> None:
     c.add_argument("--out", default="results/sweeps/quick")
     c.add_argument("--families", nargs="+", default=["concept", "paper"])
     c.add_argument("--budget", type=float, default=ELBO_BUDGET)
+    c.add_argument("--score", choices=SCORES, default="names")
     args = parser.parse_args()
     {"run": run, "table": table, "choose": choose_families}[args.command](args)
 

@@ -257,3 +257,20 @@ def test_sweep_driver_end_to_end(mnist, mnist_cache_dir, tmp_path: Path) -> None
     assert record["val_vocabulary"]["split"] == "val"
     assert record["vocabulary"]["split"] == "test"
     assert json.loads((out / "choices.json").read_text())["paper"]["chosen"] == name
+
+
+def test_choose_by_the_edits_reads_the_val_meaning_edits() -> None:
+    a, b, c = [n for n in sweep.family("concept") if "union" in n]
+    found = {"baseline": [_result("baseline", 100.0, 0.0, 0.0)]}
+    for name, iso, edits in ((a, 0.9, 0.2), (b, 0.5, 0.6), (c, 0.9, None)):
+        r = _result(name, 100.0, iso, 0.3)
+        if edits is not None:  # c was measured before the edits: left out
+            r["val_meaning"] = {"split": "val", "e": {"layer": edits}}
+            r["meaning"] = {"split": "test", "e": {"layer": 1 - edits}}
+        found[name] = [r]
+    assert sweep.choose(found, "concept")["chosen"] in (a, c)  # by the names
+    out = sweep.choose(found, "concept", score="edits")
+    assert out["chosen"] == b and set(out["scores"]) == {a, b}
+    assert out["scores"][b]["score"] == pytest.approx(0.9)
+    with pytest.raises(ConceptlibError, match="unknown score"):
+        sweep.choose(found, "concept", score="speed")

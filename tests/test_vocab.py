@@ -287,3 +287,41 @@ def test_energy_is_the_sum_of_squares_for_arrays_and_tensors() -> None:
     np.testing.assert_array_equal(top_k(np.array([[0.1, 0.7, 0.2]]), 2), [[1, 2]])
     np.testing.assert_array_equal(top_k(np.array([0.3, 0.1, 0.9])), [2, 0, 1])
     np.testing.assert_array_equal(top_k(np.zeros(20), 3, stable=True), [0, 1, 2])
+
+
+def test_multilabel_ceiling_names_planted_concepts_and_stops_on_validation() -> None:
+    from conceptlib.measures.classifier import multi_hot, predict, train_multilabel
+
+    assert multi_hot(np.array([[2, -1], [0, 1]]), 3).tolist() == [
+        [0, 0, 1],
+        [1, 1, 0],
+    ]
+    rng = np.random.default_rng(0)
+    # concept k: a bright row at height 4 + 8 k; images hold one or two of them
+    concepts = np.where(rng.random((300, 2)) < 0.5, -1, rng.integers(0, 3, (300, 2)))
+    concepts[:, 0] = rng.integers(0, 3, 300)
+    x = np.zeros((300, 28, 28), np.uint8)
+    for k in range(3):
+        x[(concepts == k).any(1), 4 + 8 * k : 6 + 8 * k, 4:24] = 255
+    targets = multi_hot(concepts, 3)
+    scores = []
+
+    def score(model) -> float:
+        top = predict(model, x[:100]).argmax(1)
+        scores.append(float(targets[np.arange(100), top].mean()))
+        # rising over epochs 1 and 2, then "worse"
+        return scores[-1] + 0.01 * len(scores) if len(scores) < 3 else 0.0
+
+    model, info = train_multilabel(x, targets, score, max_epochs=10, patience=2)
+    assert info["best_epoch"] == 2 and info["epochs"] == 4  # stopped by patience
+    assert info["val_score"] == scores[1] + 0.02 and scores[1] > 0.9  # learnt
+    top = predict(model, x[:100]).argmax(1)
+    assert float(targets[np.arange(100), top].mean()) == scores[1]  # best kept
+
+
+def test_ceiling_gap_words() -> None:
+    from conceptlib.measures.vocab import ceiling_gap
+
+    assert ceiling_gap(0.91, 0.93) == "at the catalogue's limit"
+    assert ceiling_gap(0.95, 0.93) == "at the catalogue's limit"
+    assert ceiling_gap(0.385, 0.67) == "28.5 points below"

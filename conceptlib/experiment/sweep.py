@@ -282,17 +282,28 @@ def _val_means(
     return values
 
 
-def _scores(found: dict[str, list[dict]], names: list[str], base: float) -> dict:
-    """Each candidate's validation measures and score (isolated + pairs)."""
+#: What :func:`choose` maximises: ``names``, val isolated + val pairs accuracy;
+#: ``edits``, the val meaning-changing edits through the layer (mean rate over
+#: the edits of :mod:`conceptlib.operators.meaning`) + val pairs.
+SCORES = ("names", "edits")
+_SCORE_WORDS = {"names": "val isolated", "edits": "val meaning edits (layer)"}
+
+
+def _scores(
+    found: dict[str, list[dict]], names: list[str], base: float, score: str
+) -> dict:
+    """Each candidate's validation measures and its ``score`` (:data:`SCORES`)."""
     scores = {}
     for name in names:
         elbo, iso, pairs = _val_means(found[name], name)
+        edits = mean_of(found[name], "val meaning layer")
         scores[name] = {
             "val_neg_elbo": elbo,
             "val_elbo_ratio": elbo / base,
             "val_isolated": iso,
             "val_pairs": pairs,
-            "score": iso + pairs,
+            "val_meaning_layer": edits,
+            "score": (iso if score == "names" else edits) + pairs,
             "seeds": len(found[name]),
         }
     return scores
@@ -304,12 +315,15 @@ def choose(
     budget: float = ELBO_BUDGET,
     baseline: str = "baseline",
     split: str = "val",
+    score: str = "names",
 ) -> dict[str, Any]:
     """The best candidate of a family, by a rule that reads validation data only.
 
     Rule: among the family's candidates in ``found`` (means over seeds), keep those
     whose val -ELBO is at most ``budget`` times the ``baseline``'s; of those, pick
-    the highest val isolated + val pairs (top-2) accuracy; ties go to the lower
+    the highest ``score``: val isolated + val pairs (top-2) accuracy (``names``),
+    or val meaning-changing edits through the layer + val pairs (``edits``,
+    candidates without them left out); ties go to the lower
     val -ELBO, then to the first in :data:`CANDIDATES`. If none keeps within the
     budget, pick the lowest val -ELBO (``within_budget`` False). Only the
     ``val_digits`` and ``val_vocabulary`` blocks are read, each saying ``split: val``.
@@ -328,7 +342,13 @@ def choose(
         raise ConceptlibError(
             f"sweep.choose reads validation data (split 'val'), not {split!r}"
         )
+    if score not in SCORES:
+        raise ConceptlibError(f"unknown score {score!r} (known: {', '.join(SCORES)})")
     names = [c for c in family(family_name) if c in found]
+    if score == "edits":
+        names = [
+            n for n in names if not math.isnan(mean_of(found[n], "val meaning layer"))
+        ]
     if not names:
         raise ConceptlibError(
             f"no results of the {family_name!r} family to choose from"
@@ -338,7 +358,7 @@ def choose(
             f"no results of {baseline!r}: its val -ELBO sets the budget"
         )
     base = _val_means(found[baseline], baseline, ("val -ELBO",))[0]
-    scores = _scores(found, names, base)
+    scores = _scores(found, names, base, score)
     within = [n for n in names if scores[n]["val_elbo_ratio"] <= budget]
     if within:
         best = max(
@@ -349,8 +369,8 @@ def choose(
     return {
         "chosen": best,
         "family": family_name,
-        "rule": f"max val isolated + val pairs s.t. val -ELBO <= {budget} x "
-        f"{baseline}'s; else min val -ELBO",
+        "rule": f"max {_SCORE_WORDS[score]} + val pairs s.t. val -ELBO <= {budget} "
+        f"x {baseline}'s; else min val -ELBO",
         "split": "val",
         "within_budget": bool(within),
         "budget": budget,

@@ -1,10 +1,12 @@
 """A small CNN classifier, trained by the project as an *independent* measuring stick.
 
-Two uses: an 18-way concept classifier trained on the same concept images as the
-VAE variants gives the ceiling that the catalogue itself sets on concept
-identification (some concepts are nearly the same stroke: the lower bowls of 3
-and 5); a 10-way digit classifier reads the digits that operators build. Neither
-is part of any VAE: they only measure.
+Two uses: a multi-label concept classifier trained only to name the concepts, on
+the concept images the concept model trains on (composites included, shifted
+anew each epoch) until its validation probes stop improving
+(:func:`train_multilabel`), gives the ceiling that the catalogue itself sets on
+concept identification (some concepts are nearly the same stroke: the lower
+bowls of 3 and 5); a 10-way digit classifier reads the digits that operators
+build. Neither is part of any VAE: they only measure.
 
 See: chapter ``ch-vocabulary``.
 """
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from conceptlib.data.catalogue import shift_images
 from conceptlib.measures.vocab import top_k
 
 
@@ -36,8 +39,11 @@ class SmallCNN(nn.Module):
         return self.net(x)
 
 
-#: Training epochs by default (no validation stop), as the concept ceiling uses.
+#: Training epochs of :func:`train_classifier` by default (no validation stop).
 NUM_EPOCHS = 4
+#: :func:`train_multilabel`: at most this many epochs, stopping after PATIENCE
+#: epochs without a better validation score; images shifted by up to SHIFT px.
+MAX_EPOCHS, PATIENCE, SHIFT = 40, 4, 2
 
 
 def train_classifier(
@@ -87,3 +93,53 @@ def top_accuracy(probs: np.ndarray, concepts: np.ndarray) -> float:
     ``concepts`` are exactly their top P."""
     top = np.sort(top_k(probs, concepts.shape[1]), axis=1)
     return float((top == np.sort(concepts, axis=1)).all(1).mean())
+
+
+def multi_hot(concepts: np.ndarray, k: int) -> np.ndarray:
+    """``(N, K)`` float32 targets from ``(N, P)`` concept indices (-1: none)."""
+    out = np.zeros((len(concepts), k), np.float32)
+    rows, slots = np.nonzero(concepts >= 0)
+    out[rows, concepts[rows, slots]] = 1.0
+    return out
+
+
+def train_multilabel(
+    x: np.ndarray,
+    targets: np.ndarray,
+    score,
+    seed: int = 0,
+    max_epochs: int = MAX_EPOCHS,
+    patience: int = PATIENCE,
+    shift: int = SHIFT,
+    progress: bool = False,
+) -> tuple[SmallCNN, dict[str, float]]:
+    """Train a multi-label :class:`SmallCNN` (BCE on each of the K outputs) on
+    ``(N, 28, 28)`` uint8 images shifted anew each epoch by up to ``shift`` px,
+    until ``score(model)`` (on validation data; higher is better) has not risen
+    for ``patience`` epochs; the model of the best epoch (eval mode, CPU) and
+    ``{"epochs", "best_epoch", "val_score"}``."""
+    torch.manual_seed(seed)
+    model = SmallCNN(targets.shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    yt = torch.from_numpy(np.asarray(targets, np.float32))
+    gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng([seed, 7])
+    best, best_state, best_epoch, epoch = -np.inf, None, 0, 0
+    for epoch in range(1, max_epochs + 1):
+        xt = torch.from_numpy(shift_images(x, rng, shift)[0] if shift else x)
+        model.train()
+        order = torch.randperm(len(xt), generator=gen).split(128)
+        for idx in tqdm(order, desc=f"ceiling epoch {epoch}", disable=not progress):
+            logits = model(xt[idx].unsqueeze(1).float().div_(255.0))
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        now = score(model.eval())
+        if now > best:
+            best, best_epoch = now, epoch
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        elif epoch - best_epoch >= patience:
+            break
+    model.load_state_dict(best_state)
+    info = {"epochs": epoch, "best_epoch": best_epoch, "val_score": float(best)}
+    return model.eval(), info

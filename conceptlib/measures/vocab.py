@@ -309,6 +309,21 @@ def digit_parts(
     return DigitParts(hit, overlap, examples)
 
 
+#: A probe accuracy within this of the ceiling classifier's (a share) is at the
+#: catalogue's limit; further below, the gap is the model's.
+CEILING_MARGIN = 0.02
+
+
+def ceiling_gap(measure: float, ceiling: float, margin: float = CEILING_MARGIN) -> str:
+    """Where a probe accuracy stands against the ceiling classifier's, in words:
+    ``at the catalogue's limit`` (within ``margin`` of it, or above) or ``N.N
+    points below``."""
+    gap = round(100 * (ceiling - measure), 9)  # 0.93 - 0.91 is 2 points, not more
+    if gap <= 100 * margin:
+        return "at the catalogue's limit"
+    return f"{gap:.1f} points below"
+
+
 def binomial_halfwidth(p: float, n: int, level: float = CONFIDENCE) -> float:
     """Half-width of the normal interval at ``level`` of an accuracy ``p`` over
     ``n`` images."""

@@ -468,6 +468,13 @@ def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
     return out
 
 
+def latent_kind_of(record: dict[str, Any]) -> str:
+    """The latent baseline a :func:`operator_measures` record used (``<kind>
+    x<step>``): ``class x1`` for records made before the baseline was chosen on
+    validation digits (they hold no ``latent_kind``)."""
+    return record.get("latent_kind", "class x1")
+
+
 def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """:func:`mean_sd` over seeds of every rate of :data:`OPERATOR_ROWS`, in the
     concept layer, the latent and, where every seed has it, the pixel reference:
