@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from conceptlib.config import PAPER_RECIPE
-from conceptlib.report.stats import (  # re-exported: the operators and cli use them
+from conceptlib.report.stats import (  # re-exported for the chapters and tests
     ONE_SEED_MARGIN,
     Difference,
     Estimate,
@@ -43,9 +43,7 @@ RECIPE = (
     f"{_LOSS['concept_weight']:g} on the decoded {_DECODED}, not the paper's MSE)"
 )
 
-REPRODUCED = "reproduced"
-PARTLY = "partly"
-NOT_REPRODUCED = "not reproduced"
+REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 NOT_MEASURABLE = "not measurable at this profile"
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_MEASURABLE)
 
