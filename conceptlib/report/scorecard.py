@@ -157,14 +157,6 @@ def claim_loss_halves(
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
-_DISSECTION = ("vocabulary", "concept_paper", "dissection", "own")
-_ROTATED = ("vocabulary", "concept_paper", "dissection_rotated", "own")
-
-
-def _num_concepts(metrics: Run) -> int:
-    return len(metrics.get("catalogue", {}).get("names", [])) or 18
-
-
 def claim_layer3(metrics: Run, reference: Run | None = None) -> Verdict:
     """Claim 2: with the concept loss, layer 3's channels are the concepts, by
     Network Dissection and its control (a random rotation of the channels), once
@@ -176,11 +168,13 @@ def claim_layer3(metrics: Run, reference: Run | None = None) -> Verdict:
         for v in ("concept_paper", "augmented")
     ]
     diff = _difference(metrics, reference, *paths)
-    own, rotated = estimate(metrics, *_DISSECTION), estimate(metrics, *_ROTATED)
+    vocab = ("vocabulary", "concept_paper")
+    own = estimate(metrics, *vocab, "dissection", "own")
+    rotated = estimate(metrics, *vocab, "dissection_rotated", "own")
     if diff is None or own is None or rotated is None:
         what = "dissection and concept accuracy of concept_paper"
         return _missing(claim, title, paper, what, kind)
-    k = _num_concepts(metrics)
+    k = len(metrics.get("catalogue", {}).get("names", [])) or 18
     digits = 0 if own.n == 1 else 1
     evidence = (
         f"{RECIPE}: {own.text(digits)} of {k} channels detect their own concept "
