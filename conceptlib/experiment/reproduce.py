@@ -1,11 +1,9 @@
 """``conceptlib reproduce``: every variant, measure, clustering and figure, over seeds.
 
-Writes ``<out>/metrics.json`` (``variants.<name>.<split>.<measure>`` are means over
-seeds; ``variants_std`` the standard deviations; ``per_seed`` each seed's values;
-``timings`` apart, so two runs with the same seed differ only there) and the PNG
-figures equivalent to the paper's Figures 2-6. Every file is written atomically;
-``metrics.json`` last.
-"""
+Writes the PNG figures equivalent to the paper's Figures 2-6, then ``metrics.json``
+(``variants.<name>.<split>.<measure>``: means over seeds, ``variants_std`` their
+standard deviations, ``per_seed`` each seed's values; ``timings`` apart, so two runs
+with the same seed differ only there), every file atomically."""
 
 from __future__ import annotations
 
@@ -49,41 +47,38 @@ FIGURES = {
     "cluster centres, without concept loss",
     "learning_curves.png": "training loss parts per epoch",
 }
-
-
 UNITS = {
     "recon_bce": "nats per image, summed over 784 pixels",
     "recon_sse": "summed squared error per image",
     "mse": "squared error per pixel",
     "kl": "nats per image",
     "neg_elbo": "recon_bce + kl, nats per image",
-    "is_nll": "importance-sampled -log p(x) (k = eval.nll_samples posterior "
-    "samples), nats per image, mean over the first eval.nll_digits test "
-    "digits; decoder likelihood: Bernoulli cross-entropy on grey levels",
+    "is_nll": "importance-sampled -log p(x) (k = eval.nll_samples posterior samples), "
+    "nats per image, mean over the first eval.nll_digits test digits; decoder "
+    "likelihood: Bernoulli cross-entropy on grey levels",
     "is_nll_se": "standard error of is_nll over those digits",
     "is_nll_neg_elbo": "-ELBO of the same digits over the same samples",
-    "concept_accuracy": "fraction of held-out concept images whose "
-    "highest-energy concept channel is their own",
-    "concept_iou": "IoU of the own channel > 0.5 with the concept ink > 0.5, "
-    "mean over concepts",
+    "concept_accuracy": "fraction of held-out concept images whose highest-energy "
+    "concept channel is their own",
+    "concept_iou": "IoU of the own channel > 0.5 with the concept ink > 0.5, mean "
+    "over concepts",
     "alignment.own": "concept variant, test digits: mean share of a digit's "
     "concept-channel energy on concepts cut from its own class",
     "alignment.uniform": "the same share for energy spread evenly over the concepts",
-    "vocabulary.accuracy": "fraction of probe images whose concepts are the "
-    "top channels by energy (isolated probes: top 1; pairs: both in the top "
-    "2), maps decoded from z = mu",
-    "vocabulary.iou": "IoU of each concept's map > 0.5 with its own ink, "
-    "pooled over the probe images holding it, mean over concepts",
-    "vocabulary.dissection": "Network Dissection of the K concept channels on "
-    "the isolated and pair probes (top 0.5 % quantile, IoU > 0.04): unique = "
-    "concepts detected by some channel, own = channels detecting their own "
-    "concept",
-    "vocabulary.dissection_rotated": "the same after a random orthogonal "
-    "rotation of the K channels (the control)",
+    "vocabulary.accuracy": "fraction of probe images whose concepts are the top "
+    "channels by energy (isolated probes: top 1; pairs: both in the top 2), maps "
+    "decoded from z = mu",
+    "vocabulary.iou": "IoU of each concept's map > 0.5 with its own ink, pooled over "
+    "the probe images holding it, mean over concepts",
+    "vocabulary.dissection": "Network Dissection of the K concept channels on the "
+    "isolated and pair probes (top 0.5 % quantile, IoU > 0.04): unique = concepts "
+    "detected by some channel, own = channels detecting their own concept",
+    "vocabulary.dissection_rotated": "the same after a random orthogonal rotation of "
+    "the K channels (the control)",
     "vocabulary.own_class_share": "as alignment.own, for each concept variant",
-    "vocabulary.classifier_ceiling": "accuracy of a supervised 18-way CNN "
-    "trained on the same (isolated) training concept images: the ceiling "
-    "that look-alike strokes of the catalogue set",
+    "vocabulary.classifier_ceiling": "accuracy of a supervised 18-way CNN trained on "
+    "the same (isolated) training concept images: the ceiling that look-alike strokes "
+    "of the catalogue set",
 }
 SPLIT_NOTES = {
     "val": "the variant's own 30 % validation split (baseline: digits only; "
@@ -111,14 +106,10 @@ def environment(device: torch.device) -> dict[str, Any]:
     """Versions and machine facts recorded beside the numbers."""
     import sklearn
 
+    git, here = ["git", "rev-parse", "--short", "HEAD"], Path(__file__).parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-        ).stdout.strip()
+        run = subprocess.run(git, capture_output=True, text=True, cwd=here, timeout=5)
+        commit = run.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {
@@ -153,9 +144,8 @@ def _check_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConceptlibError(
-            f"{out}: cannot create output folder ({exc.strerror})"
-        ) from None
+        msg = f"{out}: cannot create output folder ({exc.strerror})"
+        raise ConceptlibError(msg) from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConceptlibError(f"{out}: output folder is not writable")
 
@@ -171,20 +161,18 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
         save_figure,
     )
 
-    cat = pipe.catalogue
-    x, y, _, _ = pipe.digits
-    reps, rep_clusters = pipe.representatives
+    cat, (x, y, _, _) = pipe.catalogue, pipe.digits
+    digits = [f"digit {d}" for d in range(NUM_CLASSES)]
+    histories = {v: pipe.run(v).history for v in VARIANTS}  # trained: read only
     figures = {
         "figure2_catalogue.png": catalogue_figure(cat, x, y, pipe.train_variants),
         "figure2_gallery.png": concept_gallery(pipe.concepts.x, pipe.concepts.y, cat),
         "figure3_representatives.png": plot_images(
-            reps / 255.0, [f"digit {d}" for d in range(NUM_CLASSES)]
+            pipe.representatives[0] / 255.0, digits
         ),
-        "learning_curves.png": plot_learning_curves(
-            {v: pipe.run(v).history for v in VARIANTS}
-        ),
+        "learning_curves.png": plot_learning_curves(histories),
     }
-    names = {lab: n for lab, n in zip(cat.labels, cat.names)}
+    names = dict(zip(cat.labels, cat.names))
     for key, fname, ncols in [
         ("digits_latent", "figure3_digit_clusters.png", NUM_CLASSES),
         ("concepts_latent", "figure4_concept_clusters.png", 6),
@@ -194,9 +182,7 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
         images, labels = pipe.decoded_centres(key)
         titles = [names.get(lab, f"digit {lab}" if lab >= 0 else "?") for lab in labels]
         # decoded images and sigmoid maps lie in [0, 1]: one scale for all four
-        figures[fname] = plot_images(
-            images, titles, ncols=ncols, size=1.5, vrange=(0.0, 1.0)
-        )
+        figures[fname] = plot_images(images, titles, ncols, 1.5, vrange=(0.0, 1.0))
     for fname, fig in figures.items():
         save_figure(fig, out / fname)
     return sorted(figures)
@@ -205,15 +191,9 @@ def write_figures(pipe: Pipeline, out: Path) -> list[str]:
 def seed_metrics(
     pipe: Pipeline, runs: dict[str, Any] | None = None, say=None
 ) -> dict[str, Any]:
-    """Every measure of one seed's pipeline, as one entry of ``per_seed``: what
-    :mod:`conceptlib.report.scorecard` judges, for the command line and the
-    chapters alike.
-
-    Args:
-        pipe: the seed's pipeline (its variants are trained or loaded on demand).
-        runs: the trained runs by variant (default: ``pipe.run(v)`` for each).
-        say: a function printing progress messages, or None.
-    """
+    """Every measure of one seed's pipeline, one entry of ``per_seed`` (what the
+    scorecard judges); ``runs``: the trained runs by variant (default: ``pipe.run``
+    of each, trained or loaded on demand); ``say``: prints progress, or None."""
     say = say or (lambda msg: None)
     runs = runs or {v: pipe.run(v) for v in VARIANTS}
     seed = pipe.cfg.seed
@@ -250,15 +230,20 @@ def seed_metrics(
     }
 
 
+def _one_seed(pipe: Pipeline, profile: str, config: dict, names, seed: dict) -> dict:
+    return {
+        "profile": profile,
+        "seeds": [pipe.cfg.seed],
+        "config": config,
+        "catalogue": {"names": list(names)},
+        "per_seed": [seed],
+    }
+
+
 def run_metrics(pipe: Pipeline) -> dict[str, Any]:
     """One seed's measures in the layout of ``metrics.json`` (no timings, figures)."""
-    return {
-        "profile": pipe.cfg.profile,
-        "seeds": [pipe.cfg.seed],
-        "config": to_dict(pipe.cfg),
-        "catalogue": {"names": list(pipe.catalogue.names)},
-        "per_seed": [seed_metrics(pipe)],
-    }
+    cfg, names = to_dict(pipe.cfg), pipe.catalogue.names
+    return _one_seed(pipe, pipe.cfg.profile, cfg, names, seed_metrics(pipe))
 
 
 def _recorded(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
@@ -270,16 +255,15 @@ def _recorded(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
         recorded = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if (
+    ok = (
         isinstance(recorded, dict)
         and recorded.get("config") == to_dict(pipe.cfg)
         and (recorded.get("environment") or {}).get("code") == code_hash()
         and recorded.get("per_seed")
         and isinstance(recorded["per_seed"][0], dict)
         and recorded["per_seed"][0].get("seed") == pipe.cfg.seed
-    ):
-        return recorded
-    return None
+    )
+    return recorded if ok else None
 
 
 def recorded_seed(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
@@ -293,16 +277,11 @@ def recorded_seed(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | No
 def build_metrics(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any]:
     """:func:`run_metrics` of ``pipe``, read from what ``conceptlib reproduce``
     recorded for it in ``out`` (:func:`recorded_seed`), else measured now."""
-    recorded = _recorded(pipe, out)
-    if recorded is None:
+    r = _recorded(pipe, out)
+    if r is None:
         return run_metrics(pipe)
-    return {
-        "profile": recorded["profile"],
-        "seeds": [pipe.cfg.seed],
-        "config": recorded["config"],
-        "catalogue": {"names": list(recorded["catalogue"]["names"])},
-        "per_seed": recorded["per_seed"][:1],
-    }
+    names = r["catalogue"]["names"]
+    return _one_seed(pipe, r["profile"], r["config"], names, r["per_seed"][0])
 
 
 def use_recorded(pipe: Pipeline, out: str | os.PathLike) -> bool:
@@ -335,17 +314,17 @@ def _seed_timings(
     seed: int, runs: dict[str, Run], seconds: float, t_concepts: float
 ) -> dict[str, Any]:
     """One seed's entry of ``timings.seeds``."""
+    per_epoch = {
+        key: {v: [h[key] for h in r.history] for v, r in runs.items()}
+        for key in ("seconds", "img_per_s")
+    }
     return {
         "seed": seed,
         "seconds": seconds,
         "representatives_and_concepts_seconds": t_concepts,
-        "train_seconds": {
-            v: sum(h["seconds"] for h in r.history) for v, r in runs.items()
-        },
-        "epoch_seconds": {
-            v: [h["seconds"] for h in r.history] for v, r in runs.items()
-        },
-        "img_per_s": {v: [h["img_per_s"] for h in r.history] for v, r in runs.items()},
+        "train_seconds": {v: sum(s) for v, s in per_epoch["seconds"].items()},
+        "epoch_seconds": per_epoch["seconds"],
+        "img_per_s": per_epoch["img_per_s"],
         "loaded_from_cache": {v: r.loaded for v, r in runs.items()},
     }
 
@@ -361,10 +340,7 @@ def _dataset_counts(first: Pipeline) -> dict[str, int]:
         "test_concepts": len(first.test_concepts.y),
         "concepts_from_centres": int(first.concepts.from_centre.sum()),
     }
-    counts["total_augmented"] = sum(
-        counts[k]
-        for k in ("train_digits", "val_digits", "train_concepts", "val_concepts")
-    )
+    counts["total_augmented"] = sum(list(counts.values())[:4])  # train + val
     return counts
 
 
@@ -389,13 +365,8 @@ def _metrics(
         "units": UNITS,
         "splits": SPLIT_NOTES,
     }
-    for key, block in (
-        ("variants", "variants"),
-        ("clustering", "clustering"),
-        ("alignment", "alignment"),
-        ("vocabulary", "vocabulary"),
-    ):
-        out[key], out[f"{key}_std"] = _mean_std([s[block] for s in per_seed])
+    for key in ("variants", "clustering", "alignment", "vocabulary"):
+        out[key], out[f"{key}_std"] = _mean_std([s[key] for s in per_seed])
     cat = first.catalogue
     out |= {
         "probes": dict(first.probes.descriptions),
@@ -420,18 +391,11 @@ def reproduce(
     figures: bool = True,
     mnist: MNIST | None = None,
 ) -> dict[str, Any]:
-    """Run the whole pipeline for ``num_seeds`` seeds and write the results to ``out``.
-
-    Args:
-        cfg: the experiment config; seeds are ``cfg.seed, cfg.seed + 1, ...``.
-        out: output folder (created; existing files are replaced atomically).
-        device: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`.
-        cache_dir: the run cache (default ``<out>/runs``).
-        progress: progress bars and per-step messages on stderr.
-        mnist: the digits, if already loaded (else ``cfg.data.source`` is read).
-
-    Returns: the metrics dictionary written to ``<out>/metrics.json``.
-    """
+    """Run the whole pipeline for seeds ``cfg.seed, cfg.seed + 1, ...`` and write
+    the results to ``out`` (created; files replaced atomically); return the metrics
+    written to ``<out>/metrics.json``. ``cache_dir``: the run cache (default
+    ``<out>/runs``); ``progress``: progress bars and messages on stderr; ``mnist``:
+    the digits, if already loaded (else ``cfg.data.source`` is read)."""
     if num_seeds < 1:
         raise ConceptlibError(f"--seeds {num_seeds}: must be at least 1")
     out = Path(out)
@@ -447,8 +411,7 @@ def reproduce(
         if progress and is_main():
             print(f"[conceptlib] {msg}", file=sys.stderr, flush=True)
 
-    per_seed, timings = [], {"seeds": []}
-    pipes = []
+    per_seed, timings, pipes = [], {"seeds": []}, []
     for i in range(num_seeds):
         scfg = dataclasses.replace(cfg, seed=cfg.seed + i)
         pipes.append(Pipeline(scfg, device, cache, progress, mnist))
@@ -472,14 +435,5 @@ def reproduce(
     return metrics
 
 
-__all__ = [
-    "FIGURES",
-    "SPLITS",
-    "build_metrics",
-    "code_hash",
-    "recorded_seed",
-    "reproduce",
-    "run_metrics",
-    "seed_metrics",
-    "use_recorded",
-]
+__all__ = ["FIGURES", "SPLITS", "build_metrics", "code_hash", "recorded_seed",
+           "reproduce", "run_metrics", "seed_metrics", "use_recorded"]  # fmt: skip

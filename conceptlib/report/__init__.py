@@ -1,13 +1,7 @@
-"""Report: recorded results, statistics, the scorecard of the paper's claims,
-tables and figures. The names chapters use are here; figures (matplotlib) are
-in :mod:`~conceptlib.report.plots`, imported on its own.
-
-- :mod:`~conceptlib.report.records`: the recorded results (``recorded("quick")``);
-- :mod:`~conceptlib.report.stats`: estimates over seeds and the noise rule;
-- :mod:`~conceptlib.report.scorecard`: the verdicts on the paper's claims;
-- :mod:`~conceptlib.report.text`, :mod:`~conceptlib.report.tables`: tables;
-- :mod:`~conceptlib.report.compare`: two recorded runs side by side.
-"""
+"""Report: recorded results (``records``), estimates over seeds and the noise rule
+(``stats``), verdicts on the paper's claims (``scorecard``), tables (``text``,
+``tables``), two runs side by side (``compare``); the names chapters use are here.
+Figures (matplotlib) are in :mod:`~conceptlib.report.plots`, imported on its own."""
 
 # ruff: noqa: F401  (the names re-exported for the chapters)
 from conceptlib.report import scorecard

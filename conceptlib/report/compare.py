@@ -1,12 +1,8 @@
-"""Two recorded runs side by side, seed by seed: is a difference larger than chance?
-
-For every headline measure of two ``metrics.json`` with several seeds, whether the
-difference of the means lies within :data:`~conceptlib.report.stats.Z` standard
-errors of that difference (:class:`~conceptlib.report.stats.Difference`). Used to
-decide whether bf16 training may replace fp32 (``results/quick-bf16/``).
-
-See: chapter ``ch-training``.
-"""
+"""Two recorded runs side by side, seed by seed: for every headline measure of two
+``metrics.json`` with several seeds, whether the difference of the means lies within
+:data:`~conceptlib.report.stats.Z` standard errors of it (the rule of
+:class:`~conceptlib.report.stats.Difference`). Used to decide whether bf16 training
+may replace fp32 (``results/quick-bf16/``; chapter ``ch-training``)."""
 
 from __future__ import annotations
 
@@ -39,20 +35,15 @@ def measures(variants: tuple[str, ...]) -> list[tuple[str, Getter]]:
     accuracy = ("test_concepts", "concept_accuracy")
     rows += [(f"{v}: test concepts accuracy", _path("variants", v, *accuracy))
              for v in variants]  # fmt: skip
-    for v in CONCEPT_VARIANTS:
-        if v not in variants:
-            continue
-        vocab = ("vocabulary", v)
-        for probe in ("isolated", "jitter", "shift", "pairs"):
-            rows.append((f"{v}: {probe} accuracy", _path(*vocab, "accuracy", probe)))
-        rows.append((f"{v}: own detectors", _path(*vocab, "dissection", "own")))
-        rows.append((f"{v}: part hit", _path(*vocab, "part_hit")))
-    for name in (
-        "digits_latent",
-        "concepts_latent",
-        "layer3_with_concept_loss",
-        "layer3_without_concept_loss",
-    ):
+    for v in (v for v in CONCEPT_VARIANTS if v in variants):
+        rows += [
+            *((f"{v}: {p} accuracy", _path("vocabulary", v, "accuracy", p))
+              for p in ("isolated", "jitter", "shift", "pairs")),
+            (f"{v}: own detectors", _path("vocabulary", v, "dissection", "own")),
+            (f"{v}: part hit", _path("vocabulary", v, "part_hit")),
+        ]  # fmt: skip
+    layer3 = ("layer3_with_concept_loss", "layer3_without_concept_loss")
+    for name in ("digits_latent", "concepts_latent", *layer3):
         rows.append((f"clustering {name}: NMI", _path("clustering", name, "nmi")))
     return rows
 
@@ -60,27 +51,23 @@ def measures(variants: tuple[str, ...]) -> list[tuple[str, Getter]]:
 @dataclass(frozen=True)
 class Row:
     """One measure in both runs (per-seed values) and whether they differ, by
-    :class:`~conceptlib.report.stats.Difference`'s rule (``b - a``, unpaired)."""
+    :class:`~conceptlib.report.stats.Difference`'s rule (``b - a``, unpaired):
+    ``diff`` is ``mean_b - mean_a``, ``se`` its standard error, ``within`` whether
+    it lies within the seed noise."""
 
     label: str
     a: Estimate
     b: Estimate
 
-    @property
-    def difference(self) -> Difference:
-        return Difference(self.b, self.a)
-
+    difference = property(lambda self: Difference(self.b, self.a))
     mean_a = property(lambda self: self.a.mean)
     mean_b = property(lambda self: self.b.mean)
     sd_a = property(lambda self: self.a.sd)
     sd_b = property(lambda self: self.b.sd)
     n_a = property(lambda self: self.a.n)
     n_b = property(lambda self: self.b.n)
-    #: ``mean_b - mean_a``.
     diff = property(lambda self: self.difference.value)
-    #: Standard error of the difference of the means.
     se = property(lambda self: self.difference.se)
-    #: The difference lies within the seed noise.
     within = property(lambda self: self.difference.sign == 0)
 
 
@@ -98,13 +85,10 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
 
 def chance_outside(num_seeds: int, num_measures: int, outside: int) -> dict[str, Any]:
     """How many of ``num_measures`` measures fall outside :data:`Z` standard errors
-    by chance alone when nothing changed, against the ``outside`` observed.
-
-    With ``num_seeds`` seeds per side the ratio follows a t distribution with
-    about ``2 * (num_seeds - 1)`` degrees of freedom (Welch). Returns ``seeds``,
-    ``df``, ``z``, ``p`` (one measure's chance), ``expected``, ``outside_count``
-    and ``reading`` ("no change" or "a change beyond chance").
-    """
+    by chance alone when nothing changed (a t distribution, about ``2 * (num_seeds
+    - 1)`` degrees of freedom, Welch), against the ``outside`` observed: ``seeds``,
+    ``df``, ``z``, ``p`` (one measure's chance), ``expected``, ``outside_count`` and
+    ``reading`` ("no change" or "a change beyond chance")."""
     from scipy.stats import t  # scipy loads in about a second: only when asked
 
     df = 2 * (num_seeds - 1)

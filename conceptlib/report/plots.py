@@ -17,6 +17,24 @@ from conceptlib.data.mnist import NUM_CLASSES
 from conceptlib.files import atomic_write_bytes
 
 
+def _unit(images: np.ndarray) -> np.ndarray:
+    """``images`` as float32 in [0, 1] (uint8 grey levels are divided by 255)."""
+    images = np.asarray(images, dtype=np.float32)
+    return images / 255.0 if images.max() > 1 else images
+
+
+def _grid(n: int, ncols: int, width: float, height: float) -> tuple[Figure, list]:
+    """A figure of ``n`` panels, ``ncols`` a row, each ``width`` x ``height``
+    inches; the axes in reading order, those past ``n`` hidden."""
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * width, nrows * height), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
 def plot_images(
     images: np.ndarray,
     titles: Sequence[str] | None = None,
@@ -28,19 +46,12 @@ def plot_images(
     """A grid of grey images ``(N, H, W)`` with optional titles (Figures 3-6),
     ``ncols`` panels per row of ``size`` inches; ``vrange``: ``(black, white)``
     for every panel, None to scale each panel alone."""
-    n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False
-    )
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            lo, hi = vrange if vrange is not None else (None, None)
-            ax.imshow(images[i], cmap="gray", vmin=lo, vmax=hi)
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=7)
+    lo, hi = vrange if vrange is not None else (None, None)
+    fig, axes = _grid(len(images), max(1, min(ncols, len(images))), size, size + 0.25)
+    for i, ax in enumerate(axes):
+        ax.imshow(images[i], cmap="gray", vmin=lo, vmax=hi)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
@@ -54,18 +65,15 @@ def plot_catalogue(
     mean image of its source digit (``prototypes``, ``(K, 28, 28)``)."""
     fig = plot_images(prototypes, list(names), ncols=ncols, size=1.7)
     for ax, (x, y, w, h) in zip(fig.axes, boxes):
-        ax.add_patch(
-            Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", lw=1.5)
-        )
+        box = Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", lw=1.5)
+        ax.add_patch(box)
     return fig
 
 
 def plot_gallery(images: np.ndarray, nrow: int, row_names: Sequence[str]) -> Figure:
     """Rows of ``nrow`` example images (``(K * nrow, 28, 28)``, uint8 or float,
     row-major), one row per concept named in ``row_names``."""
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-    if x.max() > 1:
-        x = x / 255.0
+    x = torch.as_tensor(_unit(images))
     grid = make_grid(x[:, None], nrow=nrow, padding=2, pad_value=0.5)
     k = len(row_names)
     fig, ax = plt.subplots(figsize=(nrow * 0.45 + 1.8, k * 0.45 + 0.3))
@@ -80,14 +88,12 @@ def plot_learning_curves(
     histories: dict[str, list[dict[str, float]]], keys: Sequence[str] = ("recon", "kl")
 ) -> Figure:
     """Training loss parts per epoch for each variant (means per training image)."""
-    fig, axes = plt.subplots(
-        1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False
-    )
+    n = len(keys)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         for name, hist in histories.items():
-            ax.plot(
-                [h["epoch"] for h in hist], [h[key] for h in hist], "o-", label=name
-            )
+            epochs, values = [h["epoch"] for h in hist], [h[key] for h in hist]
+            ax.plot(epochs, values, "o-", label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{key} (nats per training image)")
         ax.grid(alpha=0.3)
@@ -101,14 +107,10 @@ def plot_explanation(expl, top: int = 5, title: str = "") -> Figure:
     :class:`~conceptlib.measures.explain.Explanation`, in one row."""
     order = expl.ranking()[:top]
     fig, axes = plt.subplots(1, 2 + len(order), figsize=(1.6 * (2 + len(order)), 2.1))
-    panels = [
-        ("input", expl.image, "gray"),
-        ("reconstruction", expl.reconstruction, "gray"),
-    ]
-    panels += [
-        (f"{expl.names[k]}\n{expl.share[k]:.0%}", expl.maps[k], "magma") for k in order
-    ]
-    for ax, (name, img, cmap) in zip(axes, panels):
+    panels = [("input", expl.image), ("reconstruction", expl.reconstruction)]
+    panels += [(f"{expl.names[k]}\n{expl.share[k]:.0%}", expl.maps[k]) for k in order]
+    for i, (ax, (name, img)) in enumerate(zip(axes, panels)):
+        cmap = "gray" if i < 2 else "magma"
         ax.imshow(img, cmap=cmap, vmin=0, vmax=1)
         ax.set_title(name, fontsize=7)
         ax.axis("off")
@@ -121,11 +123,9 @@ def plot_explanation(expl, top: int = 5, title: str = "") -> Figure:
 def catalogue_figure(catalogue, x: np.ndarray, y: np.ndarray, variant_of: np.ndarray):
     """Figure 2: each concept's mean box on the mean image of its source digit's
     variant (``x, y``: uint8 digits and labels; ``variant_of``: their variants)."""
+    forms = zip(catalogue.digit, catalogue.variant)
     protos = np.stack(
-        [
-            x[(y == d) & (variant_of == v)].mean(0) / 255.0
-            for d, v in zip(catalogue.digit, catalogue.variant)
-        ]
+        [x[(y == d) & (variant_of == v)].mean(0) / 255.0 for d, v in forms]
     )
     return plot_catalogue(catalogue.names, catalogue.box, protos)
 
@@ -149,8 +149,7 @@ def plot_concept_shares(shares: np.ndarray, labels: np.ndarray, catalogue) -> Fi
     ax.set_xticks(range(len(order)), [catalogue.names[k] for k in order], rotation=70,
                   fontsize=7)  # fmt: skip
     ax.set_yticks(digits, [f"digit {d}" for d in digits], fontsize=7)
-    for k in range(len(order)):
-        d = catalogue.digit[order[k]]
+    for k, d in enumerate(catalogue.digit[order]):
         ax.add_patch(Rectangle((k - 0.5, d - 0.5), 1, 1, fill=False, ec="c", lw=1))
     fig.colorbar(im, ax=ax, label="mean share of concept energy")
     ax.set_title("concept shares by digit class (test digits); outlined: own class")
@@ -168,9 +167,8 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write a figure as PNG atomically (temporary file, then rename)."""
-    path = Path(path)
-    atomic_write_bytes(path, figure_png(fig, dpi))
-    return path
+    atomic_write_bytes(Path(path), figure_png(fig, dpi))
+    return Path(path)
 
 
 #: Colours of a digit's own concepts in :func:`plot_digit_parts` (RGB, by rank).
@@ -189,25 +187,15 @@ def plot_digit_parts(
     """Each digit (``(N, 28, 28)``, uint8 or [0, 1]) with the maps (``(N, K, 28,
     28)``) of its own concepts (``parts``: at most three indices per digit) drawn
     over it in red, green and blue; ``names``: the K concept names."""
-    images = np.asarray(images, dtype=np.float32)
-    if images.max() > 1:
-        images = images / 255.0
-    n = len(images)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(ncols * 1.9, nrows * 2.35), squeeze=False
-    )
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
+    images = _unit(images)
+    fig, axes = _grid(len(images), ncols, 1.9, 2.35)
+    for i, ax in enumerate(axes):
         rgb = np.repeat(0.3 * images[i][:, :, None], 3, axis=2)
         legend = []
         for rank, k in enumerate(list(parts[i])[:3]):
             colour = np.asarray(PART_COLOURS[rank])
             rgb = np.maximum(rgb, maps[i, k][:, :, None] * colour)
-            short = names[k].split("_", 1)[-1]
-            legend.append(f"{PART_COLOUR_NAMES[rank]}: {short}")
+            legend.append(f"{PART_COLOUR_NAMES[rank]}: {names[k].split('_', 1)[-1]}")
         ax.imshow(np.clip(rgb, 0, 1))
         ax.set_title(titles[i] + "\n" + "\n".join(legend), fontsize=7)
     fig.tight_layout()

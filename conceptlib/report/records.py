@@ -33,22 +33,22 @@ def recorded_checkpoint(profile: str, variant: str, root: Root = None) -> Path:
     return recorded_path(f"{profile}/checkpoints/{variant}.pt", root)
 
 
-def recorded(name: str, root: Root = None) -> Any:
-    """The parsed JSON of a record: ``"quick"`` is ``quick/metrics.json`` (as
-    :func:`read_metrics` reads it), ``"quick/operators"`` is ``quick/operators.json``.
-
-    Raises:
-        ConceptlibError: there is no such record, or it is not JSON.
-    """
-    if "/" not in name:
-        return read_metrics(recorded_path(name, root))
-    path = recorded_path(f"{name}.json", root)
+def _read_json(path: Path, missing: str) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConceptlibError(f"{path}: no such record") from None
+        raise ConceptlibError(f"{path}: {missing}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConceptlibError(f"{path}: cannot read results ({exc})") from None
+
+
+def recorded(name: str, root: Root = None) -> Any:
+    """The parsed JSON of a record: ``"quick"`` is ``quick/metrics.json`` (as
+    :func:`read_metrics` reads it), ``"quick/operators"`` is ``quick/operators.json``;
+    :class:`ConceptlibError` if there is no such record or it is not JSON."""
+    if "/" not in name:
+        return read_metrics(recorded_path(name, root))
+    return _read_json(recorded_path(f"{name}.json", root), "no such record")
 
 
 def load_recorded(profile: str, root: Root = None) -> dict | None:
@@ -58,20 +58,12 @@ def load_recorded(profile: str, root: Root = None) -> dict | None:
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``metrics.json`` at ``path`` (the file, or the folder holding it).
-
-    Raises:
-        ConceptlibError: the file is missing or is not a metrics file.
-    """
+    """The ``metrics.json`` at ``path`` (the file, or the folder holding it);
+    :class:`ConceptlibError` if it is missing or not a metrics file."""
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConceptlibError(f"{path}: no such metrics file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConceptlibError(f"{path}: cannot read results ({exc})") from None
+    metrics = _read_json(path, "no such metrics file")
     if not isinstance(metrics, dict) or "variants" not in metrics:
         raise ConceptlibError(
             f"{path}: not a metrics file of `conceptlib reproduce` (no variants)"
@@ -85,8 +77,7 @@ def upgrade_recorded(metrics: dict[str, Any]) -> dict[str, Any]:
     variants = metrics.get("variants", {})
     if "concept_paper" in variants or "concept" not in variants:
         return metrics
-    trees = [metrics, *(metrics.get("per_seed") or [])]
-    for tree in trees:
+    for tree in [metrics, *(metrics.get("per_seed") or [])]:
         for key in ("variants", "variants_std", "epochs", "runs"):
             if "concept" in (tree.get(key) or {}):
                 tree[key]["concept_paper"] = tree[key].pop("concept")
@@ -102,27 +93,24 @@ def recorded_runs(
 ) -> dict[str, dict[str, Any]]:
     """The recorded runs of ``profiles`` that exist, named for a table's columns,
     e.g. ``recorded quick (3 seeds)``."""
-    out = {}
-    for profile in profiles:
-        metrics = load_recorded(profile, root)
-        if metrics is not None:
-            seeds = plural(len(metrics["seeds"]), "seed")
-            out[f"recorded {profile} ({seeds})"] = metrics
-    return out
+    runs = {p: load_recorded(p, root) for p in profiles}
+    return {
+        f"recorded {p} ({plural(len(m['seeds']), 'seed')})": m
+        for p, m in runs.items()
+        if m is not None
+    }
 
 
 def recorded_loop_speeds(root: Root = None) -> dict[str, float]:
     """Training-loop throughput (img/s) per configuration at batch 128, e.g.
     ``{"fp32 NCHW": 866.0}``, from ``benchmarks/train_loop.txt``; {} if absent."""
     path = recorded_path("benchmarks/train_loop.txt", root)
-    if not path.is_file():
-        return {}
-    speeds = {}
-    for line in path.read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 3 and fields[2] == "b128" and fields[3].isdigit():
-            speeds[" ".join(fields[:2])] = float(fields[3])
-    return speeds
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return {
+        " ".join(f[:2]): float(f[3])
+        for f in map(str.split, lines)
+        if len(f) > 3 and f[2] == "b128" and f[3].isdigit()
+    }
 
 
 def recorded_loop_speed(root: Root = None) -> float | None:

@@ -1,15 +1,10 @@
-"""The paper's claims as verdicts, computed from a run's measures.
+"""The paper's claims as verdicts (chapter ``ch-scorecard``, ``conceptlib scorecard``).
 
-Each claim is a function from a metrics dict (what ``conceptlib reproduce``
-writes, one seed or several) to a :class:`Verdict`: one of :data:`VERDICTS`, the
-evidence, the rule and its kind. A claim is judged as the paper means it (kind
-:data:`PAPER_CLAIM`); this project's stricter tests of it are separate verdicts
-of kind :data:`PROJECT_TEST`. ``concept_paper`` trains :data:`RECIPE`. The noise
-rule is :class:`~conceptlib.report.stats.Difference`'s. The command line prints
-the same verdicts: ``conceptlib scorecard [--run DIR]``.
-
-See: chapter ``ch-scorecard``.
-"""
+Each claim maps a metrics dict (what ``conceptlib reproduce`` writes, one seed or
+several) to a :class:`Verdict`: one of :data:`VERDICTS`, the evidence, the rule and
+its kind: the claim as the paper means it (:data:`PAPER_CLAIM`), or this project's
+stricter test of it (:data:`PROJECT_TEST`). ``concept_paper`` trains :data:`RECIPE`;
+the noise rule is :class:`~conceptlib.report.stats.Difference`'s."""
 
 from __future__ import annotations
 
@@ -19,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from conceptlib.config import PAPER_RECIPE
-from conceptlib.report.stats import (  # re-exported: the operators and cli use them
+from conceptlib.report.stats import (  # re-exported for the chapters and tests
     ONE_SEED_MARGIN,
     Difference,
     Estimate,
@@ -33,14 +28,12 @@ from conceptlib.report.stats import (  # re-exported: the operators and cli use 
 )
 from conceptlib.report.tables import at, markdown_table
 
-#: A metrics dict (what ``conceptlib reproduce`` writes).
-Run = dict[str, Any]
+Run = dict[str, Any]  #: a metrics dict (what ``conceptlib reproduce`` writes)
 
 #: The numbers the paper states (abstract, sections 4 and 5): the average
 #: validation reconstruction loss without and with augmentation and concept loss.
 PAPER = {"val_loss_without": 120.0, "val_loss_with": 60.0, "num_epochs": 50}
 PAPER_RATIO = PAPER["val_loss_with"] / PAPER["val_loss_without"]
-
 
 _LOSS = PAPER_RECIPE["loss"]
 _DECODED = "sample z" if _LOSS["concept_decode"] == "z" else "mean mu"
@@ -50,24 +43,20 @@ RECIPE = (
     f"{_LOSS['concept_weight']:g} on the decoded {_DECODED}, not the paper's MSE)"
 )
 
-REPRODUCED = "reproduced"
-PARTLY = "partly"
-NOT_REPRODUCED = "not reproduced"
+REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 NOT_MEASURABLE = "not measurable at this profile"
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_MEASURABLE)
 
-#: A verdict on the paper's claim as the paper means it.
-PAPER_CLAIM = "the paper's claim"
-#: A verdict on a stricter test of this project (not what the paper claims).
-PROJECT_TEST = "this project's test"
+PAPER_CLAIM = "the paper's claim"  #: a verdict on the claim as the paper means it
+PROJECT_TEST = "this project's test"  #: a stricter test (not what the paper claims)
 KINDS = (PAPER_CLAIM, PROJECT_TEST)
 
 #: A loss ratio within this of the paper's ratio (0.5) counts as halved.
 RATIO_TOLERANCE = 0.1
 #: Fewer training epochs than this: too short for any verdict.
 MIN_EPOCHS = 3
-#: Cluster purity (share of points whose cluster's majority label is their own)
-#: at which "one label per cluster" holds, and below which it does not at all.
+#: Cluster purity (share of points whose cluster's majority label is their own) at
+#: which "one label per cluster" holds, and below which it does not at all.
 PURE, MIXED = 0.9, 0.6
 #: This project's test of layer 3: accuracy under 2 px shifts and on pairs.
 SHIFT_ACCURACY, PAIRS_ACCURACY = 0.8, 0.5
@@ -121,6 +110,11 @@ def _missing(claim: str, title: str, paper: str, what: str, kind: str) -> Verdic
     return Verdict(claim, title, paper, NOT_MEASURABLE, evidence, "", kind)
 
 
+def _held(count: int) -> str:
+    """The verdict when ``count`` of two conditions hold: none, one or both."""
+    return (NOT_REPRODUCED, PARTLY, REPRODUCED)[count]
+
+
 def _difference(
     metrics: Run, reference: Run | None, *paths: tuple[str, ...]
 ) -> Difference | None:
@@ -144,37 +138,23 @@ def claim_loss_halves(
     paper = (
         f"{PAPER['val_loss_without']:g} → {PAPER['val_loss_with']:g} "
         f"(ratio {PAPER_RATIO:.2f}) on its validation split"
+        if paper_sense
+        else "not claimed: the paper reports its validation split only"
     )
-    if not paper_sense:
-        paper = "not claimed: the paper reports its validation split only"
     paths = [("variants", v, split, "recon_bce") for v in ("concept_paper", "baseline")]
     diff = _difference(metrics, reference, *paths)
     if diff is None:
         what = "recon_bce of baseline, concept_paper"
         return _missing(claim, title, paper, what, kind)
-    a, b = diff.a, diff.b
-    ratio = a.mean / b.mean
+    ratio, bound = diff.a.mean / diff.b.mean, PAPER_RATIO + RATIO_TOLERANCE
     evidence = (
-        f"baseline {b.text()} → concept_paper {a.text()} (ratio {ratio:.2f}; "
-        f"{diff.text()}); concept_paper trains {RECIPE}"
+        f"baseline {diff.b.text()} → concept_paper {diff.a.text()} (ratio "
+        f"{ratio:.2f}; {diff.text()}); concept_paper trains {RECIPE}"
     )
-    rule = (
-        f"reproduced: lower and ratio <= {PAPER_RATIO + RATIO_TOLERANCE:.2f}; "
-        f"partly: lower; {_noise_note(diff)}"
-    )
-    if diff.sign < 0:
-        verdict = REPRODUCED if ratio <= PAPER_RATIO + RATIO_TOLERANCE else PARTLY
-    else:
-        verdict = NOT_REPRODUCED
+    rule = f"reproduced: lower and ratio <= {bound:.2f}; partly: lower; "
+    rule += _noise_note(diff)
+    verdict = NOT_REPRODUCED if diff.sign >= 0 else _held(1 + (ratio <= bound))
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
-
-
-_DISSECTION = ("vocabulary", "concept_paper", "dissection", "own")
-_ROTATED = ("vocabulary", "concept_paper", "dissection_rotated", "own")
-
-
-def _num_concepts(metrics: Run) -> int:
-    return len(metrics.get("catalogue", {}).get("names", [])) or 18
 
 
 def claim_layer3(metrics: Run, reference: Run | None = None) -> Verdict:
@@ -188,11 +168,13 @@ def claim_layer3(metrics: Run, reference: Run | None = None) -> Verdict:
         for v in ("concept_paper", "augmented")
     ]
     diff = _difference(metrics, reference, *paths)
-    own, rotated = estimate(metrics, *_DISSECTION), estimate(metrics, *_ROTATED)
+    vocab = ("vocabulary", "concept_paper")
+    own = estimate(metrics, *vocab, "dissection", "own")
+    rotated = estimate(metrics, *vocab, "dissection_rotated", "own")
     if diff is None or own is None or rotated is None:
         what = "dissection and concept accuracy of concept_paper"
         return _missing(claim, title, paper, what, kind)
-    k = _num_concepts(metrics)
+    k = len(metrics.get("catalogue", {}).get("names", [])) or 18
     digits = 0 if own.n == 1 else 1
     evidence = (
         f"{RECIPE}: {own.text(digits)} of {k} channels detect their own concept "
@@ -206,8 +188,7 @@ def claim_layer3(metrics: Run, reference: Run | None = None) -> Verdict:
         f"{MAX_ROTATED} after it (means over seeds); both need the concept accuracy "
         f"above augmented's; {_noise_note(diff)}"
     )
-    control = rotated.mean <= MAX_ROTATED
-    if diff.sign <= 0 or not control or own.mean <= k / 2:
+    if diff.sign <= 0 or rotated.mean > MAX_ROTATED or own.mean <= k / 2:
         verdict = NOT_REPRODUCED
     elif own.mean >= k - 1:
         verdict = REPRODUCED
@@ -235,8 +216,7 @@ def claim_layer3_shifts(metrics: Run, reference: Run | None = None) -> Verdict:
         f"reproduced: shift >= {SHIFT_ACCURACY:g} and pairs >= {PAIRS_ACCURACY:g} "
         "(means over seeds); partly: one of them; not reproduced: neither"
     )
-    held = (shift.mean >= SHIFT_ACCURACY) + (pairs.mean >= PAIRS_ACCURACY)
-    verdict = (NOT_REPRODUCED, PARTLY, REPRODUCED)[held]
+    verdict = _held((shift.mean >= SHIFT_ACCURACY) + (pairs.mean >= PAIRS_ACCURACY))
     return Verdict(claim, title, paper, verdict, evidence, rule, kind)
 
 
@@ -270,13 +250,7 @@ def _purity_claim(metrics: Run, reference: Run | None, clustering: str) -> Verdi
     evidence = f"purity {purity.text(3)}, NMI {nmi.text(3)}"
     se = noise_se(purity, spread(reference, "clustering", clustering, "purity"))
     half = Z * se if se else ONE_SEED_MARGIN * abs(purity.mean)
-    low, high = purity.mean - half, purity.mean + half
-    if low >= PURE:
-        verdict = REPRODUCED
-    elif high < MIXED:
-        verdict = NOT_REPRODUCED
-    else:
-        verdict = PARTLY
+    verdict = _held((purity.mean - half >= PURE) + (purity.mean + half >= MIXED))
     if purity.sd:
         noise = f"{purity.n} seeds: mean ± {Z:g} SE"
     elif se:
@@ -392,14 +366,13 @@ def claim_fewer_epochs(
             f"{name} {a.target.text()}: concept_paper {a.text()}, {against} "
             f"{b.text()} ({diff.text()})"
         )
-    verdict = (NOT_REPRODUCED, PARTLY, REPRODUCED)[sum(faster)]
     joined = "; ".join(parts)
     evidence = f"first epoch at the baseline's final training {joined} ({CURVES})"
     rule = (
         f"reproduced: concept_paper reaches both in fewer epochs than {against}; "
         f"partly: one of them; never counts as N + 1; {_noise_note(diff)}"
     )
-    return Verdict(claim, title, paper, verdict, evidence, rule, kind)
+    return Verdict(claim, title, paper, _held(sum(faster)), evidence, rule, kind)
 
 
 #: Every claim, in the paper's order, each as the paper means it and then this
@@ -458,15 +431,16 @@ def summary(verdicts: list[Verdict]) -> str:
     return "; ".join(_count_text(verdicts, kind) for kind in KINDS)
 
 
-def _rows(columns: dict[str, list[Verdict]], kind: str) -> list[int]:
-    first = next(iter(columns.values()))
-    return [i for i, v in enumerate(first) if v.kind == kind]
+def _rows(columns: dict[str, list[Verdict]], kind: str) -> list[tuple[int, Verdict]]:
+    """The claims of ``kind``: (index, the first run's verdict)."""
+    return [
+        (i, v) for i, v in enumerate(next(iter(columns.values()))) if v.kind == kind
+    ]
 
 
 def format_markdown(columns: dict[str, list[Verdict]]) -> str:
     """Markdown: the counts per run, then a table of the paper's claims and one
     of this project's tests (a row per claim: the paper, then a column per run)."""
-    first = next(iter(columns.values()))
     counted = [
         (name, *(_count_text(vs, kind).split(": ", 1)[1] for kind in KINDS))
         for name, vs in columns.items()
@@ -475,9 +449,9 @@ def format_markdown(columns: dict[str, list[Verdict]]) -> str:
     out = [markdown_table(["run", *heads], counted, "l" * (1 + len(KINDS)))]
     for kind in KINDS:
         rows = [
-            (f"{first[i].claim}. {first[i].title}", first[i].paper)
+            (f"{v.claim}. {v.title}", v.paper)
             + tuple(f"**{vs[i].verdict}**: {vs[i].evidence}" for vs in columns.values())
-            for i in _rows(columns, kind)
+            for i, v in _rows(columns, kind)
         ]
         head = ["claim", "the paper", *columns]
         out += ["", f"**{_KIND_HEADING[kind]}**", ""]
@@ -498,17 +472,14 @@ def format_rules(verdicts: list[Verdict]) -> str:
 def format_text(columns: dict[str, list[Verdict]]) -> str:
     """The scorecard for a terminal: the paper's claims, then this project's tests
     (one block per claim, one line per run), then the counts of each run."""
-    first = next(iter(columns.values()))
     width = max(len("the paper"), *(len(name) for name in columns))
     lines = []
     for kind in KINDS:
         lines += [f"== {_KIND_HEADING[kind]}", ""]
-        for i in _rows(columns, kind):
-            v = first[i]
-            lines.append(f"{v.claim}. {v.title}")
-            lines.append(f"  {'the paper':<{width}}  {v.paper}")
-            for name, vs in columns.items():
-                lines.append(f"  {name:<{width}}  {vs[i].verdict}: {vs[i].evidence}")
+        for i, v in _rows(columns, kind):
+            lines += [f"{v.claim}. {v.title}", f"  {'the paper':<{width}}  {v.paper}"]
+            lines += [f"  {name:<{width}}  {vs[i].verdict}: {vs[i].evidence}"
+                      for name, vs in columns.items()]  # fmt: skip
             lines.append("")
     lines += [f"{name}: {summary(vs)}" for name, vs in columns.items()]
     return "\n".join(lines)

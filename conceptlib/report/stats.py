@@ -26,21 +26,16 @@ ONE_SEED_MARGIN = 0.10
 
 @dataclass(frozen=True)
 class Estimate:
-    """One measure over seeds: its per-seed values, mean and standard error."""
+    """One measure over seeds: its per-seed values, mean, sd (ddof 1) and standard
+    error of the mean (both None for one seed)."""
 
     values: tuple[float, ...]
 
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return math.fsum(self.values) / self.n
+    n = property(lambda self: len(self.values))
+    mean = property(lambda self: math.fsum(self.values) / self.n)
 
     @property
     def sd(self) -> float | None:
-        """Standard deviation over seeds (ddof 1); None for one seed."""
         if self.n < 2:
             return None
         m = self.mean
@@ -48,9 +43,7 @@ class Estimate:
 
     @property
     def se(self) -> float | None:
-        """Standard error of the mean; None for one seed."""
-        sd = self.sd
-        return None if sd is None else sd / math.sqrt(self.n)
+        return None if self.sd is None else self.sd / math.sqrt(self.n)
 
     def text(self, digits: int = 1) -> str:
         """``mean`` or ``mean ± sd`` (sd over seeds)."""
@@ -63,9 +56,7 @@ def noise_se(est: Estimate, rel: float | None) -> float | None:
     else None (no spread known)."""
     if est.sd:
         return est.se
-    if rel:
-        return rel * abs(est.mean) / math.sqrt(est.n)
-    return None
+    return rel * abs(est.mean) / math.sqrt(est.n) if rel else None
 
 
 @dataclass(frozen=True)
@@ -77,9 +68,7 @@ class Difference:
     b: Estimate
     spread: tuple[float | None, float | None] | None = None
 
-    @property
-    def value(self) -> float:
-        return self.a.mean - self.b.mean
+    value = property(lambda self: self.a.mean - self.b.mean)
 
     @property
     def se(self) -> float | None:
@@ -94,9 +83,7 @@ class Difference:
         else that of the recorded spread (n = 1 for one seed); None if unknown."""
         rel_a, rel_b = self.spread or (None, None)
         se_a, se_b = noise_se(self.a, rel_a), noise_se(self.b, rel_b)
-        if se_a is None or se_b is None:
-            return None
-        return math.hypot(se_a, se_b)
+        return None if se_a is None or se_b is None else math.hypot(se_a, se_b)
 
     @property
     def bar(self) -> float:
@@ -138,13 +125,11 @@ def seeds_of(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 def estimate(metrics: dict[str, Any], *path: str) -> Estimate | None:
     """The measure at ``path`` (e.g. ``"variants", "baseline", "val", "kl"``) in
     every seed of ``metrics``, or None if a seed lacks it."""
-    values = []
-    for tree in seeds_of(metrics):
-        value = at(tree, path)
+    values = [at(tree, path) for tree in seeds_of(metrics)]
+    for value in values:
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return None  # missing, or a diverged run's NaN: nothing to judge
-        values.append(float(value))
-    return Estimate(tuple(values)) if values else None
+    return Estimate(tuple(map(float, values))) if values else None
 
 
 def relative_sd(est: Estimate | None) -> float | None:

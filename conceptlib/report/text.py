@@ -1,8 +1,6 @@
-"""Formatting a run's measures: the headline table the book sets beside its own
-build, the plain-text tables the command line prints, and ``near`` for checked
-notebook cells. Verdicts are :mod:`conceptlib.report.scorecard`'s job; reading
-``results/`` is :mod:`conceptlib.report.records`'.
-"""
+"""A run's measures in words and tables: the headline table the book sets beside
+its own build, the plain-text tables of the command line, ``near`` for checked
+notebook cells."""
 
 from __future__ import annotations
 
@@ -30,28 +28,20 @@ HEADLINE = tuple(
 def headline(metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """``{label: (mean, std)}`` of the :data:`HEADLINE` measures (and the concept
     alignment, when present) of a metrics dict; std 0 for one seed."""
-    rows: dict[str, tuple[float, float]] = {}
-    for label, variant, split, measure in HEADLINE:
-        est = estimate(metrics, "variants", variant, split, measure)
-        if est is not None:
-            rows[label] = (est.mean, est.sd or 0.0)
-    for key, name in (("own", "own-class share"), ("uniform", "even share")):
-        est = estimate(metrics, "alignment", key)
-        if est is not None:
-            label = f"alignment, test digits, concept: {name}"
-            rows[label] = (est.mean, est.sd or 0.0)
-    return rows
+    found = [(label, ("variants", *path)) for label, *path in HEADLINE]
+    found += [
+        (f"alignment, test digits, concept: {name}", ("alignment", key))
+        for key, name in (("own", "own-class share"), ("uniform", "even share"))
+    ]
+    ests = {label: estimate(metrics, *path) for label, path in found}
+    return {k: (e.mean, e.sd or 0.0) for k, e in ests.items() if e is not None}
 
 
 def near(actual: Any, recorded: Any, tol: float, rel: float = 0.0) -> Any:
     """``recorded`` wherever ``actual`` is within ``tol + rel * |recorded|`` of
-    it, else ``actual``, leaf by leaf through nested dicts, lists and tuples.
-
-    A checked notebook cell prints ``near(measured, recorded, tol)``: fp32 kernels
-    differ in the last digits between processors, so it prints the recorded values
-    wherever they agree, and the measured ones in full (failing the check) where
-    they do not.
-    """
+    it, else ``actual``, leaf by leaf through nested dicts, lists and tuples: a
+    checked notebook cell prints ``near(measured, recorded, tol)``, as fp32 kernels
+    differ in the last digits between processors."""
     if isinstance(recorded, dict) and isinstance(actual, dict):
         if actual.keys() != recorded.keys():
             return actual
@@ -60,8 +50,7 @@ def near(actual: Any, recorded: Any, tol: float, rel: float = 0.0) -> Any:
         if len(actual) != len(recorded):
             return actual
         return type(recorded)(near(a, r, tol, rel) for a, r in zip(actual, recorded))
-    numbers = (int, float)
-    if isinstance(recorded, numbers) and isinstance(actual, numbers):
+    if isinstance(recorded, (int, float)) and isinstance(actual, (int, float)):
         close = abs(float(actual) - float(recorded)) <= tol + rel * abs(recorded)
         return recorded if close else actual
     return actual
@@ -75,14 +64,12 @@ def format_table(metrics: dict[str, Any], split: str) -> str:
     several = len(metrics.get("seeds", [])) > 1  # one seed: no spread to show
     for v, splits in metrics["variants"].items():
         row, std = splits[split], metrics["variants_std"][v][split]
-        cells = []
-        for c in cols:
-            if c not in row:
-                cells.append(f"{'-':>18}")
-            elif several:
-                cells.append(f"{row[c]:>10.3f} ±{std[c]:<6.3f}")
-            else:
-                cells.append(f"{row[c]:>10.3f}{'':8}")
+        cells = (
+            f"{'-':>18}" if c not in row
+            else f"{row[c]:>10.3f} ±{std[c]:<6.3f}" if several
+            else f"{row[c]:>10.3f}{'':8}"
+            for c in cols
+        )  # fmt: skip
         lines.append(f"{v:<12}" + "".join(cells))
     return "\n".join(lines)
 
@@ -116,15 +103,14 @@ CLUSTERING_ROWS = (
 def format_clustering(columns: dict[str, dict[str, Any]], score: str = "nmi") -> str:
     """A Markdown table of one clustering score (``nmi``, ``ari`` or ``purity``),
     mean ± standard deviation over seeds, one column per run."""
-    rows = [
-        (what, *(_text(estimate(m, "clustering", k, score)) for m in columns.values()))
+    ests = {
+        what: [estimate(m, "clustering", k, score) for m in columns.values()]
         for k, what in CLUSTERING_ROWS
+    }
+    rows = [
+        (w, *("–" if e is None else e.text(3) for e in es)) for w, es in ests.items()
     ]
     return markdown_table([f"clustering ({score})", *columns], rows) + "\n"
-
-
-def _text(est: Estimate | None) -> str:
-    return "–" if est is None else est.text(3)
 
 
 def compare_phrase(a: Estimate, b: Estimate, digits: int = 3) -> str:
