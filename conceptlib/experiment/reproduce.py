@@ -76,9 +76,10 @@ UNITS = {
     "vocabulary.dissection_rotated": "the same after a random orthogonal rotation of "
     "the K channels (the control)",
     "vocabulary.own_class_share": "as alignment.own, for each concept variant",
-    "vocabulary.classifier_ceiling": "accuracy of a supervised 18-way CNN trained on "
-    "the same (isolated) training concept images: the ceiling that look-alike strokes "
-    "of the catalogue set",
+    "vocabulary.classifier_ceiling": "accuracy on the test probes of a multi-label CNN "
+    "trained only to name the concepts, on the concept variant's training images "
+    "(composites, shifts), stopped on the validation probes: the ceiling that "
+    "look-alike strokes of the catalogue set",
 }
 SPLIT_NOTES = {
     "val": "the variant's own 30 % validation split (baseline: digits only; "
