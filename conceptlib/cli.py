@@ -152,9 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
-    if args.data is not None:
-        overrides.append(f"data.source={args.data}")
+    data = [] if args.data is None else [f"data.source={args.data}"]
+    overrides = args.overrides + data
     cfg = load_config(args.profile or default_profile(), overrides)
     # bad data or a bad catalogue fail here, in a second, before torch is imported
     mnist = load_mnist(cfg.data.source)

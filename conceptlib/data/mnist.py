@@ -391,10 +391,8 @@ def write_cache(
     by ``sha``, the SHA-256 of its source; ``compressed``: ``np.savez_compressed``."""
     save = np.savez_compressed if compressed else np.savez
     arrays = {key: getattr(mnist, key) for key in NPZ_KEYS}
-    format_ = np.array(_CACHE_FORMAT)
-    atomic_write(
-        path, lambda fh: save(fh, **arrays, source_sha256=np.array(sha), format=format_)
-    )
+    arrays.update(source_sha256=np.array(sha), format=np.array(_CACHE_FORMAT))
+    atomic_write(path, lambda fh: save(fh, **arrays))
 
 
 def _load_pickle(
