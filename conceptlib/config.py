@@ -59,7 +59,9 @@ class ConceptConfig:
     # max_parts - 1 other concepts overlaid (pixel max); targets: each part's ink
     composite_fraction: float = 0.5
     max_parts: int = 3
-    train_shift: int = 0  # concept variant: shift in [-s, s] px per axis, pre-overlay
+    # concept variant: its training concept images shift by a random offset in
+    # [-train_shift, train_shift] px per axis, before compositing
+    train_shift: int = 0
     probe_size: int = 10000  # images per vocabulary probe (cut from test digits)
 
 
@@ -90,7 +92,7 @@ class LossConfig:
     concept_decode: str = "mu"
     concept_warmup_epochs: float = 0.0  # concept weight rises linearly from 0
     kl_warmup_epochs: float = 0.0  # beta rises linearly from 0 over these epochs
-    union_weight: float = 0.0  # decoded union of digit and concept layers vs pixels
+    union_weight: float = 0.0  # union term (concept variants): decoded vs pixel union
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,9 @@ class TrainConfig:
     num_epochs: int = 50
     batch_size: int = 128
     lr: float = 1e-3
-    # auto: bf16 autocast + channels_last where bf16 is native (CUDA, AVX512-BF16,
-    # AMX), else fp32; resolved (train.runtime.resolve_precision) before keying
+    # auto: bf16 autocast with channels_last where the hardware computes bf16
+    # natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere;
+    # resolved by conceptlib.train.runtime.resolve_precision before a run is keyed
     precision: str = "auto"  # auto | fp32 | bf16 (autocast)
     channels_last: bool = False
     eval_batch_size: int = 1000

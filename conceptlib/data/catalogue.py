@@ -317,11 +317,10 @@ def compose(
                 break
             pick = rng.integers(0, n, size=todo.size)
             taken = chosen[todo, :slot]
-            clash = (key[pick][:, None] == key[np.maximum(taken, 0)]) & (taken >= 0)
-            if concept_digit is not None:  # distinct concepts in any case
-                same = concept[pick][:, None] == concept[np.maximum(taken, 0)]
-                clash |= same & (taken >= 0)
-            ok = ~clash.any(1)
+            prev, new = np.maximum(taken, 0), pick[:, None]
+            # a clash: the same key (digit or concept), or the same concept anyway
+            clash = (key[new] == key[prev]) | (concept[new] == concept[prev])
+            ok = ~(clash & (taken >= 0)).any(1)
             chosen[todo[ok], slot] = pick[ok]
             todo = todo[~ok]
         if todo.size:
