@@ -247,9 +247,8 @@ def read_idx(
 
 
 def _idx_file(folder: Path, name: str) -> Path | None:
-    return next(
-        (p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None
-    )
+    paths = (folder / name, folder / f"{name}.gz")
+    return next((path for path in paths if path.is_file()), None)
 
 
 def _load_idx_folder(folder: Path) -> MNIST:
