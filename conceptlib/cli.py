@@ -34,13 +34,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     """``--run``, ``--profile`` and ``--cache``: which concept model to use."""
     parser.add_argument(
         "--run",
-        default=None,
         help="a concept run's model.pt or folder (default: the profile's concept "
         "run in --cache)",
     )
     parser.add_argument(
         "--profile",
-        default=None,
         help="profile whose concept run to use (default as for reproduce)",
     )
     parser.add_argument("--cache", default="runs", help="run cache (default runs)")
@@ -52,20 +50,18 @@ def _reproduce_parser(sub) -> None:
     )
     rep.add_argument(
         "--profile",
-        default=None,
         help="smoke | quick | paper | a YAML path (default: $CONCEPTLIB_PROFILE, "
         "else paper with a CUDA GPU, else quick)",
     )
     rep.add_argument("--out", required=True, help="output folder")
     rep.add_argument(
         "--data",
-        default=None,
         help="embedded | an IDX folder | a torchvision root | "
         "a Keras mnist.npz (default: the profile's data.source)",
     )
     rep.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
     rep.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    rep.add_argument("--cache", default=None, help="run cache (default OUT/runs)")
+    rep.add_argument("--cache", help="run cache (default OUT/runs)")
     rep.add_argument(
         "--set",
         dest="overrides",
@@ -102,8 +98,8 @@ def _explain_parsers(sub) -> None:
     )
     _model_options(exp)
     exp.add_argument("--top", type=int, default=5, help="concepts to show (default 5)")
-    exp.add_argument("--figure", default=None, help="write a PNG of the top concepts")
-    exp.add_argument("--json", default=None, help="write the full ranking as JSON")
+    exp.add_argument("--figure", help="write a PNG of the top concepts")
+    exp.add_argument("--json", help="write the full ranking as JSON")
     edit = sub.add_parser(
         "edit",
         help="edit an image through the concept layer: remove, add, move concepts",
@@ -114,8 +110,8 @@ def _explain_parsers(sub) -> None:
     for flag, metavar, help_ in _EDITS:
         edit.add_argument(flag, dest="ops", action=_Append, metavar=metavar, help=help_)
     _model_options(edit)
-    edit.add_argument("--figure", default=None, help="write a PNG: before and after")
-    edit.add_argument("--json", default=None, help="write the edit as JSON")
+    edit.add_argument("--figure", help="write a PNG: before and after")
+    edit.add_argument("--json", help="write the edit as JSON")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -156,9 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
-    if args.data is not None:
-        overrides.append(f"data.source={args.data}")
+    data = [] if args.data is None else [f"data.source={args.data}"]
+    overrides = args.overrides + data
     cfg = load_config(args.profile or default_profile(), overrides)
     # bad data or a bad catalogue fail here, in a second, before torch is imported
     mnist = load_mnist(cfg.data.source)

@@ -7,6 +7,7 @@ raise :class:`~conceptlib.errors.ConceptlibError`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,9 +22,8 @@ import yaml
 from conceptlib.errors import ConceptlibError
 from conceptlib.model import variants
 
-#: Raise whenever training semantics change, so cached runs are not reused.
-#: 3: variants, representatives and training concept images come from the 70 %
-#: of the digit split only (the 30 % are validation digits, held out).
+#: Raise whenever training semantics change, so cached runs are not reused (3:
+#: variants, representatives, training concept images from the 70 % split only).
 RUN_FORMAT = 3
 PROFILES = ("smoke", "quick", "paper")
 #: The variants (:mod:`conceptlib.model.variants`), and those with a concept loss.
@@ -55,13 +55,12 @@ class ConceptConfig:
     test_per_concept: int = 200  # held-out concept images cut from test digits
     p_train: float = 0.8  # probability of cutting from a training digit (else centre)
     num_clusters: int = 10  # latent clusters for the representative images
-    # composites (concept variant only): this fraction of its training concept
-    # images gets 1 to max_parts - 1 further concepts of other source images
-    # overlaid (pixel maximum); each concept channel's target is its own part's ink
+    # concept variant: this fraction of its training concept images gets 1 to
+    # max_parts - 1 other concepts overlaid (pixel max); targets: each part's ink
     composite_fraction: float = 0.5
     max_parts: int = 3
-    # the concept variant's training concept images are shifted by a random
-    # offset in [-train_shift, train_shift] px per axis (before compositing)
+    # concept variant: its training concept images shift by a random offset in
+    # [-train_shift, train_shift] px per axis, before compositing
     train_shift: int = 0
     probe_size: int = 10000  # images per vocabulary probe (cut from test digits)
 
@@ -88,15 +87,12 @@ class LossConfig:
     concept_weight: float = 1.0  # lambda: weight of the concept loss (concept variant)
     concept_target: str = "exclusive"  # other concept channels pushed to zero
     concept_loss: str = "bce"  # bce (on the concept logits) | mse (paper 3.4)
-    # which decoding the concept loss reads: z (the sample, gradient into the
-    # encoder's mean and variance), mu (the mean, as concept_maps reads it), or
-    # mu_detached (the mean, no concept gradient into the encoder)
+    # the decoding the concept loss reads: z (the sample), mu (the mean, as
+    # concept_maps reads it), or mu_detached (no concept gradient into the encoder)
     concept_decode: str = "mu"
     concept_warmup_epochs: float = 0.0  # concept weight rises linearly from 0
     kl_warmup_epochs: float = 0.0  # beta rises linearly from 0 over these epochs
-    # weight of the union term (concept variants): the decoding of the union of a
-    # digit's and a concept image's layers against the pixel union of both
-    union_weight: float = 0.0
+    union_weight: float = 0.0  # union term (concept variants): decoded vs pixel union
 
 
 @dataclass(frozen=True)
@@ -150,12 +146,7 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-_SECTIONS = {f.name: f.type for f in fields(ExperimentConfig)}
-_SECTION_TYPES = {
-    f.name: f.default_factory
-    for f in fields(ExperimentConfig)
-    if f.default_factory is not dataclasses.MISSING
-}
+_SECTIONS = [f.name for f in fields(ExperimentConfig)]
 _CHOICES = {
     ("model", "concept_activation"): ("sigmoid", "relu"),
     ("loss", "recon"): ("bce", "mse"),
@@ -166,32 +157,25 @@ _CHOICES = {
 }
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _coerce(where: str, value: Any, default: Any) -> Any:
     """Check ``value`` against the type of ``default`` and convert where lossless."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    kind, name = type(default), type(default).__name__
+    if kind in (bool, str) and isinstance(value, kind):
+        return value
+    if kind is int and _is_int(value):
+        return value
+    if kind is float and (_is_int(value) or isinstance(value, float)):
+        return float(value)
+    if kind is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):  # YAML reads 1e-4 (no dot) as a string
             return float(value)
-        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif isinstance(default, str):
-        if isinstance(value, str):
-            return value
-    elif isinstance(default, tuple):
-        if isinstance(value, (list, tuple)) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
-        ):
-            return tuple(value)
-    type_name = type(default).__name__
-    raise ConceptlibError(f"config key {where}: expected {type_name}, got {value!r}")
+    if kind is tuple and isinstance(value, (list, tuple)) and all(map(_is_int, value)):
+        return tuple(value)
+    raise ConceptlibError(f"config key {where}: expected {name}, got {value!r}")
 
 
 def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -250,43 +234,36 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
     top: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in _SECTIONS:
+            known = ", ".join(sorted(_SECTIONS))
             raise ConceptlibError(
-                f"{where}: unknown config key {key!r} "
-                f"(known: {', '.join(sorted(_SECTIONS))})"
+                f"{where}: unknown config key {key!r} (known: {known})"
             )
-        if key in _SECTION_TYPES:
-            section_cls = _SECTION_TYPES[key]
-            if not isinstance(value, dict):
-                raise ConceptlibError(f"{where}: config key {key!r} must be a mapping")
-            known = {f.name for f in fields(section_cls)}
-            default = getattr(base, key)
-            kwargs = {}
-            for sub, sub_value in value.items():
-                if sub not in known:
-                    raise ConceptlibError(
-                        f"{where}: unknown config key '{key}.{sub}' "
-                        f"(known: {', '.join(sorted(known))})"
-                    )
-                kwargs[sub] = _coerce(f"{key}.{sub}", sub_value, getattr(default, sub))
-            top[key] = dataclasses.replace(default, **kwargs)
-        else:
-            top[key] = _coerce(key, value, getattr(base, key))
+        default = getattr(base, key)
+        if not dataclasses.is_dataclass(default):
+            top[key] = _coerce(key, value, default)
+            continue
+        if not isinstance(value, dict):
+            raise ConceptlibError(f"{where}: config key {key!r} must be a mapping")
+        known = {f.name for f in fields(default)}
+        kwargs = {}
+        for sub, sub_value in value.items():
+            if sub not in known:
+                raise ConceptlibError(
+                    f"{where}: unknown config key '{key}.{sub}' "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+            kwargs[sub] = _coerce(f"{key}.{sub}", sub_value, getattr(default, sub))
+        top[key] = dataclasses.replace(default, **kwargs)
     return _validate(dataclasses.replace(base, **top))
 
 
 def variant_config(
     cfg: ExperimentConfig, variant: str, recipe: tuple[str, ...] | list[str] = ()
 ) -> ExperimentConfig:
-    """The config ``variant`` trains with: ``cfg``, or under its fixed recipe
-    (:attr:`~conceptlib.model.variants.Variant.recipe`, e.g. :data:`PAPER_RECIPE`).
-
-    Args:
-        cfg: the experiment config.
-        variant: one of :data:`VARIANTS`.
-        recipe: ``section.key=value`` overrides applied after the variant's fixed
-            recipe (e.g. ``loss.concept_loss=mse``); ignored for variants without.
-
-    See: chapter ``ch-training``.
+    """The config ``variant`` (one of :data:`VARIANTS`) trains with: ``cfg``, or
+    under its fixed recipe (:attr:`~conceptlib.model.variants.Variant.recipe`, e.g.
+    :data:`PAPER_RECIPE`) then ``recipe``, ``section.key=value`` overrides (e.g.
+    ``loss.concept_loss=mse``; ignored for variants without). See ``ch-training``.
     """
     spec = variants.REGISTRY.get(variant)
     if spec is None or spec.recipe is None:
@@ -319,10 +296,8 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
         parts = key.strip().split(".")
         node = raw
         for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ConceptlibError(f"override {item!r}: unknown config key {key!r}")
-            node = node[part]
-        if parts[-1] not in node:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or parts[-1] not in node:
             raise ConceptlibError(f"override {item!r}: unknown config key {key!r}")
         node[parts[-1]] = value
     return from_dict(raw, where="overrides")
@@ -367,8 +342,7 @@ def config_hash(payload: dict[str, Any] | ExperimentConfig, length: int = 12) ->
 
 def default_profile() -> str:
     """``$CONCEPTLIB_PROFILE`` if set, else ``paper`` on a CUDA GPU, else ``quick``."""
-    env = os.environ.get("CONCEPTLIB_PROFILE")
-    if env:
+    if env := os.environ.get("CONCEPTLIB_PROFILE"):
         return env
     import torch  # heavy: only when no profile is set
 
@@ -382,15 +356,13 @@ def run_cache(default: str = "../runs") -> str:
 
 
 def out_dir(default: str = "../out") -> str:
-    """Where the chapters look for the ``<out>/<profile>/metrics.json`` that
-    ``conceptlib reproduce`` wrote: ``$CONCEPTLIB_OUT`` (``make test-kernels``
-    points it at an empty folder) if set, else ``default`` (``out/`` from ``book/``)."""
+    """Where chapters find ``conceptlib reproduce``'s ``<out>/<profile>/metrics.json``:
+    ``$CONCEPTLIB_OUT`` (``make test-kernels`` points it at an empty folder) if set,
+    else ``default`` (``out/`` from ``book/``)."""
     return os.environ.get("CONCEPTLIB_OUT") or default
 
 
 def live_progress() -> bool:
     """Whether a chapter shows progress bars: only in a live Jupyter kernel, not
     while the book is built or checked (``$CONCEPTLIB_BUILD`` set)."""
-    if os.environ.get("CONCEPTLIB_BUILD"):
-        return False
-    return "ipykernel" in sys.modules
+    return not os.environ.get("CONCEPTLIB_BUILD") and "ipykernel" in sys.modules

