@@ -309,6 +309,27 @@ def _scores(
     return scores
 
 
+def _candidates(
+    found: dict[str, list[dict]], family_name: str, score: str, baseline: str
+) -> list[str]:
+    """The candidates of a family :func:`choose` compares under ``score``."""
+    if score not in SCORES:
+        raise ConceptlibError(f"unknown score {score!r} (known: {', '.join(SCORES)})")
+    names = [c for c in family(family_name) if c in found]
+    if score == "edits":
+        edits = [mean_of(found[n], "val meaning layer") for n in names]
+        names = [n for n, e in zip(names, edits) if not math.isnan(e)]
+    if not names:
+        raise ConceptlibError(
+            f"no results of the {family_name!r} family to choose from"
+        )
+    if baseline not in found:
+        raise ConceptlibError(
+            f"no results of {baseline!r}: its val -ELBO sets the budget"
+        )
+    return names
+
+
 def choose(
     found: dict[str, list[dict]],
     family_name: str,
@@ -328,12 +349,8 @@ def choose(
     budget, pick the lowest val -ELBO (``within_budget`` False). Only the
     ``val_digits`` and ``val_vocabulary`` blocks are read, each saying ``split: val``.
 
-    Args:
-        found: ``{candidate: [result per seed]}`` (see :func:`gather`).
-        family_name: ``paper`` or ``concept`` (see :func:`family_of`).
-        budget: the likelihood budget, as a ratio to the baseline's val -ELBO.
-        baseline: the candidate whose val -ELBO sets the budget.
-        split: anything but ``val`` is refused (test data above all).
+    ``found``: ``{candidate: [result per seed]}`` (:func:`gather`); ``budget``: a
+    ratio to the ``baseline``'s val -ELBO; a ``split`` but ``val`` is refused.
 
     Returns: ``chosen``, ``family``, ``rule``, ``split``, ``within_budget``,
     ``budget``, ``baseline_val_neg_elbo`` and ``scores`` (by candidate).
@@ -342,21 +359,7 @@ def choose(
         raise ConceptlibError(
             f"sweep.choose reads validation data (split 'val'), not {split!r}"
         )
-    if score not in SCORES:
-        raise ConceptlibError(f"unknown score {score!r} (known: {', '.join(SCORES)})")
-    names = [c for c in family(family_name) if c in found]
-    if score == "edits":
-        names = [
-            n for n in names if not math.isnan(mean_of(found[n], "val meaning layer"))
-        ]
-    if not names:
-        raise ConceptlibError(
-            f"no results of the {family_name!r} family to choose from"
-        )
-    if baseline not in found:
-        raise ConceptlibError(
-            f"no results of {baseline!r}: its val -ELBO sets the budget"
-        )
+    names = _candidates(found, family_name, score, baseline)
     base = _val_means(found[baseline], baseline, ("val -ELBO",))[0]
     scores = _scores(found, names, base, score)
     within = [n for n in names if scores[n]["val_elbo_ratio"] <= budget]

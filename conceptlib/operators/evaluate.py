@@ -39,6 +39,7 @@ from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON, top_k
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits, latent_directions
+from conceptlib.operators.meaning import meaning_edits, summarise_meaning
 from conceptlib.report.stats import Difference, Estimate
 from conceptlib.report.tables import markdown_table, plus_minus
 
@@ -431,7 +432,10 @@ def operator_measures(
     ``held[1]`` drawn from stream ``[seed, 9]`` (``removal_dilate``). With
     ``val_concepts`` (concept images cut from validation digits), the latent
     baseline is the strongest of :func:`choose_latent` on the same validation
-    digits (``latent_kind``, ``latent_by_kind``), else the class direction."""
+    digits (``latent_kind``, ``latent_by_kind``), and the meaning-changing edits
+    of the ``test`` digits are measured too (``meaning``,
+    :func:`~conceptlib.operators.meaning.meaning_edits`); else the class
+    direction, and no meaning edits."""
     train, val = held
     val = choice_digits(val, e.num_edits, seed)
     dilate, by_dilate = choose_dilation(cm, val)
@@ -445,6 +449,10 @@ def operator_measures(
     out["removal_dilate_split"] = val.split
     if by_kind is not None:
         out |= {"latent_kind": latent.name, "latent_by_kind": by_kind}
+        tests = HeldDigits(test[0], test[1], np.zeros(len(test[1]), int), "test")
+        out["meaning"] = meaning_edits(
+            cm, tests, concept_images, latent, classifier, seed=seed
+        )
     out["num_edits"] = min(e.num_edits, len(test[1]))
     out["per_digit"] = e.edits_per_digit
     return out
@@ -488,6 +496,8 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             for key, _ in OPERATOR_ROWS
             if all(key in m[where] for m in per_seed)
         }
+    if all("meaning" in m for m in per_seed):
+        out["meaning"] = summarise_meaning([m["meaning"] for m in per_seed])
     return out
 
 

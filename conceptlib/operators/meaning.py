@@ -32,8 +32,8 @@ from conceptlib.data.splits import HeldDigits
 from conceptlib.errors import ConceptlibError
 from conceptlib.measures.classifier import SmallCNN, predict
 from conceptlib.model.readout import ConceptModel, encode_mu
-from conceptlib.operators.evaluate import mean_sd
 from conceptlib.operators.latent import LatentEdits
+from conceptlib.report.stats import Estimate
 from conceptlib.report.tables import markdown_table
 
 #: Ink: a pixel at least this bright (uint8) counts in the IoU of two edits.
@@ -158,13 +158,18 @@ def meaning_edits(
     return out
 
 
+def _mean_sd(values: list[float]) -> dict[str, float | None]:
+    rate = Estimate(tuple(values))
+    return {"mean": rate.mean, "sd": rate.sd}
+
+
 def summarise_meaning(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Per edit and measure, ``{"mean", "sd"}`` over seeds (sd None for one)."""
     out: dict[str, Any] = {"split": per_seed[0]["split"]}
     for edit in MEANING_EDITS:
         rows = [s[edit.name] for s in per_seed]
         out[edit.name] = {"what": edit.what, "expected": edit.expected} | {
-            key: mean_sd([r[key] for r in rows])
+            key: _mean_sd([r[key] for r in rows])
             for key in ("before", "layer", "latent", "pixel", "iou_layer", "iou_latent")
         }
     return out
