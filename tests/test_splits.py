@@ -274,3 +274,20 @@ def test_choose_by_the_edits_reads_the_val_meaning_edits() -> None:
     assert out["scores"][b]["score"] == pytest.approx(0.9)
     with pytest.raises(ConceptlibError, match="unknown score"):
         sweep.choose(found, "concept", score="speed")
+
+
+def test_concept_ceiling_is_trained_once_per_config(
+    pipe: Pipeline, monkeypatch
+) -> None:
+    from conceptlib.experiment import measures
+
+    first = pipe.concept_ceiling()
+    assert set(first) == {"isolated", "jitter", "shift", "pairs"}
+    assert all(0.0 <= v <= 1.0 for v in first.values())
+    assert list(pipe.cache_dir.glob("concept_ceiling-*.pt"))
+
+    def trained(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(measures, "train_multilabel", trained)
+    assert pipe.concept_ceiling() == first  # the cached classifier, read again

@@ -10,10 +10,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from conceptlib.config import config_hash
+from conceptlib.config import config_hash, to_dict
 from conceptlib.data.mnist import NUM_CLASSES
 from conceptlib.experiment.data import subsample_stratified
+from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 from conceptlib.measures.classifier import (
+    MAX_EPOCHS,
+    PATIENCE,
+    SHIFT,
+    SmallCNN,
     multi_hot,
     predict,
     top_accuracy,
@@ -101,7 +106,7 @@ def concept_ceiling(pipe: Pipeline) -> dict[str, float]:
     (composites included), stopped on the validation probes (mean accuracy over
     the four sets), scored on the test probes as the VAE's read-out is: the
     top concept of isolated, jitter and shift probes, both concepts of a pair in
-    the top 2."""
+    the top 2. The classifier is cached in the run cache, by config and seed."""
     comp = pipe.composites
     targets = multi_hot(comp.concepts, len(pipe.catalogue))
 
@@ -112,7 +117,16 @@ def concept_ceiling(pipe: Pipeline) -> dict[str, float]:
     def val_score(model) -> float:
         return float(np.mean(list(accuracies(model, pipe.val_probes).values())))
 
+    payload = {k: v for k, v in to_dict(pipe.cfg).items() if k != "eval"}
+    key = config_hash({**payload, "rule": [MAX_EPOCHS, PATIENCE, SHIFT]})
+    cache = pipe.cache_dir / f"concept_ceiling-{key}.pt"
+    if cache.is_file():  # trained for this config and seed before
+        clf = SmallCNN(len(pipe.catalogue))
+        clf.load_state_dict(load_checkpoint(cache)["model"])
+        return accuracies(clf.eval(), pipe.probes)
     clf, _ = train_multilabel(comp.x, targets, val_score, seed=pipe.cfg.seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "model": clf.state_dict()}, cache)
     return accuracies(clf, pipe.probes)
 
 
