@@ -16,6 +16,7 @@ from conceptlib.experiment.data import subsample_stratified
 from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 from conceptlib.measures.classifier import (
     MAX_EPOCHS,
+    MIN_DELTA,
     PATIENCE,
     SHIFT,
     SmallCNN,
@@ -118,7 +119,7 @@ def concept_ceiling(pipe: Pipeline) -> dict[str, float]:
         return float(np.mean(list(accuracies(model, pipe.val_probes).values())))
 
     payload = {k: v for k, v in to_dict(pipe.cfg).items() if k != "eval"}
-    key = config_hash({**payload, "rule": [MAX_EPOCHS, PATIENCE, SHIFT]})
+    key = config_hash({**payload, "rule": [MAX_EPOCHS, PATIENCE, MIN_DELTA, SHIFT]})
     cache = pipe.cache_dir / f"concept_ceiling-{key}.pt"
     if cache.is_file():  # trained for this config and seed before
         clf = SmallCNN(len(pipe.catalogue))
