@@ -265,8 +265,8 @@ def test_choose_by_the_edits_reads_the_val_meaning_edits() -> None:
     for name, iso, edits in ((a, 0.9, 0.2), (b, 0.5, 0.6), (c, 0.9, None)):
         r = _result(name, 100.0, iso, 0.3)
         if edits is not None:  # c was measured before the edits: left out
-            r["val_meaning"] = {"split": "val", "e": {"layer": edits}}
-            r["meaning"] = {"split": "test", "e": {"layer": 1 - edits}}
+            r["val_meaning"] = {"split": "val", "e": {"iou_layer": edits}}
+            r["meaning"] = {"split": "test", "e": {"iou_layer": 1 - edits}}
         found[name] = [r]
     assert sweep.choose(found, "concept")["chosen"] in (a, c)  # by the names
     out = sweep.choose(found, "concept", score="edits")

@@ -182,6 +182,7 @@ COLUMNS = (
     ("own-class share", lambda r: r.get("own_class_share", float("nan")), 3),
     ("part hit", lambda r: r["vocabulary"].get("part_hit", float("nan")), 3),
     ("meaning layer", _meaning("meaning", "layer"), 3),
+    ("meaning IoU", _meaning("meaning", "iou_layer"), 3),
     ("meaning pixels", _meaning("meaning", "pixel"), 3),
     ("train min", lambda r: r["train_seconds"] / 60, 1),
 )
@@ -204,6 +205,7 @@ VAL_COLUMNS = (
     ("val pairs top-2", _val("val_vocabulary", "accuracy", "pairs"), 3),
     ("val pair IoU", _val("val_vocabulary", "iou", "pairs"), 3),
     ("val meaning layer", _meaning("val_meaning", "layer"), 3),
+    ("val meaning IoU", _meaning("val_meaning", "iou_layer"), 3),
     ("val meaning pixels", _meaning("val_meaning", "pixel"), 3),
 )
 
@@ -283,10 +285,12 @@ def _val_means(
 
 
 #: What :func:`choose` maximises: ``names``, val isolated + val pairs accuracy;
-#: ``edits``, the val meaning-changing edits through the layer (mean rate over
-#: the edits of :mod:`conceptlib.operators.meaning`) + val pairs.
+#: ``edits``, how far the val meaning-changing edits through the layer agree with
+#: the same edits on the pixels (mean ink IoU over the edits of
+#: :mod:`conceptlib.operators.meaning`) + val pairs. (Their classifier rates
+#: also reward a decoder that draws a typical digit instead of the edit.)
 SCORES = ("names", "edits")
-_SCORE_WORDS = {"names": "val isolated", "edits": "val meaning edits (layer)"}
+_SCORE_WORDS = {"names": "val isolated", "edits": "val meaning IoU (layer)"}
 
 
 def _scores(
@@ -296,13 +300,13 @@ def _scores(
     scores = {}
     for name in names:
         elbo, iso, pairs = _val_means(found[name], name)
-        edits = mean_of(found[name], "val meaning layer")
+        edits = mean_of(found[name], "val meaning IoU")
         scores[name] = {
             "val_neg_elbo": elbo,
             "val_elbo_ratio": elbo / base,
             "val_isolated": iso,
             "val_pairs": pairs,
-            "val_meaning_layer": edits,
+            "val_meaning_iou": edits,
             "score": (iso if score == "names" else edits) + pairs,
             "seeds": len(found[name]),
         }
@@ -317,7 +321,7 @@ def _candidates(
         raise ConceptlibError(f"unknown score {score!r} (known: {', '.join(SCORES)})")
     names = [c for c in family(family_name) if c in found]
     if score == "edits":
-        edits = [mean_of(found[n], "val meaning layer") for n in names]
+        edits = [mean_of(found[n], "val meaning IoU") for n in names]
         names = [n for n, e in zip(names, edits) if not math.isnan(e)]
     if not names:
         raise ConceptlibError(
@@ -343,7 +347,8 @@ def choose(
     Rule: among the family's candidates in ``found`` (means over seeds), keep those
     whose val -ELBO is at most ``budget`` times the ``baseline``'s; of those, pick
     the highest ``score``: val isolated + val pairs (top-2) accuracy (``names``),
-    or val meaning-changing edits through the layer + val pairs (``edits``,
+    or val agreement of the meaning-changing edits through the layer with the
+    pixel edits (mean IoU) + val pairs (``edits``,
     candidates without them left out); ties go to the lower
     val -ELBO, then to the first in :data:`CANDIDATES`. If none keeps within the
     budget, pick the lowest val -ELBO (``within_budget`` False). Only the
