@@ -339,3 +339,24 @@ def test_latent_baselines_and_their_choice(cm: ConceptModel, mnist) -> None:
     assert set(scores) == set(names) and scores[best.name] == max(scores.values())
     with pytest.raises(ConceptlibError, match="test"):
         choose_latent(cm, latent, HeldDigits(x, y, y * 0, "test"), images)
+
+
+def test_meaning_edits_skip_concepts_another_catalogue_lacks(cm, mnist) -> None:
+    import dataclasses
+
+    from conceptlib.data.splits import HeldDigits
+    from conceptlib.measures.classifier import SmallCNN
+    from conceptlib.operators.latent import latent_directions
+    from conceptlib.operators.meaning import format_meaning, meaning_edits
+
+    names = list(cm.catalogue.names)
+    names[names.index("nine_loop")] = "a_loop"  # a catalogue without nine_loop
+    other = dataclasses.replace(cm, catalogue=dataclasses.replace(
+        cm.catalogue, names=tuple(names)))  # fmt: skip
+    x, y = mnist.x_test[:300], mnist.y_test[:300]
+    latent = latent_directions(other, x, y, np.zeros(300, dtype=int))
+    held = HeldDigits(x, y, np.zeros(300, dtype=int), "test")
+    concepts = (_images(K, seed=7), np.arange(K))
+    out = meaning_edits(other, held, concepts, latent, SmallCNN(10).eval(), per_edit=3)
+    assert "one_top_bar" in out and "one_top_loop" not in out
+    assert "nine_no_loop" not in out and "loop on top" not in format_meaning(out)

@@ -19,7 +19,7 @@ See: chapter ``ch-operators``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from conceptlib.measures.vocab import ON, top_k
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits, latent_directions
 from conceptlib.operators.meaning import meaning_edits, summarise_meaning
-from conceptlib.report.stats import Difference, Estimate
+from conceptlib.report.stats import Difference, Estimate, mean_sd
 from conceptlib.report.tables import markdown_table, plus_minus
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
@@ -91,12 +91,6 @@ def top_concepts(scores: np.ndarray, n: int = TOP) -> np.ndarray:
 def in_top(scores: np.ndarray, concepts: np.ndarray) -> np.ndarray:
     """``(N,)``: whether each row's concept is among its :data:`TOP` highest scores."""
     return (top_concepts(scores) == concepts[:, None]).any(1)
-
-
-def mean_sd(values: Sequence[float]) -> dict[str, float | None]:
-    """``{"mean", "sd"}`` of a rate over seeds (sd: ddof 1, None for one seed)."""
-    rate = Estimate(tuple(values))
-    return {"mean": rate.mean, "sd": rate.sd}
 
 
 def digit_classifier(

@@ -33,13 +33,16 @@ from conceptlib.errors import ConceptlibError
 from conceptlib.measures.classifier import SmallCNN, predict
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits
-from conceptlib.report.stats import Estimate
+from conceptlib.report.stats import mean_sd
 from conceptlib.report.tables import markdown_table
 
 #: Ink: a pixel at least this bright (uint8) counts in the IoU of two edits.
 INK = 128
 #: Digits edited per edit (fewer where the split holds fewer of the class).
 PER_EDIT = 300
+#: What each edit records: the share read as expected, unedited and three ways
+#: edited, and the ink IoU of the layer's and the latent's edit with the pixels'.
+MEASURES = ("before", "layer", "latent", "pixel", "iou_layer", "iou_latent")
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,11 @@ def meaning_edits(
     per_edit: int = PER_EDIT,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every edit of :data:`MEANING_EDITS` on up to ``per_edit`` ``digits`` of its
-    class: the share read as the expected digit (``before``: the unedited
-    reconstruction; ``layer``, ``latent``, ``pixel``) and the ink IoU of the layer
-    and latent edits with the pixel edit (``iou_layer``, ``iou_latent``).
+    """Every edit of :data:`MEANING_EDITS` whose concept the model's catalogue
+    holds, on up to ``per_edit`` ``digits`` of its class: the share read as the
+    expected digit (``before``: the unedited reconstruction; ``layer``, ``latent``,
+    ``pixel``) and the ink IoU of the layer and latent edits with the pixel edit
+    (``iou_layer``, ``iou_latent``).
 
     Args:
         concept_images: held-out concept images (cut from digits of the same
@@ -132,10 +136,8 @@ def meaning_edits(
     rng = np.random.default_rng([seed, 13])
     out: dict[str, Any] = {"split": digits.split}
     for edit in MEANING_EDITS:
-        if edit.concept not in names:
-            raise ConceptlibError(
-                f"meaning edit {edit.name}: no concept {edit.concept}"
-            )
+        if edit.concept not in names:  # another catalogue: not this edit
+            continue
         c = names.index(edit.concept)
         x = digits.x[digits.y == edit.digit][:per_edit]
         pool = np.flatnonzero(concept_images[1] == c)
@@ -143,36 +145,31 @@ def meaning_edits(
             raise ConceptlibError(f"meaning edit {edit.name}: no digit or image")
         sources = concept_images[0][rng.choice(pool, len(x))]
         images = _edited(cm, edit, c, x, sources, latent)
-        row: dict[str, Any] = {
-            "what": edit.what,
-            "expected": edit.expected,
-            "n": len(x),
-        }
+        row: dict[str, Any] = {"what": edit.what, "expected": edit.expected}
+        row["n"] = len(x)
         for where, im in images.items():
-            row[where] = float(
-                (predict(classifier, im).argmax(1) == edit.expected).mean()
-            )
+            read = predict(classifier, im).argmax(1) == edit.expected
+            row[where] = float(read.mean())
         for where in ("layer", "latent"):
             row[f"iou_{where}"] = float(ink_iou(images[where], images["pixel"]).mean())
         out[edit.name] = row
     return out
 
 
-def _mean_sd(values: list[float]) -> dict[str, float | None]:
-    rate = Estimate(tuple(values))
-    return {"mean": rate.mean, "sd": rate.sd}
-
-
 def summarise_meaning(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Per edit and measure, ``{"mean", "sd"}`` over seeds (sd None for one)."""
     out: dict[str, Any] = {"split": per_seed[0]["split"]}
-    for edit in MEANING_EDITS:
-        rows = [s[edit.name] for s in per_seed]
-        out[edit.name] = {"what": edit.what, "expected": edit.expected} | {
-            key: _mean_sd([r[key] for r in rows])
-            for key in ("before", "layer", "latent", "pixel", "iou_layer", "iou_latent")
+    for name in _edits(per_seed[0]):
+        rows = [s[name] for s in per_seed]
+        out[name] = {k: rows[0][k] for k in ("what", "expected")} | {
+            key: mean_sd([r[key] for r in rows]) for key in MEASURES
         }
     return out
+
+
+def _edits(record: dict[str, Any]) -> list[str]:
+    """The edits a record holds, in :data:`MEANING_EDITS` order."""
+    return [e.name for e in MEANING_EDITS if e.name in record]
 
 
 def format_meaning(summary: dict[str, Any]) -> str:
@@ -185,8 +182,7 @@ def format_meaning(summary: dict[str, Any]) -> str:
             return f"{v['mean']:.2f}{sd}"
         return f"{v:.2f}"
 
-    cols = ("before", "layer", "latent", "pixel", "iou_layer", "iou_latent")
     head = ["edit", "unedited", "layer", "latent", "pixels", "IoU layer", "IoU latent"]
-    rows = [[summary[e.name]["what"], *(cell(summary[e.name][c]) for c in cols)]
-            for e in MEANING_EDITS]  # fmt: skip
+    rows = [[summary[n]["what"], *(cell(summary[n][c]) for c in MEASURES)]
+            for n in _edits(summary)]  # fmt: skip
     return markdown_table(head, rows)

@@ -11,6 +11,7 @@ no recorded spread falls back to :data:`ONE_SEED_MARGIN` of the reference value.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,12 @@ class Estimate:
     def text(self, digits: int = 1) -> str:
         """``mean`` or ``mean ± sd`` (sd over seeds)."""
         return plus_minus(self.mean, self.sd, digits)
+
+
+def mean_sd(values: Sequence[float]) -> dict[str, float | None]:
+    """``{"mean", "sd"}`` of a rate over seeds (sd: ddof 1, None for one seed)."""
+    rate = Estimate(tuple(values))
+    return {"mean": rate.mean, "sd": rate.sd}
 
 
 def noise_se(est: Estimate, rel: float | None) -> float | None:
