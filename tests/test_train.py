@@ -109,6 +109,19 @@ def test_concept_variant_differs_from_augmented(tiny_data) -> None:
     assert h_aug[0]["loss"] < h_con[0]["loss"]
 
 
+def test_union_term_trains_and_is_recorded(tiny_data) -> None:
+    plain, h_plain = _train(_cfg(), tiny_data)
+    union, h_union = _train(_cfg("loss.union_weight=1"), tiny_data)
+    assert "union" not in h_plain[0] and h_union[0]["union"] > 0  # nats per pair
+    assert h_union[0]["loss"] > h_plain[0]["loss"]  # the term is added
+    w = "encoder.0.weight"  # and it trains the encoder too
+    assert not torch.equal(plain.state_dict()[w], union.state_dict()[w])
+    # variants without a concept loss ignore it: the same run, the same weights
+    a, _ = _train(_cfg("loss.union_weight=1"), tiny_data, variant="augmented")
+    b, _ = _train(_cfg(), tiny_data, variant="augmented")
+    _assert_same_weights(a, b)
+
+
 def test_nonfinite_loss_raises(tiny_data) -> None:
     cfg = _cfg("train.lr=1.0e+30")
     with pytest.raises(ConceptlibError, match="loss is .* lower train.lr"):
