@@ -8,7 +8,8 @@ the checkpoint's own seed is measured on the checkpoint itself; every other seed
 is trained first with the checkpoint's stored config, only ``seed`` changed
 (cached in ``--cache``, so an interrupted run resumes). Each seed is measured
 with :func:`conceptlib.operators.evaluate.measure_operators` (its own latent
-directions), and the file holds the per-seed measures and their mean and sample
+baseline, the strongest on its validation digits, and the meaning-changing
+edits), and the file holds the per-seed measures and their mean and sample
 standard deviation over seeds.
 """
 
