@@ -43,8 +43,9 @@ class SmallCNN(nn.Module):
 NUM_EPOCHS = 4
 #: :func:`train_multilabel`: at most this many epochs, stopping after PATIENCE
 #: epochs in which the validation score rose by less than MIN_DELTA (the learning
-#: rate divided by 3 after each such epoch); images shifted by up to SHIFT px.
-MAX_EPOCHS, PATIENCE, MIN_DELTA, SHIFT = 40, 3, 0.002, 2
+#: rate divided by 3 after every second such epoch in a row); images shifted by up
+#: to SHIFT px.
+MAX_EPOCHS, PATIENCE, MIN_DELTA, SHIFT = 40, 4, 0.002, 2
 
 
 def train_classifier(
@@ -118,8 +119,8 @@ def train_multilabel(
     ``(N, 28, 28)`` uint8 images shifted anew each epoch by up to ``shift`` px,
     until ``score(model)`` (on validation data; higher is better) has not risen by
     :data:`MIN_DELTA` for ``patience`` epochs, dividing the learning rate by 3
-    after each epoch without such a rise; the model of the last such rise (eval
-    mode, CPU) and ``{"epochs", "best_epoch", "val_score"}``."""
+    after every second epoch in a row without such a rise; the model of the last
+    such rise (eval mode, CPU) and ``{"epochs", "best_epoch", "val_score"}``."""
     torch.manual_seed(seed)
     model = SmallCNN(targets.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -127,7 +128,7 @@ def train_multilabel(
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng([seed, 7])
     best, best_state, best_epoch, epoch = -np.inf, None, 0, 0
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, "max", factor=1 / 3, patience=0, threshold=MIN_DELTA, threshold_mode="abs"
+        opt, "max", factor=1 / 3, patience=1, threshold=MIN_DELTA, threshold_mode="abs"
     )
     for epoch in range(1, max_epochs + 1):
         xt = torch.from_numpy(shift_images(x, rng, shift)[0] if shift else x)
