@@ -101,13 +101,10 @@ def likelihood(pipe: Pipeline, variant: str) -> dict[str, float]:
 
 
 def concept_ceiling(pipe: Pipeline) -> dict[str, float]:
-    """The catalogue's ceiling on the probes: accuracy of a multi-label CNN
-    trained only to name the concepts (:func:`~conceptlib.measures.classifier.
-    train_multilabel`), on the concept images the ``concept`` variant trains on
-    (composites included), stopped on the validation probes (mean accuracy over
-    the four sets), scored on the test probes as the VAE's read-out is: the
-    top concept of isolated, jitter and shift probes, both concepts of a pair in
-    the top 2. The classifier is cached in the run cache, by config and seed."""
+    """The catalogue's ceiling on the probes: a multi-label CNN trained only to
+    name the concepts on the ``concept`` variant's training images, stopped on the
+    validation probes (:func:`~conceptlib.measures.classifier.train_multilabel`),
+    read on the test probes as the VAE's read-out is; cached by config and seed."""
     comp = pipe.composites
     targets = multi_hot(comp.concepts, len(pipe.catalogue))
 
@@ -197,18 +194,24 @@ def decoded_centres(pipe: Pipeline, name: str) -> tuple[np.ndarray, list[int]]:
     return maps[:, : len(pipe.catalogue)].max(axis=1), labels
 
 
-def meaning(pipe: Pipeline, cm: ConceptModel, split: str) -> dict:
-    """The meaning-changing edits (:func:`~conceptlib.operators.meaning.
-    meaning_edits`) of ``cm`` on the ``split`` digits of ``pipe``, adding concept
-    images cut from digits of the same split; the latent baseline the operators'
-    (:func:`~conceptlib.operators.evaluate.strongest_latent`)."""
+def latent_baseline(pipe: Pipeline, cm: ConceptModel):
+    """The operators' latent baseline of ``cm`` (:func:`~conceptlib.operators.
+    evaluate.strongest_latent`), chosen on the validation digits."""
     train = pipe.train_digits
     sub = train.take(pipe.subsample(len(train)))
-    first = cm.catalogue.labels[0]
-    vc, held = pipe.val_concepts, pipe.held_concepts(split)
+    vc, first = pipe.val_concepts, cm.catalogue.labels[0]
     val = choice_digits(pipe.val_digits, pipe.cfg.eval.num_edits, pipe.cfg.seed)
-    latent, _ = strongest_latent(cm, sub, val, (vc.x, vc.y - first), pipe.cfg.seed)
-    concepts = (held.x, held.y - first)
+    return strongest_latent(cm, sub, val, (vc.x, vc.y - first), pipe.cfg.seed)[0]
+
+
+def meaning(pipe: Pipeline, cm: ConceptModel, split: str, latent=None) -> dict:
+    """The meaning-changing edits (:func:`~conceptlib.operators.meaning.
+    meaning_edits`) of ``cm`` on the ``split`` digits of ``pipe``, adding concept
+    images cut from digits of the same split, with ``latent`` (default: the
+    operators' :func:`latent_baseline`)."""
+    latent = latent if latent is not None else latent_baseline(pipe, cm)
+    held = pipe.held_concepts(split)
+    concepts = (held.x, held.y - cm.catalogue.labels[0])
     return meaning_edits(
         cm, pipe.held_digits(split), concepts, latent, pipe.digit_classifier,
         seed=pipe.cfg.seed,

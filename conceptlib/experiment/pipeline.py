@@ -89,6 +89,7 @@ class Pipeline(PipelineData):
                 self.variant_config(v)
         self._runs: dict[str, Run] = {}
         self._recorded: dict[str, Any] = {}
+        self._latents: dict[str, Any] = {}  # variant -> its latent baseline
 
     def use_recorded(self, measures: dict[str, Any]) -> None:
         """Answer :meth:`evaluate`, :meth:`vocabulary`, :meth:`concept_ceiling` and
@@ -212,9 +213,12 @@ class Pipeline(PipelineData):
         return measure_operators(self.concept_model(variant), self)
 
     def meaning(self, variant: str = "concept", split: str = "test") -> dict:
-        """The meaning-changing edits of ``variant`` on the ``split`` digits
-        (:func:`~conceptlib.experiment.measures.meaning`)."""
-        return m.meaning(self, self.concept_model(variant), split)
+        """:func:`~conceptlib.experiment.measures.meaning` of ``variant`` on the
+        ``split`` digits; the latent baseline is chosen once per variant."""
+        cm = self.concept_model(variant)
+        if variant not in self._latents:
+            self._latents[variant] = m.latent_baseline(self, cm)
+        return m.meaning(self, cm, split, self._latents[variant])
 
     def formulas(self, variant: str, num_probes: int = 1500) -> list:
         """A formula over concepts per concept-layer channel of ``variant``."""

@@ -207,18 +207,13 @@ def union_loss(
     labels: torch.Tensor,
     present: torch.Tensor,
 ) -> torch.Tensor:
-    """The union term: mean BCE (nats per pair) between the decoding of the union
-    of a digit's and a concept image's layers (:func:`~conceptlib.model.compose.
-    union_layers`, unmasked, as the operators add a concept image) and the pixel
-    union (maximum) of the two images; both layers decoded from ``mu``, as the
-    operators read them. The batch is shuffled: its i-th digit pairs with its
-    i-th concept image.
-
-    Args:
-        model: the :class:`~conceptlib.model.vae.ConvVAE` (not a DDP wrapper).
-        mu: ``(B, L, 7, 7)`` posterior means of the batch ``x`` (``(B, 1, 28, 28)``).
-        present: ``(Bc, K)`` bool, the concepts in each concept image, in batch order.
-    """
+    """The union term: mean BCE (nats per pair) of the decoded union of a digit's
+    and a concept image's layers (:func:`~conceptlib.model.compose.union_layers`,
+    unmasked, as the operators add an image; both from ``mu``) against the pixel
+    maximum of the two images. The batch is shuffled: its i-th digit pairs with its
+    i-th concept image. ``model``: the ConvVAE (not a DDP wrapper); ``mu``: the
+    batch's posterior means; ``present``: ``(Bc, K)`` bool, each concept image's
+    concepts, in batch order."""
     digits = (labels < FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     concepts = (labels >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     m = min(len(digits), len(concepts))

@@ -238,7 +238,7 @@ class _Epochs:
                 pc = self.parts[1][rows]
                 target = part_targets(pb, pc, self.num_concepts, self.size)
                 if self._union:
-                    present = present_concepts(rows, pc, self.num_concepts)
+                    present = present_concepts(self.y[rows], pc, self.num_concepts)
             out = train_step(
                 self.net, self.opt, xb, self.y[idx], cfg, self.num_concepts,
                 variants.get(self.variant).concept_loss, beta, noise, self.autocast,
