@@ -35,7 +35,7 @@ from conceptlib.model import variants
 from conceptlib.report.tables import at, markdown_table, plus_minus
 
 #: The candidate whose settings are the config's defaults for ``concept``.
-DEFAULT = "composite_mu_w1"
+DEFAULT = "composite_mu_w1_union03"
 
 #: Words for the decodings a concept loss reads, and for extra settings.
 _DECODE_WORDS = {
