@@ -4,6 +4,7 @@ test data; the sweep's paper family and its chooser."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -291,3 +292,22 @@ def test_concept_ceiling_is_trained_once_per_config(
 
     monkeypatch.setattr(measures, "train_multilabel", trained)
     assert pipe.concept_ceiling() == first  # the cached classifier, read again
+
+
+# -- the recorded choices are the registry's ---------------------------------------
+
+CHOICES = Path(__file__).parents[1] / "results/sweeps/quick-val/choices.json"
+
+
+def test_default_and_tuned_paper_recipe_are_the_validation_choices() -> None:
+    choices = json.loads(CHOICES.read_text())
+    assert choices["concept"]["split"] == choices["paper"]["split"] == "val"
+    assert choices["concept"]["chosen"] == sweep.DEFAULT
+    for profile in ("smoke", "quick", "paper"):  # DEFAULT is what the profiles train
+        cfg = load_config(profile)
+        assert load_config(profile, sweep.CANDIDATES[sweep.DEFAULT][1]) == cfg
+        variant, overrides, _ = sweep.CANDIDATES[choices["paper"]["chosen"]]
+        chosen = variant_config(cfg, variant, overrides)
+        tuned = variant_config(cfg, "concept_paper_tuned")
+        assert (chosen.loss, chosen.concepts) == (tuned.loss, tuned.concepts)
+        assert tuned.loss != variant_config(cfg, "concept_paper").loss
