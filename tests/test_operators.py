@@ -281,6 +281,7 @@ def test_meaning_edits_read_each_way_of_editing(cm: ConceptModel, mnist) -> None
     from conceptlib.operators.evaluate import latent_directions
     from conceptlib.operators.meaning import (
         MEANING_EDITS,
+        against_pixels,
         erase_box,
         format_meaning,
         ink_iou,
@@ -304,6 +305,15 @@ def test_meaning_edits_read_each_way_of_editing(cm: ConceptModel, mnist) -> None
     assert "a 7 without its top bar" in format_meaning(out)
     both = summarise_meaning([out, out])
     assert both["one_top_bar"]["layer"]["sd"] == 0.0
+
+    def offset(*ds):  # the layer's rate the pixel edit's + d, one seed per d
+        return [{n: {**r, "layer": r["pixel"] + d} for n, r in out.items()
+                 if n != "split"} for d in ds]  # fmt: skip
+
+    ahead = against_pixels(offset(0.3, 0.31, 0.29))["one_top_bar"]
+    assert ahead[1] == 1 and abs(ahead[0] - 0.3) < 1e-9
+    assert against_pixels(offset(0.3, -0.3, 0.0))["one_top_bar"][1] == 0
+    assert against_pixels(offset(-0.3, -0.31, -0.29))["one_top_bar"][1] == -1
     # the pixel edits: an image agrees with itself; a box's ink is gone
     assert ink_iou(x[:3], x[:3]).tolist() == [1.0, 1.0, 1.0]
     erased = erase_box(np.full((1, 28, 28), 255, np.uint8), np.array([6, 5, 16, 6]))

@@ -33,7 +33,7 @@ from conceptlib.errors import ConceptlibError
 from conceptlib.measures.classifier import SmallCNN, predict
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits
-from conceptlib.report.stats import mean_sd
+from conceptlib.report.stats import Difference, Estimate, mean_sd
 from conceptlib.report.tables import markdown_table
 
 #: Ink: a pixel at least this bright (uint8) counts in the IoU of two edits.
@@ -164,6 +164,18 @@ def summarise_meaning(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         out[name] = {k: rows[0][k] for k in ("what", "expected")} | {
             key: mean_sd([r[key] for r in rows]) for key in MEASURES
         }
+    return out
+
+
+def against_pixels(per_seed: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Per edit of ``per_seed`` (one :func:`meaning_edits` per seed): the layer's
+    mean rate minus the pixel edit's, and its sign beyond the seed noise
+    (:class:`~conceptlib.report.stats.Difference`: 1, 0 or -1)."""
+    out = {}
+    for name in _edits(per_seed[0]):
+        layer, pixel = (Estimate(tuple(s[name][k] for s in per_seed))
+                        for k in ("layer", "pixel"))  # fmt: skip
+        out[name] = (layer.mean - pixel.mean, Difference(layer, pixel).sign)
     return out
 
 
