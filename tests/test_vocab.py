@@ -25,6 +25,7 @@ from conceptlib.measures.vocab import (
     digit_parts,
     dissect,
     energy,
+    format_recipes,
     format_targets,
     format_vocabulary,
     top_k,
@@ -261,6 +262,30 @@ def test_targets_table_marks_met_missed_and_missing() -> None:
     assert lines[1] == "|---|---|---:|---:|---:|"
     assert len(lines) == 2 + len(TARGETS)
     assert lines[2] == "| isolated accuracy | >= 0.97 | 0.980 met | 0.900 missed | – |"
+
+
+def test_recipes_side_by_side_over_seeds() -> None:
+    def seed(iso: float, elbo: float) -> dict:
+        probes = ("isolated", "jitter", "shift", "pairs")
+        vocab = {"accuracy": {p: iso for p in probes},
+                 "dissection": {"own": 17}, "dissection_rotated": {"own": 1}}  # fmt: skip
+        test = {"neg_elbo": elbo, "recon_bce": elbo - 30}
+        return {
+            "vocabulary": {"concept": vocab, "concept_paper": vocab,
+                           "classifier_ceiling": {"accuracy": {"isolated": 0.95}}},
+            "variants": {v: {"test_digits": test} for v in ("concept", "concept_paper")}
+            | {"baseline": {"test_digits": {"neg_elbo": 100.0, "recon_bce": 70.0}}},
+        }  # fmt: skip
+
+    metrics = {"vocabulary": {"concept": {}, "concept_paper": {}},
+               "per_seed": [seed(0.8, 110.0), seed(0.9, 130.0)]}  # fmt: skip
+    lines = format_recipes(metrics).splitlines()
+    assert lines[0] == "| measure | concept_paper | concept | ceiling |"
+    assert lines[2] == "| isolated | 0.850 ± 0.071 | 0.850 ± 0.071 | 0.950 ± 0.000 |"
+    assert lines[5].endswith("| – |")  # no ceiling for pairs here
+    assert lines[6] == "| own detectors | 17.0 ± 0.0 | 17.0 ± 0.0 | – |"
+    assert lines[8] == "| test -ELBO / base | 1.200 ± 0.141 | 1.200 ± 0.141 | – |"
+    assert lines[9] == "| recon - base | 20.0 ± 14.1 | 20.0 ± 14.1 | – |"
 
 
 def test_vocabulary_table_has_a_row_per_model_and_spreads() -> None:

@@ -25,6 +25,7 @@ from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.measures.probes import Probes, part_masks
 from conceptlib.model.readout import ConceptModel, as_model, concept_maps
 from conceptlib.model.vae import ConvVAE
+from conceptlib.report.stats import Estimate, estimate, seeds_of
 from conceptlib.report.tables import at, markdown_table, plus_minus
 
 #: Network Dissection: a channel is on where it exceeds its top-0.5 % quantile
@@ -404,3 +405,41 @@ def format_targets(columns: dict[str, dict]) -> str:
         for i, (name, rule, _, _) in enumerate(check_targets({}))
     ]
     return markdown_table(("target", "rule", *columns), rows, "ll" + "r" * len(columns))
+
+
+#: Rows of :func:`format_recipes`: label, path under a variant's vocabulary.
+RECIPE_ROWS = (
+    *((p, ("accuracy", p)) for p in ("isolated", "jitter", "shift", "pairs")),
+    ("own detectors", ("dissection", "own")),
+    ("own, rotated", ("dissection_rotated", "own")),
+)
+RECIPES = ("concept_paper", "concept_paper_tuned", "concept")
+
+
+def format_recipes(metrics: dict, variants: tuple[str, ...] = RECIPES) -> str:
+    """The concept recipes of one recorded run side by side, mean ± sd over its
+    seeds: the probes' accuracies with the ceiling classifier's beside them, the
+    own-concept detectors with and without the rotation, the test-digit -ELBO as a
+    multiple of the baseline's and ``recon_bce`` minus the baseline's (nats)."""
+    have = [v for v in variants if v in metrics["vocabulary"]]
+    rows = []
+    for label, path in RECIPE_ROWS:
+        cells = [estimate(metrics, "vocabulary", v, *path) for v in have]
+        top = estimate(metrics, "vocabulary", "classifier_ceiling", *path)
+        d = 1 if path[0].startswith("dissection") else 3  # counts of detectors
+        rows.append([label, *(e.text(d) for e in cells), top.text(d) if top else "–"])
+    for label, key in (
+        ("test -ELBO / base", "neg_elbo"),
+        ("recon - base", "recon_bce"),
+    ):
+        cells = []
+        for v in have:
+            pairs = [(s["variants"][v]["test_digits"][key],
+                      s["variants"]["baseline"]["test_digits"][key])
+                     for s in seeds_of(metrics)]  # fmt: skip
+            vs = (a / b if key == "neg_elbo" else a - b for a, b in pairs)
+            cells.append(Estimate(tuple(vs)).text(3 if key == "neg_elbo" else 1))
+        rows.append([label, *cells, "–"])
+    return markdown_table(
+        ("measure", *have, "ceiling"), rows, "l" + "r" * len(have) + "r"
+    )
