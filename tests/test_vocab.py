@@ -268,7 +268,8 @@ def test_recipes_side_by_side_over_seeds() -> None:
     def seed(iso: float, elbo: float) -> dict:
         probes = ("isolated", "jitter", "shift", "pairs")
         vocab = {"accuracy": {p: iso for p in probes},
-                 "dissection": {"own": 17}, "dissection_rotated": {"own": 1}}  # fmt: skip
+                 "dissection": {"own": 17},
+                 "dissection_rotated": {"own": 1}}  # fmt: skip
         test = {"neg_elbo": elbo, "recon_bce": elbo - 30}
         return {
             "vocabulary": {"concept": vocab, "concept_paper": vocab,
