@@ -388,24 +388,22 @@ def choose(
 
 
 def summarise(found: dict[str, list[dict]], elbo_bound: float) -> dict[str, object]:
-    """What the book says about a sweep (means over seeds): the number of
-    candidates with a concept loss (``num_concept``), how many reconstruct the test
-    digits worse (``num_recon_costly``) and better (``num_recon_cheaper``) than
-    ``baseline``, and those whose test -ELBO is at most ``elbo_bound`` times the
-    baseline's (``within_bound``, comma-separated, and ``num_within_bound``)."""
-    base = found["baseline"]
+    """What the book says about a sweep, on validation digits (means over seeds):
+    the number of candidates with a concept loss (``num_concept``), how many
+    reconstruct worse (``num_recon_costly``) and better (``num_recon_cheaper``)
+    than ``baseline``, and those whose val -ELBO is at most ``elbo_bound`` times
+    the baseline's (``within_bound``, comma-separated, and ``num_within_bound``)."""
+    base = {k: mean_of(found["baseline"], k) for k in ("val recon", "val -ELBO")}
     concept = [
-        name
-        for name, results in found.items()
-        if variants.get(results[0]["variant"]).concept_loss
+        n for n, r in found.items() if variants.get(r[0]["variant"]).concept_loss
     ]
-    recon = {c: mean_of(found[c], "recon") for c in concept}
-    ratio = {c: mean_of(found[c], "-ELBO") / mean_of(base, "-ELBO") for c in concept}
+    recon = [mean_of(found[c], "val recon") for c in concept]
+    ratio = {c: mean_of(found[c], "val -ELBO") / base["val -ELBO"] for c in concept}
     within = [c for c in concept if ratio[c] <= elbo_bound]
     return {
         "num_concept": len(concept),
-        "num_recon_costly": sum(r > mean_of(base, "recon") for r in recon.values()),
-        "num_recon_cheaper": sum(r < mean_of(base, "recon") for r in recon.values()),
+        "num_recon_costly": sum(r > base["val recon"] for r in recon),
+        "num_recon_cheaper": sum(r < base["val recon"] for r in recon),
         "within_bound": ", ".join(within) or "none",
         "num_within_bound": len(within),
     }
