@@ -17,9 +17,9 @@ time. Every measure block names its ``split`` (``val`` or ``test``).
     # one candidate, one seed (writes <out>/<candidate>-seed<seed>.json)
     python scripts/concept_sweep.py run composite_mu_w100 --profile quick --seed 0
     # every result in <out>, as Markdown tables (mean +- std over seeds)
-    python scripts/concept_sweep.py table --out results/sweeps/quick
+    python scripts/concept_sweep.py table --out results/sweeps/quick-val
     # the best of each family by sweep.choose (validation columns only)
-    python scripts/concept_sweep.py choose --out results/sweeps/quick
+    python scripts/concept_sweep.py choose --out results/sweeps/quick-val
 
 Candidates share the baseline (the representative images come from it), so run
 ``baseline`` first; the others can then run side by side (``--threads 1`` each).
@@ -155,15 +155,15 @@ def main() -> None:
     r.add_argument("--profile", default="quick")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--cache", default="runs")
-    r.add_argument("--out", default="results/sweeps/quick")
+    r.add_argument("--out", default="results/sweeps/quick-val")
     r.add_argument("--threads", type=int, default=torch.get_num_threads())
     r.add_argument("--device", default="auto", help="auto, cpu or cuda")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     r.add_argument("--quiet", action="store_true")
     t = sub.add_parser("table", help="the sweep table of every result in --out")
-    t.add_argument("--out", default="results/sweeps/quick")
+    t.add_argument("--out", default="results/sweeps/quick-val")
     c = sub.add_parser("choose", help="the best of each family, on validation data")
-    c.add_argument("--out", default="results/sweeps/quick")
+    c.add_argument("--out", default="results/sweeps/quick-val")
     c.add_argument("--families", nargs="+", default=["concept", "paper"])
     c.add_argument("--budget", type=float, default=ELBO_BUDGET)
     c.add_argument("--score", choices=SCORES, default="names")

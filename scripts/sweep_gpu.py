@@ -201,7 +201,7 @@ def main() -> None:
     r = sub.add_parser("run", help="the whole sweep")
     r.add_argument("--data", required=True, help="folder with mnist_uint8.npz")
     r.add_argument("--profile", default="quick")
-    r.add_argument("--out", default="results/sweeps/quick")
+    r.add_argument("--out", default="results/sweeps/quick-val")
     r.add_argument("--cache", default="runs-sweep", help="the run cache")
     r.add_argument("--candidates", nargs="+", help="default: all of CANDIDATES")
     r.add_argument("--seeds", type=int, nargs="*", default=[1, 2])

@@ -488,7 +488,7 @@ def test_recorded_results_are_read_by_name(tmp_path: Path, monkeypatch) -> None:
     assert records.recorded("quick") == records.load_recorded("quick", root)
     ops = json.loads((root / "quick" / "operators.json").read_text())
     assert records.recorded("quick/operators") == ops
-    assert records.recorded_path("sweeps/quick") == root / "sweeps" / "quick"
+    assert records.recorded_path("sweeps/quick-val") == root / "sweeps" / "quick-val"
     ckpt = records.recorded_checkpoint("quick", "concept")
     assert ckpt == root / "quick" / "checkpoints" / "concept.pt"
     monkeypatch.setenv("CONCEPTLIB_RESULTS", str(tmp_path))

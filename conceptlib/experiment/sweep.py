@@ -74,8 +74,7 @@ def _composite(decode: str, weight: int, extra: str = "") -> tuple[str, Candidat
 
 
 def _paper(loss: str, decode: str, weight: int) -> tuple[str, Candidate]:
-    """A ``paper`` candidate: the paper's recipe with another loss, decoding or
-    weight."""
+    """A ``paper`` candidate: the paper's recipe, another loss, decoding or weight."""
     overrides = [f"loss.concept_{k}={v}" for k, v in (("loss", loss),
                  ("decode", decode), ("weight", weight))]  # fmt: skip
     about = (
@@ -90,6 +89,15 @@ def _paper(loss: str, decode: str, weight: int) -> tuple[str, Candidate]:
 PAPER_LOSSES = ("mse", "bce")
 PAPER_WEIGHTS = (1, 10, 100, 1000)
 PAPER_DECODES = ("z", "mu")
+
+# fmt: off
+#: The ``concept`` candidates' (decoding, weight, extra setting), in table order.
+_COMPOSITES = [
+    ("z", 100), ("mu", 100), ("mu_detached", 100), ("mu_detached", 10),
+    ("mu", 10, "warm2"), ("mu", 10), ("mu", 1), ("z", 10), ("mu", 10, "shift2"),
+    ("z", 1, "shift2"), ("mu", 1, "union03"), ("mu", 1, "union1"), ("mu", 1, "union3"),
+]
+# fmt: on
 
 #: name -> (variant, overrides, what it tests)
 CANDIDATES: dict[str, Candidate] = {
@@ -106,24 +114,7 @@ CANDIDATES: dict[str, Candidate] = {
         ["concepts.composite_fraction=0", "loss.concept_decode=mu"],
         "isolated concepts, BCE x 100 on the decoding of mu",
     ),
-    **dict(
-        _composite(*args)
-        for args in [
-            ("z", 100),
-            ("mu", 100),
-            ("mu_detached", 100),
-            ("mu_detached", 10),
-            ("mu", 10, "warm2"),
-            ("mu", 10),
-            ("mu", 1),
-            ("z", 10),
-            ("mu", 10, "shift2"),
-            ("z", 1, "shift2"),
-            ("mu", 1, "union03"),
-            ("mu", 1, "union1"),
-            ("mu", 1, "union3"),
-        ]
-    ),  # fmt: skip
+    **dict(_composite(*args) for args in _COMPOSITES),
     "composite_mu_mse_w100": (
         "concept",
         ["loss.concept_decode=mu", "loss.concept_loss=mse", "loss.concept_weight=100"],
@@ -140,9 +131,7 @@ CANDIDATES: dict[str, Candidate] = {
 
 
 def family_of(name: str) -> str:
-    """The family of a candidate: its variant's
-    (:attr:`~conceptlib.model.variants.Variant.family`): ``paper``, ``concept``
-    or ``reference``."""
+    """A candidate's variant's family: ``paper``, ``concept`` or ``reference``."""
     return variants.get(CANDIDATES[name][0]).family
 
 
@@ -231,11 +220,8 @@ def _cell(values: np.ndarray, digits: int) -> str:
 
 
 def format_sweep(found: dict[str, list[dict]], split: str = "test") -> str:
-    """The sweep as a Markdown table: mean ± std over seeds (std with several).
-
-    ``split="test"``: the test columns (:data:`COLUMNS`); ``split="val"``: the
-    validation columns (:data:`VAL_COLUMNS`), what :func:`choose` reads.
-    """
+    """The sweep as a Markdown table, mean ± std over seeds: :data:`COLUMNS` (test)
+    or, ``split="val"``, :data:`VAL_COLUMNS` (what :func:`choose` reads)."""
     columns = {"test": COLUMNS, "val": VAL_COLUMNS}[split]
     rows = [
         [f"**{name}**" if name == DEFAULT else name, str(len(results))]
@@ -249,8 +235,7 @@ def format_sweep(found: dict[str, list[dict]], split: str = "test") -> str:
 
 
 def mean_of(results: list[dict], column: str) -> float:
-    """Mean over seeds of one :data:`COLUMNS` or :data:`VAL_COLUMNS` entry of a
-    candidate's results."""
+    """Mean over seeds of one :data:`COLUMNS` or :data:`VAL_COLUMNS` column."""
     read = next(r for name, r, _ in COLUMNS + VAL_COLUMNS if name == column)
     return float(np.mean([read(r) for r in results]))
 
@@ -258,7 +243,6 @@ def mean_of(results: list[dict], column: str) -> float:
 #: :func:`choose`'s likelihood budget: val -ELBO at most this times the baseline's
 #: (:data:`~conceptlib.measures.vocab.ELBO_RATIO_TARGET`).
 ELBO_BUDGET = ELBO_RATIO_TARGET
-
 
 _CHOICE_COLUMNS = ("val -ELBO", "val isolated", "val pairs top-2")
 
@@ -276,11 +260,9 @@ def _val_means(
                     f"candidate {name!r}: result of seed {r.get('seed')} has no "
                     f"validation block {block!r} with split 'val' (found {split!r})"
                 )
-    values = []
-    for column in columns:
-        values.append(mean_of(results, column))
-        if math.isnan(values[-1]):
-            raise ConceptlibError(f"candidate {name!r}: {column} was not measured")
+    values = [mean_of(results, column) for column in columns]
+    if nan := [c for c, v in zip(columns, values) if math.isnan(v)]:
+        raise ConceptlibError(f"candidate {name!r}: {nan[0]} was not measured")
     return values
 
 
@@ -368,12 +350,8 @@ def choose(
     base = _val_means(found[baseline], baseline, ("val -ELBO",))[0]
     scores = _scores(found, names, base, score)
     within = [n for n in names if scores[n]["val_elbo_ratio"] <= budget]
-    if within:
-        best = max(
-            within, key=lambda n: (scores[n]["score"], -scores[n]["val_neg_elbo"])
-        )
-    else:
-        best = min(names, key=lambda n: scores[n]["val_neg_elbo"])
+    rank = {n: (s["score"], -s["val_neg_elbo"]) for n, s in scores.items()}
+    best = max(within, key=rank.get) if within else max(names, key=lambda n: rank[n][1])
     return {
         "chosen": best,
         "family": family_name,
@@ -388,24 +366,22 @@ def choose(
 
 
 def summarise(found: dict[str, list[dict]], elbo_bound: float) -> dict[str, object]:
-    """What the book says about a sweep (means over seeds): the number of
-    candidates with a concept loss (``num_concept``), how many reconstruct the test
-    digits worse (``num_recon_costly``) and better (``num_recon_cheaper``) than
-    ``baseline``, and those whose test -ELBO is at most ``elbo_bound`` times the
-    baseline's (``within_bound``, comma-separated, and ``num_within_bound``)."""
-    base = found["baseline"]
+    """What the book says about a sweep, on validation digits (means over seeds):
+    the number of candidates with a concept loss (``num_concept``), how many
+    reconstruct worse (``num_recon_costly``) and better (``num_recon_cheaper``)
+    than ``baseline``, and those whose val -ELBO is at most ``elbo_bound`` times
+    the baseline's (``within_bound``, comma-separated, and ``num_within_bound``)."""
+    base = {k: mean_of(found["baseline"], k) for k in ("val recon", "val -ELBO")}
     concept = [
-        name
-        for name, results in found.items()
-        if variants.get(results[0]["variant"]).concept_loss
+        n for n, r in found.items() if variants.get(r[0]["variant"]).concept_loss
     ]
-    recon = {c: mean_of(found[c], "recon") for c in concept}
-    ratio = {c: mean_of(found[c], "-ELBO") / mean_of(base, "-ELBO") for c in concept}
+    recon = [mean_of(found[c], "val recon") for c in concept]
+    ratio = {c: mean_of(found[c], "val -ELBO") / base["val -ELBO"] for c in concept}
     within = [c for c in concept if ratio[c] <= elbo_bound]
     return {
         "num_concept": len(concept),
-        "num_recon_costly": sum(r > mean_of(base, "recon") for r in recon.values()),
-        "num_recon_cheaper": sum(r < mean_of(base, "recon") for r in recon.values()),
+        "num_recon_costly": sum(r > base["val recon"] for r in recon),
+        "num_recon_cheaper": sum(r < base["val recon"] for r in recon),
         "within_bound": ", ".join(within) or "none",
         "num_within_bound": len(within),
     }

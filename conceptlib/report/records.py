@@ -1,5 +1,5 @@
 """The one accessor for recorded results: ``recorded("quick")`` (``metrics.json``),
-``recorded("quick/operators")``, :func:`recorded_path` (``"sweeps/quick"``) and
+``recorded("quick/operators")``, :func:`recorded_path` (``"sweeps/quick-val"``) and
 :func:`recorded_checkpoint`, under ``$CONCEPTLIB_RESULTS`` or else the checkout's
 ``results/`` (the same from ``book/`` and from the repository root)."""
 
@@ -24,7 +24,7 @@ def results_root() -> Path:
 
 
 def recorded_path(name: str, root: Root = None) -> Path:
-    """The file or folder ``name`` (e.g. ``"sweeps/quick"``) of the recorded results."""
+    """The file or folder ``name`` (e.g. ``"sweeps/quick-val"``) of the records."""
     return Path(root or results_root()) / name
 
 
