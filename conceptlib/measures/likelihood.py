@@ -53,23 +53,16 @@ def match_clusters(labels: np.ndarray, clusters: np.ndarray) -> dict[int, int]:
 
 @torch.no_grad()
 def evaluate(
-    model: ConvVAE,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int = 1000,
-    seed: int = 0,
-    device: torch.device | None = None,
-) -> dict[str, float]:
-    """Every loss measure of DESIGN.md (means per image, per pixel for ``mse``)
-    on ``(N, 28, 28)`` uint8 images ``x`` with labels ``y``, on ``device`` (default:
-    the model's).
-
-    The ELBO uses one posterior sample per image from a generator seeded by
-    ``seed``. On the concept images (labels >= 10), if any,
-    :func:`~conceptlib.measures.vocab.recognition` gives ``concept_accuracy``
-    (the channel with the most energy is the image's concept) and
-    ``concept_iou`` (each channel > 0.5 against its concept's ink).
-    """
+    model: ConvVAE, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
+    seed: int = 0, device: torch.device | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Every loss measure of DESIGN.md (means per image, per pixel for ``mse``) on
+    ``(N, 28, 28)`` uint8 images ``x`` with labels ``y``, on ``device`` (default: the
+    model's). The ELBO uses one posterior sample per image, seeded by ``seed``. On
+    the concept images (labels >= 10), if any,
+    :func:`~conceptlib.measures.vocab.recognition` gives ``concept_accuracy`` (the
+    channel with the most energy is the image's concept) and ``concept_iou`` (each
+    channel > 0.5 against its concept's ink)."""
     device = device or next(model.parameters()).device
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -80,14 +73,9 @@ def evaluate(
         totals["recon_bce"] += float(recon_loss(out.logits, xb, "bce").sum())
         totals["recon_sse"] += float(recon_loss(out.logits, xb, "mse").sum())
         totals["kl"] += float(kl_loss(out.mu, out.logvar).sum())
-    n = max(len(x), 1)
-    result = {
-        "recon_bce": totals["recon_bce"] / n,
-        "recon_sse": totals["recon_sse"] / n,
-        "mse": totals["recon_sse"] / n / 784,
-        "kl": totals["kl"] / n,
-    }
-    result["neg_elbo"] = result["recon_bce"] + result["kl"]
+    bce, sse, kl = (t / max(len(x), 1) for t in totals.values())
+    result = {"recon_bce": bce, "recon_sse": sse, "mse": sse / 784, "kl": kl}
+    result["neg_elbo"] = bce + kl
     sel = (y >= FIRST_CONCEPT_LABEL).numpy()
     if sel.any():
         xs = x.numpy()[sel]
@@ -105,8 +93,8 @@ def _log_weights(
     draws ``z ~ q(z|x)`` per image of the batch ``xb``."""
     half_log_2pi = 0.5 * float(np.log(2 * np.pi))
     mu, logvar = model.encode(xb)
-    b = len(xb)
-    draw = dict(generator=gen, device=xb.device, dtype=mu.dtype)
+    b, draw = len(xb), dict(generator=gen, device=xb.device, dtype=mu.dtype)
+
     shape = (samples, *mu.shape[1:])  # image by image: independent of chunk
     eps = torch.stack([torch.randn(shape, **draw) for _ in range(b)], dim=1)
     std = torch.exp(0.5 * logvar)
@@ -123,14 +111,9 @@ def _log_weights(
 
 @torch.no_grad()
 def importance_nll(
-    model: ConvVAE,
-    x: torch.Tensor,
-    samples: int = 1000,
-    chunk: int = 1000,
-    seed: int = 0,
-    device: torch.device | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+    model: ConvVAE, x: torch.Tensor, samples: int = 1000, chunk: int = 1000,
+    seed: int = 0, device: torch.device | None = None, progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Importance-sampled negative log-likelihood of each image (Burda et al. 2016).
 
     ``log p(x) ~ logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k``
