@@ -50,12 +50,11 @@ class ImageSet:
         return cls(torch.from_numpy(x), torch.from_numpy(y))
 
     @classmethod
-    def with_composites(
-        cls, digits: tuple[np.ndarray, np.ndarray], comp: Composites, y: np.ndarray
-    ) -> ImageSet:
-        """Digits followed by composite concept images (labelled by part 0)."""
+    def with_composites(cls, digits, comp: Composites, y: np.ndarray) -> ImageSet:
+        """``(x, y)`` digits, then composite concept images (labelled by part 0)."""
         base = cls.of(digits, (comp.x, y))
         n, p = len(digits[1]), comp.parts.shape[1]
+
         parts = np.concatenate([np.zeros((n, p, *IMAGE_SHAPE), np.uint8), comp.parts])
         which = np.concatenate([np.full((n, p), -1, np.int64), comp.concepts])
         return cls(base.x, base.y, (torch.from_numpy(parts), torch.from_numpy(which)))
@@ -233,16 +232,11 @@ class PipelineData:
         return make_composites(self.concepts, self.concept_split[0], first, self.cfg)
 
     def dataset(self, variant: str, split: str) -> ImageSet:
-        """The images ``variant`` trains on (``train``) or is evaluated on.
-
-        Args:
-            variant: a variant name; its training data
-                (:attr:`~conceptlib.model.variants.Variant.data`) sets the images.
-            split: ``train``, ``val`` (the variant's own 30 %: validation digits
-                and, if it sees concepts, the 30 % of the training concept images),
-                ``val_digits``, ``val_concepts`` (cut from the validation digits),
-                ``test_digits`` or ``test_concepts``.
-        """
+        """The images ``variant`` (its :attr:`~conceptlib.model.variants.Variant.data`)
+        trains on (``split="train"``) or is evaluated on: ``val`` (its own 30 %:
+        validation digits and, if it sees concepts, the 30 % of the training concept
+        images), ``val_digits``, ``val_concepts`` (cut from the validation digits),
+        ``test_digits`` or ``test_concepts``."""
         x, y, x_test, y_test = self.digits
         held = {
             "test_digits": lambda: (x_test, y_test),

@@ -51,28 +51,21 @@ __all__ += ["seed_model", "subsample_stratified"]
 
 
 class Pipeline(PipelineData):
-    """One config, one seed: every step of the paper, computed on demand.
-
-    Args:
-        cfg: the experiment config (its ``seed`` is used throughout).
-        device: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`.
-        cache_dir: the run cache (trained variants).
-        progress: show progress bars.
-        mnist: an already loaded :class:`MNIST` (else ``cfg.data.source`` is read).
-        recipe: ``section.key=value`` overrides of the fixed recipe of
-            ``concept_paper`` (:func:`~conceptlib.config.variant_config`); the run
-            cache keys the result.
-    """
+    """One config (its ``seed`` used throughout), every step of the paper, computed on
+    demand. ``device``: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`;
+    ``cache_dir``: the run cache; ``mnist``: an already loaded :class:`MNIST` (else
+    ``cfg.data.source`` is read); ``recipe``: ``section.key=value`` overrides of
+    ``concept_paper``'s fixed recipe (:func:`~conceptlib.config.variant_config`),
+    keyed by the run cache."""
 
     def __init__(
         self, cfg: ExperimentConfig, device: str | torch.device = "auto",
         cache_dir: str | Path = "runs", progress: bool = True,
         mnist: MNIST | None = None, recipe: tuple[str, ...] | list[str] = (),
     ) -> None:  # fmt: skip
-        if not isinstance(device, torch.device):
-            device = resolve_device(device)
-        self.device = device
-        self.cfg = resolve_precision(cfg, self.device)  # train.precision=auto
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        self.device, self.cfg = dev, resolve_precision(cfg, dev)  # precision=auto
+
         self.cache_dir = Path(cache_dir)
         self.progress = progress
         self._mnist = mnist

@@ -202,13 +202,10 @@ class _Epochs:
         names = LOSS_PARTS + (("union",) if self._union else ())
         acc = torch.zeros(len(names), dtype=torch.float64, device=device)
         seen, t0 = 0, time.perf_counter()
-        bar = tqdm(
-            order,
-            desc=f"{self.variant} epoch {epoch + 1}/{tc.num_epochs}",
-            disable=not (self.progress and is_main()),
-            leave=False,
-            file=sys.stderr,
-        )
+        desc = f"{self.variant} epoch {epoch + 1}/{tc.num_epochs}"
+        quiet = not (self.progress and is_main())
+        bar = tqdm(order, desc=desc, disable=quiet, leave=False, file=sys.stderr)
+
         for i, idx in enumerate(bar):
             idx = idx.to(device)
             xb = to_input(self.x[idx], device, tc.channels_last)
