@@ -241,7 +241,6 @@ def _scorecard(args: argparse.Namespace) -> int:
     if not columns:
         what = "no recorded runs (paper/, quick/) and no --run given"
         raise ConceptlibError(f"{args.results}: {what}")
-
     print(format_markdown(columns) if args.markdown else format_text(columns))
     return 0
 

@@ -329,7 +329,6 @@ def shift_images(
     pad = max_shift
     offsets = rng.integers(-pad, pad + 1, size=(len(x), 2))
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-
     out = np.empty_like(x)
     for dx, dy in itertools.product(range(-pad, pad + 1), repeat=2):
         sel = (offsets[:, 0] == dx) & (offsets[:, 1] == dy)

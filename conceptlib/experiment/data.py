@@ -54,7 +54,6 @@ class ImageSet:
         """``(x, y)`` digits, then composite concept images (labelled by part 0)."""
         base = cls.of(digits, (comp.x, y))
         n, p = len(digits[1]), comp.parts.shape[1]
-
         parts = np.concatenate([np.zeros((n, p, *IMAGE_SHAPE), np.uint8), comp.parts])
         which = np.concatenate([np.full((n, p), -1, np.int64), comp.concepts])
         return cls(base.x, base.y, (torch.from_numpy(parts), torch.from_numpy(which)))
@@ -255,7 +254,6 @@ class PipelineData:
             labels = self.concepts.y[self.concept_split[0]]
             digits = (x[d_idx], y[d_idx])
             return ImageSet.with_composites(digits, self.composites, labels)
-
         parts = [(x[d_idx], y[d_idx])]
         if spec.sees_concepts:
             c_idx = self.concept_split[which]

@@ -65,7 +65,6 @@ class Pipeline(PipelineData):
     ) -> None:  # fmt: skip
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         self.device, self.cfg = dev, resolve_precision(cfg, dev)  # precision=auto
-
         self.cache_dir = Path(cache_dir)
         self.progress = progress
         self._mnist = mnist

@@ -110,13 +110,10 @@ def explain_channel(
     beam: int = BEAM, channel: int = 0,
 ) -> Explanation:  # fmt: skip
     """Beam search (``beam`` formulas kept per length, at most ``max_length``
-    concepts) for the formula whose mask best matches ``on`` by IoU.
+    concepts) for the formula whose mask best matches ``on`` by IoU. ``on``: ``(P,)``
+    bool, where the channel is on (all probe pixels, flattened); ``concepts``:
+    ``(K, P)`` bool, each concept's ink there; ``channel``: recorded in the result."""
 
-    Args:
-        on: ``(P,)`` bool, where the channel is on (all probe pixels, flattened).
-        concepts: ``(K, P)`` bool, each concept's ink on the same pixels.
-        channel: the channel's index (recorded in the result).
-    """
     # pixels outside the channel and every concept change no count: drop them
     keep = on | concepts.any(0)
     on, concepts = on[keep], concepts[:, keep]
@@ -177,7 +174,6 @@ def explain_layer(
     out = [
         explain_channel(on[c], concepts, max_length, channel=c) for c in range(len(on))
     ]
-
     if held is None:
         return out
     held_on = _flat(held[0]) > threshold

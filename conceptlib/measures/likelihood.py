@@ -94,7 +94,6 @@ def _log_weights(
     half_log_2pi = 0.5 * float(np.log(2 * np.pi))
     mu, logvar = model.encode(xb)
     b, draw = len(xb), dict(generator=gen, device=xb.device, dtype=mu.dtype)
-
     shape = (samples, *mu.shape[1:])  # image by image: independent of chunk
     eps = torch.stack([torch.randn(shape, **draw) for _ in range(b)], dim=1)
     std = torch.exp(0.5 * logvar)
@@ -122,26 +121,19 @@ def importance_nll(
     decoder's Bernoulli cross-entropy on grey levels in [0, 1], as in training:
     comparable with ``neg_elbo``, not with published figures on binarized digits.
 
-    Args:
-        x: ``(N, 28, 28)`` uint8 images.
-        samples: k, posterior samples per image.
-        chunk: decodings per forward pass (images x samples), bounding memory.
-        seed: seed of the posterior samples.
-        device: where to run (default: the model's device).
-        progress: a tqdm bar over the images.
-
-    Returns:
-        ``(N,)`` importance-sampled NLL and ``(N,)`` the -ELBO averaged over the
-        same k samples, both in nats per image.
+    ``x``: ``(N, 28, 28)`` uint8 images; ``chunk``: decodings per forward pass
+    (images x samples), bounding memory; ``seed``: of the posterior samples;
+    ``device``: default the model's; ``progress``: a tqdm bar over the images.
+    Returns ``(N,)`` importance-sampled NLL and ``(N,)`` the -ELBO averaged over the
+    same k samples, both in nats per image.
     """
     device = device or next(model.parameters()).device
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
     per_pass = max(1, chunk // samples)  # images per pass
     nll, neg_elbo = [], []
-    for start in tqdm(
-        range(0, len(x), per_pass), desc="IS-NLL", disable=not progress, leave=False
-    ):
+    starts = range(0, len(x), per_pass)
+    for start in tqdm(starts, desc="IS-NLL", disable=not progress, leave=False):
         xb = to_input(x[start : start + per_pass], device)  # (b, 1, 28, 28)
         log_w = _log_weights(model, xb, samples, chunk, gen)  # (k, b)
         nll.append(-(torch.logsumexp(log_w, 0) - np.log(samples)))

@@ -221,7 +221,6 @@ def apply(
     ``(1, C, H, W)`` and the decoded ``(28, 28)`` uint8 image. ``protos``: the
     ``(K, C, H, W)`` :func:`prototypes`, needed by an ``add`` without a source image.
     """
-
     k = as_model(model).num_concepts
     base = blank(model)
     hidden = read(model, np.asarray(image, np.uint8)[None])

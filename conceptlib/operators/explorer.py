@@ -128,7 +128,6 @@ def operator_explorer(
         ticked, move = [b.value for b in boxes], (moved, dx.value, dy.value)
         steps = _steps(ticked, state["top"], protos is not None, move)
         after = op.apply(cm, images[pick.value], steps, protos)[1]
-
         _show(out, cm, state["before"], after, classifier)
 
     pick.observe(reset, "value")

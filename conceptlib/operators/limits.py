@@ -147,7 +147,6 @@ def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
     the farthest placement harder or easier (``placed_said``), the shares landing in
     the top 3 and at rank 4 or 5 (``rank_top3``, ``rank_4_5``, ``near_ranks``), and
     the shifts tried beyond none (``placements``)."""
-
     energy = summary["readout"]["energy"]["mean"]
     best, name = max(
         (r["mean"], n) for n, r in summary["readout"].items() if n != "energy"

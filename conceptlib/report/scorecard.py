@@ -350,7 +350,6 @@ def claim_fewer_epochs(
     paper = "argued, not measured (section 1)"
     if not paper_sense:
         paper = "not claimed: concept_paper against augmented (same images)"
-
     faster, parts = [], []
     for measure, name in CURVE_MEASURES.items():
         if (found := _reach_difference(metrics, reference, measure, against)) is None:

@@ -205,7 +205,6 @@ class _Epochs:
         desc = f"{self.variant} epoch {epoch + 1}/{tc.num_epochs}"
         quiet = not (self.progress and is_main())
         bar = tqdm(order, desc=desc, disable=quiet, leave=False, file=sys.stderr)
-
         for i, idx in enumerate(bar):
             idx = idx.to(device)
             xb = to_input(self.x[idx], device, tc.channels_last)
@@ -411,7 +410,6 @@ def get_or_train(
         except OSError as exc:
             msg = f"{run_dir}: cannot write run ({exc.strerror})"
             raise ConceptlibError(msg) from None
-
     model, history = train_vae(
         cfg, variant, x, y, num_concepts, run_dir, device, progress, parts
     )
