@@ -32,15 +32,10 @@ class _Append(argparse.Action):
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     """``--run``, ``--profile`` and ``--cache``: which concept model to use."""
-    parser.add_argument(
-        "--run",
-        help="a concept run's model.pt or folder (default: the profile's concept "
-        "run in --cache)",
-    )
-    parser.add_argument(
-        "--profile",
-        help="profile whose concept run to use (default as for reproduce)",
-    )
+    run = "a concept run's model.pt or folder (default: the profile's concept run in "
+    parser.add_argument("--run", help=run + "--cache)")
+    profile = "profile whose concept run to use (default as for reproduce)"
+    parser.add_argument("--profile", help=profile)
     parser.add_argument("--cache", default="runs", help="run cache (default runs)")
 
 
@@ -62,14 +57,9 @@ def _reproduce_parser(sub) -> None:
     rep.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
     rep.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     rep.add_argument("--cache", help="run cache (default OUT/runs)")
-    rep.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.num_epochs=3 (repeatable)",
-    )
+    rep.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE", help="override a config key, e.g. --set "
+                     "train.num_epochs=3 (repeatable)")  # fmt: skip
     rep.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -131,21 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         "RESULTS/quick) and for each --run. A one-seed run is judged with the seed "
         "spread of RESULTS/quick.",
     )
-    card.add_argument(
-        "--run",
-        dest="runs",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="an output folder of `conceptlib reproduce` (or its metrics.json); "
-        "repeatable",
-    )
-    card.add_argument(
-        "--results", default="results", help="recorded runs (default results)"
-    )
-    card.add_argument(
-        "--markdown", action="store_true", help="print a Markdown table instead"
-    )
+    card.add_argument("--run", dest="runs", action="append", default=[],
+                      metavar="DIR", help="an output folder of `conceptlib reproduce` "
+                      "(or its metrics.json); repeatable")  # fmt: skip
+    results = "recorded runs (default results)"
+    card.add_argument("--results", default="results", help=results)
+    markdown = "print a Markdown table instead"
+    card.add_argument("--markdown", action="store_true", help=markdown)
     cat = sub.add_parser("catalogue", help="print a concept catalogue")
     cat.add_argument("name", nargs="?", default="mnist", help="name or CSV path")
     return parser
@@ -153,8 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _reproduce(args: argparse.Namespace) -> int:
     data = [] if args.data is None else [f"data.source={args.data}"]
-    overrides = args.overrides + data
-    cfg = load_config(args.profile or default_profile(), overrides)
+    cfg = load_config(args.profile or default_profile(), args.overrides + data)
     # bad data or a bad catalogue fail here, in a second, before torch is imported
     mnist = load_mnist(cfg.data.source)
     load_catalogue(cfg.concepts.catalogue)
@@ -169,15 +150,9 @@ def _reproduce(args: argparse.Namespace) -> int:
     main = is_main()
     try:
         metrics = reproduce(
-            cfg,
-            args.out,
-            num_seeds=args.seeds,
-            device=device,
-            cache_dir=args.cache,
-            progress=not args.quiet,
-            figures=not args.no_figures,
-            mnist=mnist,
-        )
+            cfg, args.out, num_seeds=args.seeds, device=device, cache_dir=args.cache,
+            progress=not args.quiet, figures=not args.no_figures, mnist=mnist,
+        )  # fmt: skip
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -197,11 +172,10 @@ def _concept_model(args: argparse.Namespace):
     cfg = load_config(args.profile or default_profile())
     run = default_run(cfg, args.cache)
     if not run.exists():
-        raise ConceptlibError(
-            f"{run}: no trained concept run for profile {cfg.profile!r}; run "
-            f"`conceptlib reproduce --profile {cfg.profile} --out out/"
-            f"{cfg.profile} --cache {args.cache}` first or pass --run"
-        )
+        p = cfg.profile
+        cmd = f"conceptlib reproduce --profile {p} --out out/{p} --cache {args.cache}"
+        what = f"no trained concept run for profile {p!r}; run `{cmd}` first"
+        raise ConceptlibError(f"{run}: {what} or pass --run")
     return load_concept_model(run)
 
 
@@ -265,9 +239,8 @@ def _scorecard(args: argparse.Namespace) -> int:
     for run in args.runs:
         columns[run] = judge(read_metrics(run), reference)
     if not columns:
-        raise ConceptlibError(
-            f"{args.results}: no recorded runs (paper/, quick/) and no --run given"
-        )
+        what = "no recorded runs (paper/, quick/) and no --run given"
+        raise ConceptlibError(f"{args.results}: {what}")
     print(format_markdown(columns) if args.markdown else format_text(columns))
     return 0
 

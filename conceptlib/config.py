@@ -181,11 +181,9 @@ def _coerce(where: str, value: Any, default: Any) -> Any:
 def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Range checks that the types alone cannot express."""
     for (section, key), allowed in _CHOICES.items():
-        value = getattr(getattr(cfg, section), key)
-        if value not in allowed:
-            raise ConceptlibError(
-                f"config key {section}.{key}: {value!r} is not one of {list(allowed)}"
-            )
+        if (value := getattr(getattr(cfg, section), key)) not in allowed:
+            what = f"{value!r} is not one of {list(allowed)}"
+            raise ConceptlibError(f"config key {section}.{key}: {what}")
     checks = [
         ("data.num_train_digits", 100 <= cfg.data.num_train_digits <= 60000),
         ("data.num_test_digits", 20 <= cfg.data.num_test_digits <= 10000),
@@ -244,14 +242,12 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
             continue
         if not isinstance(value, dict):
             raise ConceptlibError(f"{where}: config key {key!r} must be a mapping")
-        known = {f.name for f in fields(default)}
+        known = sorted(f.name for f in fields(default))
         kwargs = {}
         for sub, sub_value in value.items():
             if sub not in known:
-                raise ConceptlibError(
-                    f"{where}: unknown config key '{key}.{sub}' "
-                    f"(known: {', '.join(sorted(known))})"
-                )
+                what = f"'{key}.{sub}' (known: {', '.join(known)})"
+                raise ConceptlibError(f"{where}: unknown config key {what}")
             kwargs[sub] = _coerce(f"{key}.{sub}", sub_value, getattr(default, sub))
         top[key] = dataclasses.replace(default, **kwargs)
     return _validate(dataclasses.replace(base, **top))
@@ -306,18 +302,13 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
 def load_config(profile: str | os.PathLike = "quick", overrides=()) -> ExperimentConfig:
     """Load a profile by name (``smoke``, ``quick``, ``paper``) or a YAML path,
     then apply ``overrides`` (``section.key=value`` strings)."""
-    text_profile = str(profile)
-    if text_profile in PROFILES:
-        path = CONFIG_DIR / f"{text_profile}.yaml"
-    else:
-        path = Path(text_profile)
-        if path.suffix not in (".yaml", ".yml"):
-            raise ConceptlibError(
-                f"unknown profile {text_profile!r} (known: {', '.join(PROFILES)}, "
-                "or a .yaml path)"
-            )
-        if not path.is_file():
-            raise ConceptlibError(f"{path}: no such config file")
+    name = str(profile)
+    path = CONFIG_DIR / f"{name}.yaml" if name in PROFILES else Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        known = f"known: {', '.join(PROFILES)}, or a .yaml path"
+        raise ConceptlibError(f"unknown profile {name!r} ({known})")
+    if not path.is_file():
+        raise ConceptlibError(f"{path}: no such config file")
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

@@ -103,9 +103,8 @@ def _parse_row(where: str, i: int, row: dict, names: list[str]) -> tuple:
     if w <= 0 or h <= 0:
         raise ConceptlibError(f"{at}: box size w={w:g}, h={h:g} must be positive")
     if x < 0 or y < 0 or x + w > SIZE or y + h > SIZE:
-        raise ConceptlibError(
-            f"{at}: box x={x:g} y={y:g} w={w:g} h={h:g} is off the {SIZE}x{SIZE} canvas"
-        )
+        box = f"box x={x:g} y={y:g} w={w:g} h={h:g}"
+        raise ConceptlibError(f"{at}: {box} is off the {SIZE}x{SIZE} canvas")
     s = _number(where, i, "sd", row["sd"], integer=False)
     if s < 0:
         raise ConceptlibError(f"{at}: negative sd {s:g}")
@@ -119,16 +118,15 @@ def load_catalogue(name_or_path: str | os.PathLike = "mnist") -> Catalogue:
     variants of a digit numbered 0, 1, ... without gaps."""
     where, rows = _read_rows(name_or_path)
     parsed: list[tuple] = []
-    for i, row in enumerate(rows, start=2):
+    for i, row in enumerate(rows, start=2):  # row 1: the header
         parsed.append(_parse_row(where, i, row, [p[0] for p in parsed]))
     names, digit, variant, box, sd = zip(*parsed)
     digit, variant = np.array(digit), np.array(variant)
     for d in np.unique(digit):
         used = set(variant[digit == d].tolist())
         if used != set(range(max(used) + 1)):
-            raise ConceptlibError(
-                f"{where}: digit {d} uses variants {sorted(used)}; number them from 0"
-            )
+            uses = f"digit {d} uses variants {sorted(used)}"
+            raise ConceptlibError(f"{where}: {uses}; number them from 0")
     descriptions = tuple((r.get("description") or "").strip() for r in rows)
     box, sd = np.array(box, dtype=np.float64), np.array(sd, dtype=np.float64)
     return Catalogue(names, digit, variant, box, sd, descriptions, where)
@@ -221,15 +219,10 @@ class ConceptSet:
 
 
 def make_concepts(
-    catalogue: Catalogue,
-    per_concept: int,
-    digits_x: np.ndarray,
-    digits_y: np.ndarray,
-    digits_variant: np.ndarray,
-    rng: np.random.Generator,
-    centres: np.ndarray | None = None,
-    p_train: float = 0.8,
-) -> ConceptSet:
+    catalogue: Catalogue, per_concept: int, digits_x: np.ndarray,
+    digits_y: np.ndarray, digits_variant: np.ndarray, rng: np.random.Generator,
+    centres: np.ndarray | None = None, p_train: float = 0.8,
+) -> ConceptSet:  # fmt: skip
     """``per_concept`` images of each concept (section 3.5): for each image of concept
     k, with probability ``p_train`` cut from a random source digit (``digits_x``,
     ``digits_y``, ``digits_variant``) of class ``digit[k]`` and variant ``variant[k]``,
@@ -244,10 +237,9 @@ def make_concepts(
     ]
     for k, pool in enumerate(pools):
         if pool.size == 0:
-            raise ConceptlibError(
-                f"no source digits for concept {catalogue.names[k]!r} "
-                f"(digit {catalogue.digit[k]}, variant {catalogue.variant[k]})"
-            )
+            which = f"digit {catalogue.digit[k]}, variant {catalogue.variant[k]}"
+            name = catalogue.names[k]
+            raise ConceptlibError(f"no source digits for concept {name!r} ({which})")
     sizes = np.array([p.size for p in pools])
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     flat_pool = np.concatenate(pools)
@@ -294,13 +286,10 @@ class Composites:
 
 
 def compose(
-    images: np.ndarray,
-    concept: np.ndarray,
-    num_parts: np.ndarray,
-    rng: np.random.Generator,
-    concept_digit: np.ndarray | None = None,
+    images: np.ndarray, concept: np.ndarray, num_parts: np.ndarray,
+    rng: np.random.Generator, concept_digit: np.ndarray | None = None,
     max_parts: int | None = None,
-) -> Composites:
+) -> Composites:  # fmt: skip
     """Overlay concept images: row i is image i plus ``num_parts[i] - 1`` others drawn
     uniformly from ``images``, each of a ``concept`` (0-based) not yet in the row
     and, with ``concept_digit`` (each concept's source digit), of a digit not yet in
@@ -337,8 +326,8 @@ def shift_images(
     """Shift each image by uniform whole-pixel offsets in ``[-max_shift,
     max_shift]``, zero-filling; returns the images and ``(N, 2)`` offsets ``dx, dy``
     (right, down)."""
-    offsets = rng.integers(-max_shift, max_shift + 1, size=(len(x), 2))
     pad = max_shift
+    offsets = rng.integers(-pad, pad + 1, size=(len(x), 2))
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
     out = np.empty_like(x)
     for dx, dy in itertools.product(range(-pad, pad + 1), repeat=2):

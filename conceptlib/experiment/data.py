@@ -15,18 +15,8 @@ import numpy as np
 import torch
 
 from conceptlib.config import ExperimentConfig
-from conceptlib.data.catalogue import (
-    Catalogue,
-    Composites,
-    ConceptSet,
-    VariantModel,
-    compose,
-    fit_variants,
-    load_catalogue,
-    make_concepts,
-    shift_images,
-    stratified_split,
-)
+from conceptlib.data import catalogue as cat
+from conceptlib.data.catalogue import Catalogue, Composites, ConceptSet, VariantModel
 from conceptlib.data.mnist import IMAGE_SHAPE, MNIST, load_mnist
 from conceptlib.data.splits import HELD_SPLITS, HeldDigits, check_split
 from conceptlib.measures.cluster import Clustering, representative_images
@@ -38,19 +28,15 @@ def subsample_stratified(y: np.ndarray, num: int, seed: int) -> np.ndarray:
     """Sorted indices of a stratified subsample of ``num`` items (all if fewer)."""
     if num >= len(y):
         return np.arange(len(y))
-    keep, _ = stratified_split(y, 1.0 - num / len(y), seed)
+    keep, _ = cat.stratified_split(y, 1.0 - num / len(y), seed)
     return keep
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images and labels as tensors, ready for training and evaluation.
-
-    Attributes:
-        x: ``(N, 28, 28)`` uint8; y: ``(N,)`` int64 (0-9 digits, 10+ concepts).
-        parts: None, or ``(N, P, 28, 28)`` uint8 ink of each image's concept parts
-            and ``(N, P)`` their concept indices (-1: none; digits have none).
-    """
+    """Images ``x`` ``(N, 28, 28)`` uint8 and labels ``y`` ``(N,)`` int64 (0-9 digits,
+    10+ concepts) as tensors; ``parts``: None, or ``(N, P, 28, 28)`` uint8 ink of
+    each image's concept parts and ``(N, P)`` their concept indices (-1: none)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -64,10 +50,8 @@ class ImageSet:
         return cls(torch.from_numpy(x), torch.from_numpy(y))
 
     @classmethod
-    def with_composites(
-        cls, digits: tuple[np.ndarray, np.ndarray], comp: Composites, y: np.ndarray
-    ) -> ImageSet:
-        """Digits followed by composite concept images (labelled by part 0)."""
+    def with_composites(cls, digits, comp: Composites, y: np.ndarray) -> ImageSet:
+        """``(x, y)`` digits, then composite concept images (labelled by part 0)."""
         base = cls.of(digits, (comp.x, y))
         n, p = len(digits[1]), comp.parts.shape[1]
         parts = np.concatenate([np.zeros((n, p, *IMAGE_SHAPE), np.uint8), comp.parts])
@@ -90,16 +74,15 @@ def make_composites(
     ``concepts.train_shift`` px per axis, then with probability
     ``concepts.composite_fraction`` overlaid (pixel maximum) with 1 to
     ``max_parts - 1`` images of other concepts; the others keep one part."""
-    c = cfg.concepts
-    x = concepts.x[idx]
-    concept = concepts.y[idx] - first_label
+    c, x = cfg.concepts, concepts.x[idx]
     rng = np.random.default_rng([cfg.seed, 4])
     if c.train_shift:
-        x, _ = shift_images(x, np.random.default_rng([cfg.seed, 5]), c.train_shift)
+        x, _ = cat.shift_images(x, np.random.default_rng([cfg.seed, 5]), c.train_shift)
     composite = rng.random(len(x)) < c.composite_fraction
     extra = rng.integers(1, c.max_parts, size=len(x))  # 1 .. max_parts - 1
     num_parts = np.where(composite, 1 + extra, 1)
-    return compose(x, concept, num_parts, rng, max_parts=c.max_parts)
+    concept = concepts.y[idx] - first_label
+    return cat.compose(x, concept, num_parts, rng, max_parts=c.max_parts)
 
 
 class PipelineData:
@@ -118,9 +101,7 @@ class PipelineData:
     @cached_property
     def mnist(self) -> MNIST:
         """The full MNIST as loaded from ``cfg.data.source``."""
-        return (
-            self._mnist if self._mnist is not None else load_mnist(self.cfg.data.source)
-        )
+        return self._mnist or load_mnist(self.cfg.data.source)
 
     @cached_property
     def digits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -133,8 +114,8 @@ class PipelineData:
     @cached_property
     def digit_split(self) -> tuple[np.ndarray, np.ndarray]:
         """The stratified 70/30 split of the training digits (shared by variants)."""
-        _, y, _, _ = self.digits
-        return stratified_split(y, self.cfg.data.val_fraction, self.cfg.data.split_seed)
+        d = self.cfg.data
+        return cat.stratified_split(self.digits[1], d.val_fraction, d.split_seed)
 
     def _split_digits(self, which: int, name: str) -> HeldDigits:
         x, y, _, _ = self.digits
@@ -165,16 +146,15 @@ class PipelineData:
     @cached_property
     def catalogue(self) -> Catalogue:
         """The concept catalogue named by ``cfg.concepts.catalogue``."""
-        return load_catalogue(self.cfg.concepts.catalogue)
+        return cat.load_catalogue(self.cfg.concepts.catalogue)
 
     @cached_property
     def variants(self) -> VariantModel:
         """The 2-means digit variants (e.g. open and closed 4), fitted on the
         training split's digits (the validation digits are only assigned)."""
-        x, y, _, _ = self.digits
-        idx = self.digit_split[0]
-        return fit_variants(
-            x[idx], y[idx], self.catalogue, seed=self.cfg.data.split_seed
+        x, y, idx = self.digits[0], self.digits[1], self.digit_split[0]
+        return cat.fit_variants(
+            x[idx], y[idx], self.catalogue, self.cfg.data.split_seed
         )
 
     @cached_property
@@ -209,7 +189,7 @@ class PipelineData:
         split's digits only."""
         train, c = self.train_digits, self.cfg.concepts
         rng = np.random.default_rng([self.cfg.seed, 1])
-        return make_concepts(
+        return cat.make_concepts(
             self.catalogue, c.per_concept, train.x, train.y, train.variants, rng,
             centres=self.representatives[0], p_train=c.p_train,
         )  # fmt: skip
@@ -218,9 +198,9 @@ class PipelineData:
         """Held-out concept images cut from ``digits`` only (no centres), drawn
         from the seed's generator ``stream``."""
         rng = np.random.default_rng([self.cfg.seed, stream])
-        per_concept = self.cfg.concepts.test_per_concept
-        return make_concepts(
-            self.catalogue, per_concept, digits.x, digits.y, digits.variants, rng
+        n = self.cfg.concepts.test_per_concept
+        return cat.make_concepts(
+            self.catalogue, n, digits.x, digits.y, digits.variants, rng
         )
 
     @cached_property
@@ -235,15 +215,13 @@ class PipelineData:
 
     def held_concepts(self, split: str) -> ConceptSet:
         """Held-out concept images cut from the ``val`` or ``test`` digits."""
-        return {"val": self.val_concepts, "test": self.test_concepts}[
-            check_split(split)
-        ]
+        return getattr(self, f"{check_split(split)}_concepts")
 
     @cached_property
     def concept_split(self) -> tuple[np.ndarray, np.ndarray]:
         """The stratified 70/30 split of the concept images."""
         d = self.cfg.data
-        return stratified_split(self.concepts.y, d.val_fraction, d.split_seed)
+        return cat.stratified_split(self.concepts.y, d.val_fraction, d.split_seed)
 
     @cached_property
     def composites(self) -> Composites:
@@ -253,16 +231,11 @@ class PipelineData:
         return make_composites(self.concepts, self.concept_split[0], first, self.cfg)
 
     def dataset(self, variant: str, split: str) -> ImageSet:
-        """The images ``variant`` trains on (``train``) or is evaluated on.
-
-        Args:
-            variant: a variant name; its training data
-                (:attr:`~conceptlib.model.variants.Variant.data`) sets the images.
-            split: ``train``, ``val`` (the variant's own 30 %: validation digits
-                and, if it sees concepts, the 30 % of the training concept images),
-                ``val_digits``, ``val_concepts`` (cut from the validation digits),
-                ``test_digits`` or ``test_concepts``.
-        """
+        """The images ``variant`` (its :attr:`~conceptlib.model.variants.Variant.data`)
+        trains on (``split="train"``) or is evaluated on: ``val`` (its own 30 %:
+        validation digits and, if it sees concepts, the 30 % of the training concept
+        images), ``val_digits``, ``val_concepts`` (cut from the validation digits),
+        ``test_digits`` or ``test_concepts``."""
         x, y, x_test, y_test = self.digits
         held = {
             "test_digits": lambda: (x_test, y_test),
@@ -279,9 +252,8 @@ class PipelineData:
         d_idx = self.digit_split[which]
         if spec.data == variants.COMPOSITES and split == "train":
             labels = self.concepts.y[self.concept_split[0]]
-            return ImageSet.with_composites(
-                (x[d_idx], y[d_idx]), self.composites, labels
-            )
+            digits = (x[d_idx], y[d_idx])
+            return ImageSet.with_composites(digits, self.composites, labels)
         parts = [(x[d_idx], y[d_idx])]
         if spec.sees_concepts:
             c_idx = self.concept_split[which]

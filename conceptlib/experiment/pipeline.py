@@ -1,14 +1,11 @@
 """The whole pipeline of the paper, step by step, for one config and one seed.
 
-:class:`Pipeline` computes each step on first use and keeps it, so a chapter can
-ask for exactly the pieces it shows (``pipe.catalogue``, ``pipe.baseline``,
-``pipe.concepts``, ``pipe.run("concept")``, ``pipe.metrics()``...) and the command
-line for everything. Trained variants come from the run cache when present.
-
-Steps (paper section in brackets): the digits and their 70/30 split [3.2]; the
-baseline [3.1]; representatives [3.5 step 1]; concept images [3.3, 3.5]; the
-other variants (:mod:`conceptlib.model.variants`) [3.4]; measures on the splits,
-the vocabulary probes and the four clusterings of section 4. The data live in
+:class:`Pipeline` computes each step on first use and keeps it (``pipe.catalogue``,
+``pipe.baseline``, ``pipe.run("concept")``, ``pipe.metrics()``...); trained variants
+come from the run cache when present. Steps [paper section]: the digits and their
+70/30 split [3.2]; the baseline [3.1]; representatives [3.5 step 1]; concept images
+[3.3, 3.5]; the other variants [3.4]; measures on the splits, the vocabulary probes
+and the four clusterings of section 4. The data live in
 :mod:`~conceptlib.experiment.data`, the measures in
 :mod:`~conceptlib.experiment.measures`.
 """
@@ -54,32 +51,20 @@ __all__ += ["seed_model", "subsample_stratified"]
 
 
 class Pipeline(PipelineData):
-    """One config, one seed: every step of the paper, computed on demand.
-
-    Args:
-        cfg: the experiment config (its ``seed`` is used throughout).
-        device: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`.
-        cache_dir: the run cache (trained variants).
-        progress: show progress bars.
-        mnist: an already loaded :class:`MNIST` (else ``cfg.data.source`` is read).
-        recipe: ``section.key=value`` overrides of the fixed recipe of
-            ``concept_paper`` (:func:`~conceptlib.config.variant_config`); the run
-            cache keys the result.
-    """
+    """One config (its ``seed`` used throughout), every step of the paper, computed on
+    demand. ``device``: ``auto``, ``cpu``, ``cuda`` or a :class:`torch.device`;
+    ``cache_dir``: the run cache; ``mnist``: an already loaded :class:`MNIST` (else
+    ``cfg.data.source`` is read); ``recipe``: ``section.key=value`` overrides of
+    ``concept_paper``'s fixed recipe (:func:`~conceptlib.config.variant_config`),
+    keyed by the run cache."""
 
     def __init__(
-        self,
-        cfg: ExperimentConfig,
-        device: str | torch.device = "auto",
-        cache_dir: str | Path = "runs",
-        progress: bool = True,
-        mnist: MNIST | None = None,
-        recipe: tuple[str, ...] | list[str] = (),
-    ) -> None:
-        self.device = (
-            device if isinstance(device, torch.device) else resolve_device(device)
-        )
-        self.cfg = resolve_precision(cfg, self.device)  # train.precision=auto
+        self, cfg: ExperimentConfig, device: str | torch.device = "auto",
+        cache_dir: str | Path = "runs", progress: bool = True,
+        mnist: MNIST | None = None, recipe: tuple[str, ...] | list[str] = (),
+    ) -> None:  # fmt: skip
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        self.device, self.cfg = dev, resolve_precision(cfg, dev)  # precision=auto
         self.cache_dir = Path(cache_dir)
         self.progress = progress
         self._mnist = mnist
@@ -113,8 +98,7 @@ class Pipeline(PipelineData):
         return self.run("baseline")
 
     def variant_config(self, variant: str) -> ExperimentConfig:
-        """The config ``variant`` trains with (:func:`variant_config` with
-        :attr:`recipe`)."""
+        """``variant``'s config: :func:`variant_config` with :attr:`recipe`."""
         return variant_config(self.cfg, variant, self.recipe)
 
     def run(self, variant: str) -> Run:
@@ -146,8 +130,7 @@ class Pipeline(PipelineData):
 
     # -- measures (conceptlib.experiment.measures) --------------------------------
     def evaluate(self, variant: str, split: str) -> dict[str, float]:
-        """Every measure of DESIGN.md for ``variant`` on ``split`` (one of
-        :data:`EVAL_SPLITS`)."""
+        """Every DESIGN.md measure of ``variant`` on ``split`` (:data:`EVAL_SPLITS`)."""
         known = self._known("variants", variant, split)
         return known if known is not None else m.evaluate_split(self, variant, split)
 
@@ -205,8 +188,7 @@ class Pipeline(PipelineData):
         return ConceptModel(run.model, self.cfg, self.catalogue, run.path)
 
     def edits(self, variant: str = "concept") -> dict[str, Any]:
-        """The operators measured on ``variant``
-        (:func:`~conceptlib.operators.evaluate.measure_operators`)."""
+        """:func:`~conceptlib.operators.evaluate.measure_operators` of ``variant``."""
         known = self._known("operators", variant)
         if known is not None:
             return known
@@ -225,8 +207,7 @@ class Pipeline(PipelineData):
         return explain_model(self.run(variant).model, self.probes, num_probes)
 
     def digit_parts(self, variant: str, split: str = "test"):
-        """:func:`~conceptlib.measures.vocab.digit_parts` of ``variant`` on the
-        ``test`` (or ``val``) digits."""
+        """:func:`~conceptlib.measures.vocab.digit_parts` on ``test``/``val`` digits."""
         return m.parts_of_digits(self, variant, split)
 
     def alignment(self, variant: str = "concept", split: str = "test") -> dict:

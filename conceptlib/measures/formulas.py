@@ -1,16 +1,12 @@
 """Compositional explanations of concept-layer channels (Mu and Andreas, 2020).
 
-Where Network Dissection names a channel by its best single concept, a beam
-search finds the logical *formula* over concept masks (``AND``, ``OR``, ``AND
-NOT``; at most :data:`MAX_LENGTH` concepts) whose mask best overlaps the channel's
-strongest activations, on probes with known per-concept ink: a check of the
-concept channels, and a description of what the other channels carry. A search
-always finds a formula at least as good as one concept on the probes it searched;
-so the formula and the best single concept are also scored on held-out probes
-(:func:`explain_model`: the search reads one half of each probe set, the score
-the other), where the gain of the formula may be negative.
-
-See: chapter ``ch-operators``.
+Where Network Dissection names a channel by its best single concept, a beam search
+finds the logical *formula* over concept masks (``AND``, ``OR``, ``AND NOT``; at
+most :data:`MAX_LENGTH` concepts) whose mask best overlaps the channel's strongest
+activations on probes with known per-concept ink. A formula always beats one
+concept on the probes searched, so both are also scored on held-out probes
+(:func:`explain_model`: search on one half of each probe set, score on the other),
+where the formula's gain may be negative. See chapter ``ch-operators``.
 """
 
 from __future__ import annotations
@@ -60,9 +56,7 @@ class Formula:
 def _combine(mask: torch.Tensor, op: str, other: torch.Tensor) -> torch.Tensor:
     if op == "AND":
         return mask & other
-    if op == "OR":
-        return mask | other
-    return mask & ~other
+    return mask | other if op == "OR" else mask & ~other
 
 
 @dataclass(frozen=True)
@@ -84,12 +78,9 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class _Counts:
-    """IoU of ``on`` with ``F op M_j`` for every concept j at once.
-
-    Every count needed follows from two matrix-vector products with the concept
-    masks M (``(K, P)``): ``M @ (F and on)`` and ``M @ F``, so a whole level of
-    the beam search costs a few products instead of K mask operations.
-    """
+    """IoU of ``on`` with ``F op M_j`` for every concept j at once, from two
+    matrix-vector products with the ``(K, P)`` concept masks M: ``M @ (F and on)``
+    and ``M @ F`` (a few products per beam level instead of K mask operations)."""
 
     def __init__(self, on: torch.Tensor, concepts: torch.Tensor) -> None:
         self.on, self.m = on, concepts.double()
@@ -102,8 +93,7 @@ class _Counts:
 
     def grown(self, mask: torch.Tensor, op: str) -> torch.Tensor:
         """``(K,)`` IoU of ``on`` with ``mask op M_j``."""
-        f_on = float((mask & self.on).sum())
-        f_n = float(mask.sum())
+        f_on, f_n = float((mask & self.on).sum()), float(mask.sum())
         a = self.m @ (mask & self.on).double()  # |F and M_j and on|
         b = self.m @ mask.double()  # |F and M_j|
         if op == "AND":
@@ -116,20 +106,14 @@ class _Counts:
 
 
 def explain_channel(
-    on: torch.Tensor,
-    concepts: torch.Tensor,
-    max_length: int = MAX_LENGTH,
-    beam: int = BEAM,
-    channel: int = 0,
-) -> Explanation:
+    on: torch.Tensor, concepts: torch.Tensor, max_length: int = MAX_LENGTH,
+    beam: int = BEAM, channel: int = 0,
+) -> Explanation:  # fmt: skip
     """Beam search (``beam`` formulas kept per length, at most ``max_length``
-    concepts) for the formula whose mask best matches ``on`` by IoU.
+    concepts) for the formula whose mask best matches ``on`` by IoU. ``on``: ``(P,)``
+    bool, where the channel is on (all probe pixels, flattened); ``concepts``:
+    ``(K, P)`` bool, each concept's ink there; ``channel``: recorded in the result."""
 
-    Args:
-        on: ``(P,)`` bool, where the channel is on (all probe pixels, flattened).
-        concepts: ``(K, P)`` bool, each concept's ink on the same pixels.
-        channel: the channel's index (recorded in the result).
-    """
     # pixels outside the channel and every concept change no count: drop them
     keep = on | concepts.any(0)
     on, concepts = on[keep], concepts[:, keep]
@@ -175,11 +159,9 @@ def channel_masks(acts: torch.Tensor) -> torch.Tensor:
 
 
 def explain_layer(
-    acts: torch.Tensor,
-    concept_masks: torch.Tensor,
-    max_length: int = MAX_LENGTH,
+    acts: torch.Tensor, concept_masks: torch.Tensor, max_length: int = MAX_LENGTH,
     held: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> list[Explanation]:
+) -> list[Explanation]:  # fmt: skip
     """A formula for every channel of a layer, from its ``(N, C, H, W)``
     activations on probe images and ``(N, K, H, W)`` bool concept ink; with
     ``held`` (the same for other probes), each formula and single concept also

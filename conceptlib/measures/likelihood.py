@@ -53,23 +53,16 @@ def match_clusters(labels: np.ndarray, clusters: np.ndarray) -> dict[int, int]:
 
 @torch.no_grad()
 def evaluate(
-    model: ConvVAE,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int = 1000,
-    seed: int = 0,
-    device: torch.device | None = None,
-) -> dict[str, float]:
-    """Every loss measure of DESIGN.md (means per image, per pixel for ``mse``)
-    on ``(N, 28, 28)`` uint8 images ``x`` with labels ``y``, on ``device`` (default:
-    the model's).
-
-    The ELBO uses one posterior sample per image from a generator seeded by
-    ``seed``. On the concept images (labels >= 10), if any,
-    :func:`~conceptlib.measures.vocab.recognition` gives ``concept_accuracy``
-    (the channel with the most energy is the image's concept) and
-    ``concept_iou`` (each channel > 0.5 against its concept's ink).
-    """
+    model: ConvVAE, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
+    seed: int = 0, device: torch.device | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Every loss measure of DESIGN.md (means per image, per pixel for ``mse``) on
+    ``(N, 28, 28)`` uint8 images ``x`` with labels ``y``, on ``device`` (default: the
+    model's). The ELBO uses one posterior sample per image, seeded by ``seed``. On
+    the concept images (labels >= 10), if any,
+    :func:`~conceptlib.measures.vocab.recognition` gives ``concept_accuracy`` (the
+    channel with the most energy is the image's concept) and ``concept_iou`` (each
+    channel > 0.5 against its concept's ink)."""
     device = device or next(model.parameters()).device
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -80,14 +73,9 @@ def evaluate(
         totals["recon_bce"] += float(recon_loss(out.logits, xb, "bce").sum())
         totals["recon_sse"] += float(recon_loss(out.logits, xb, "mse").sum())
         totals["kl"] += float(kl_loss(out.mu, out.logvar).sum())
-    n = max(len(x), 1)
-    result = {
-        "recon_bce": totals["recon_bce"] / n,
-        "recon_sse": totals["recon_sse"] / n,
-        "mse": totals["recon_sse"] / n / 784,
-        "kl": totals["kl"] / n,
-    }
-    result["neg_elbo"] = result["recon_bce"] + result["kl"]
+    bce, sse, kl = (t / max(len(x), 1) for t in totals.values())
+    result = {"recon_bce": bce, "recon_sse": sse, "mse": sse / 784, "kl": kl}
+    result["neg_elbo"] = bce + kl
     sel = (y >= FIRST_CONCEPT_LABEL).numpy()
     if sel.any():
         xs = x.numpy()[sel]
@@ -105,8 +93,7 @@ def _log_weights(
     draws ``z ~ q(z|x)`` per image of the batch ``xb``."""
     half_log_2pi = 0.5 * float(np.log(2 * np.pi))
     mu, logvar = model.encode(xb)
-    b = len(xb)
-    draw = dict(generator=gen, device=xb.device, dtype=mu.dtype)
+    b, draw = len(xb), dict(generator=gen, device=xb.device, dtype=mu.dtype)
     shape = (samples, *mu.shape[1:])  # image by image: independent of chunk
     eps = torch.stack([torch.randn(shape, **draw) for _ in range(b)], dim=1)
     std = torch.exp(0.5 * logvar)
@@ -123,14 +110,9 @@ def _log_weights(
 
 @torch.no_grad()
 def importance_nll(
-    model: ConvVAE,
-    x: torch.Tensor,
-    samples: int = 1000,
-    chunk: int = 1000,
-    seed: int = 0,
-    device: torch.device | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+    model: ConvVAE, x: torch.Tensor, samples: int = 1000, chunk: int = 1000,
+    seed: int = 0, device: torch.device | None = None, progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Importance-sampled negative log-likelihood of each image (Burda et al. 2016).
 
     ``log p(x) ~ logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k``
@@ -139,26 +121,19 @@ def importance_nll(
     decoder's Bernoulli cross-entropy on grey levels in [0, 1], as in training:
     comparable with ``neg_elbo``, not with published figures on binarized digits.
 
-    Args:
-        x: ``(N, 28, 28)`` uint8 images.
-        samples: k, posterior samples per image.
-        chunk: decodings per forward pass (images x samples), bounding memory.
-        seed: seed of the posterior samples.
-        device: where to run (default: the model's device).
-        progress: a tqdm bar over the images.
-
-    Returns:
-        ``(N,)`` importance-sampled NLL and ``(N,)`` the -ELBO averaged over the
-        same k samples, both in nats per image.
+    ``x``: ``(N, 28, 28)`` uint8 images; ``chunk``: decodings per forward pass
+    (images x samples), bounding memory; ``seed``: of the posterior samples;
+    ``device``: default the model's; ``progress``: a tqdm bar over the images.
+    Returns ``(N,)`` importance-sampled NLL and ``(N,)`` the -ELBO averaged over the
+    same k samples, both in nats per image.
     """
     device = device or next(model.parameters()).device
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
     per_pass = max(1, chunk // samples)  # images per pass
     nll, neg_elbo = [], []
-    for start in tqdm(
-        range(0, len(x), per_pass), desc="IS-NLL", disable=not progress, leave=False
-    ):
+    starts = range(0, len(x), per_pass)
+    for start in tqdm(starts, desc="IS-NLL", disable=not progress, leave=False):
         xb = to_input(x[start : start + per_pass], device)  # (b, 1, 28, 28)
         log_w = _log_weights(model, xb, samples, chunk, gen)  # (k, b)
         nll.append(-(torch.logsumexp(log_w, 0) - np.log(samples)))

@@ -35,19 +35,17 @@ from conceptlib.model.readout import (
 )
 from conceptlib.model.vae import ConvVAE
 
+Model = ConceptModel | ConvVAE
 
-def read(
-    model: ConceptModel | ConvVAE, images: np.ndarray, batch_size: int = 500
-) -> torch.Tensor:
+
+def read(model: Model, images: np.ndarray, batch_size: int = 500) -> torch.Tensor:
     """The concept layer (activation, all C channels) of ``(N, 28, 28)`` uint8
     images, decoding ``z = mu``: ``(N, C, H, W)`` float32 on the CPU."""
     return layer(model, check_images(images, "read"), batch_size)
 
 
 @torch.inference_mode()
-def render(
-    model: ConceptModel | ConvVAE, hidden: torch.Tensor, batch_size: int = 500
-) -> np.ndarray:
+def render(model: Model, hidden: torch.Tensor, batch_size: int = 500) -> np.ndarray:
     """Decode concept layers ``(N, C, H, W)`` to ``(N, 28, 28)`` uint8 images."""
     net = as_model(model).eval()
     device = next(net.parameters()).device
@@ -58,20 +56,16 @@ def render(
     return np.concatenate(out) if out else np.zeros((0, *IMAGE_SHAPE), np.uint8)
 
 
-def blank(model: ConceptModel | ConvVAE) -> torch.Tensor:
+def blank(model: Model) -> torch.Tensor:
     """The concept layer of an empty image, ``(1, C, H, W)``: where to compose."""
     return read(model, np.zeros((1, *IMAGE_SHAPE), np.uint8))
 
 
 def prototypes(
-    model: ConceptModel | ConvVAE,
-    images: np.ndarray,
-    concepts: np.ndarray,
-    num_concepts: int,
+    model: Model, images: np.ndarray, concepts: np.ndarray, num_concepts: int
 ) -> torch.Tensor:
-    """The mean concept layer of each concept's ``(N, 28, 28)`` uint8 images
-    (held out from training; ``concepts``: their index ``0 .. K - 1``):
-    ``(K, C, H, W)``."""
+    """``(K, C, H, W)``: the mean concept layer of each concept's ``(N, 28, 28)``
+    uint8 images (held out from training; ``concepts``: their index 0 .. K - 1)."""
     hidden = read(model, images)
     out = torch.zeros((num_concepts, *hidden.shape[1:]))
     for c in range(num_concepts):
@@ -93,23 +87,17 @@ def region(hidden: torch.Tensor, concept: int, dilate: int = DILATE) -> torch.Te
 
 def _check(hidden: torch.Tensor, concept: int, num_concepts: int) -> None:
     if hidden.ndim != 4:
-        raise ConceptlibError(
-            f"expected a (N, C, H, W) layer, got {tuple(hidden.shape)}"
-        )
+        msg = f"expected a (N, C, H, W) layer, got {tuple(hidden.shape)}"
+        raise ConceptlibError(msg)
     if not 0 <= concept < num_concepts <= hidden.shape[1]:
-        raise ConceptlibError(
-            f"concept {concept}: not one of the {num_concepts} concept channels"
-        )
+        msg = f"concept {concept}: not one of the {num_concepts} concept channels"
+        raise ConceptlibError(msg)
 
 
 def remove(
-    hidden: torch.Tensor,
-    base: torch.Tensor,
-    concept: int,
-    num_concepts: int,
-    rest: bool = True,
-    dilate: int = DILATE,
-) -> torch.Tensor:
+    hidden: torch.Tensor, base: torch.Tensor, concept: int, num_concepts: int,
+    rest: bool = True, dilate: int = DILATE,
+) -> torch.Tensor:  # fmt: skip
     """Switch ``concept`` off: its channel to the blank layer's value and, with
     ``rest``, the non-concept channels inside its region back towards the blank
     layer ``base`` (``h - region * (h - base)``)."""
@@ -123,15 +111,9 @@ def remove(
 
 
 def add(
-    hidden: torch.Tensor,
-    source: torch.Tensor,
-    base: torch.Tensor,
-    concept: int,
-    num_concepts: int,
-    rest: bool = True,
-    dilate: int = DILATE,
-    masked: bool = True,
-) -> torch.Tensor:
+    hidden: torch.Tensor, source: torch.Tensor, base: torch.Tensor, concept: int,
+    num_concepts: int, rest: bool = True, dilate: int = DILATE, masked: bool = True,
+) -> torch.Tensor:  # fmt: skip
     """Add ``concept`` as it appears in ``source`` (the layer of N or 1 images:
     other images, or a prototype).
 
@@ -179,15 +161,9 @@ def shift(
 
 
 def move(
-    hidden: torch.Tensor,
-    base: torch.Tensor,
-    concept: int,
-    num_concepts: int,
-    dx: float = 0.0,
-    dy: float = 0.0,
-    scale: float = 1.0,
-    dilate: int = DILATE,
-) -> torch.Tensor:
+    hidden: torch.Tensor, base: torch.Tensor, concept: int, num_concepts: int,
+    dx: float = 0.0, dy: float = 0.0, scale: float = 1.0, dilate: int = DILATE,
+) -> torch.Tensor:  # fmt: skip
     """Move (and scale) one concept: remove it, then add it back, masked by its
     region, from the layer shifted as a whole (its departure from the blank layer
     shifted, so that the background does not move)."""
@@ -197,12 +173,9 @@ def move(
 
 
 def compose(
-    base: torch.Tensor,
-    parts: Sequence[tuple[torch.Tensor, int]],
-    num_concepts: int,
-    masked: bool = False,
-    dilate: int = DILATE,
-) -> torch.Tensor:
+    base: torch.Tensor, parts: Sequence[tuple[torch.Tensor, int]], num_concepts: int,
+    masked: bool = False, dilate: int = DILATE,
+) -> torch.Tensor:  # fmt: skip
     """Build a layer from ``(source, concept)`` parts alone (layers of N or 1
     images), on the blank layer ``base`` (:func:`blank`).
 
@@ -242,17 +215,11 @@ class Step:
 
 
 def apply(
-    model: ConceptModel | ConvVAE,
-    image: np.ndarray,
-    steps: Sequence[Step],
-    protos: torch.Tensor | None = None,
+    model: Model, image: np.ndarray, steps: Sequence[Step], protos=None
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Edit one ``(28, 28)`` uint8 image by ``steps``, in order: the edited
-    layer ``(1, C, H, W)`` and the decoded ``(28, 28)`` uint8 image.
-
-    Args:
-        protos: ``(K, C, H, W)`` prototypes (:func:`prototypes`), needed by any
-            ``add`` without a source image.
+    """Edit one ``(28, 28)`` uint8 image by ``steps``, in order: the edited layer
+    ``(1, C, H, W)`` and the decoded ``(28, 28)`` uint8 image. ``protos``: the
+    ``(K, C, H, W)`` :func:`prototypes`, needed by an ``add`` without a source image.
     """
     k = as_model(model).num_concepts
     base = blank(model)

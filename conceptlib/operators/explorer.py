@@ -42,13 +42,9 @@ def plot_edits(
     rows: Sequence[tuple[str, np.ndarray, np.ndarray]],
     classifier=None,
 ):
-    """A figure of edits: per row, the image before, after, and the concept maps
-    of the edited image (re-encoded), with the classifier's reading.
-
-    Args:
-        rows: ``(title, before, after)`` with ``(28, 28)`` uint8 images.
-        classifier: the digit classifier, or None.
-    """
+    """A figure of edits: per ``(title, before, after)`` row of ``(28, 28)`` uint8
+    images, the image before, after, and the concept maps of the edited image
+    (re-encoded), with the reading of the digit ``classifier`` (or None)."""
     import matplotlib.pyplot as plt  # optional heavy dependency: figures only
 
     fig, axes = plt.subplots(
@@ -94,26 +90,18 @@ def _show(out, cm: ConceptModel, before, after, classifier) -> None:
 
     with out:
         out.clear_output(wait=True)
-        fig = plot_edits(cm, [("edited", before, after)], classifier)
-        display(fig)
+        display(fig := plot_edits(cm, [("edited", before, after)], classifier))
         plt.close(fig)
 
 
 def operator_explorer(
     cm: ConceptModel, images: np.ndarray, classifier=None, protos=None
 ):
-    """An ipywidgets explorer: pick a digit, toggle concepts, move one.
-
-    Args:
-        images: ``(N, 28, 28)`` uint8 digits to pick from.
-        classifier: the digit classifier (its reading is shown), or None.
-        protos: prototypes (:func:`conceptlib.operators.prototypes`) to add a
-            concept the digit lacks, or None (concepts can then only be removed
-            and moved).
-
-    Returns:
-        An ``ipywidgets.VBox``; display it in Jupyter.
-    """
+    """An ipywidgets explorer (an ``ipywidgets.VBox``: display it in Jupyter): pick
+    one of the ``(N, 28, 28)`` uint8 ``images``, toggle concepts, move one; with the
+    reading of the digit ``classifier`` (or None). ``protos``: prototypes
+    (:func:`conceptlib.operators.prototypes`) to add a concept the digit lacks, or
+    None (concepts can then only be removed and moved)."""
     import ipywidgets as w  # optional: interactive use only
 
     names = list(cm.catalogue.names)
@@ -137,10 +125,8 @@ def operator_explorer(
 
     def draw(change=None) -> None:
         moved = None if mover.value == "(none)" else names.index(mover.value)
-        ticked = [b.value for b in boxes]
-        steps = _steps(
-            ticked, state["top"], protos is not None, (moved, dx.value, dy.value)
-        )
+        ticked, move = [b.value for b in boxes], (moved, dx.value, dy.value)
+        steps = _steps(ticked, state["top"], protos is not None, move)
         after = op.apply(cm, images[pick.value], steps, protos)[1]
         _show(out, cm, state["before"], after, classifier)
 

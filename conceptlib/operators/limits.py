@@ -1,17 +1,14 @@
 """What limits addition: its pixel reference under other read-outs and placements.
 
-An addition succeeds when the added concept enters the top 3 of the re-encoded
-image, ranked by energy; its pixel reference lays the held-out concept image on the
-digit (pixel maximum). :func:`addition_limits` asks, on the very edits of
-:func:`~conceptlib.operators.evaluate.edit_measures` (same digits, concepts and
-images), whether that reference is held back by the read-out or by placement:
-
-- ``readout``: the pixel images ranked by other scores of the maps (:data:`READOUTS`);
-- ``placement``: the image moved by up to R px per axis to where it overlaps the
-  digit's ink least (R in :data:`REACH`; R = 0 is the reference itself);
-- ``rank``: the share of the edits whose added concept lands at each rank (energy).
-
-See: chapter ``ch-operators``, ``scripts/addition_limits.py``.
+An addition succeeds when the added concept enters the top 3 (by energy) of the
+re-encoded image; its pixel reference lays the held-out concept image on the digit
+(pixel maximum). :func:`addition_limits` asks, on the very edits of
+:func:`~conceptlib.operators.evaluate.edit_measures`, whether the read-out or the
+placement holds that reference back: ``readout``, the pixel images ranked by other
+scores of the maps (:data:`READOUTS`); ``placement``, the image moved up to R px per
+axis to where it overlaps the digit's ink least (R in :data:`REACH`; 0: as cut);
+``rank``, the share of the edits whose added concept lands at each energy rank.
+See chapter ``ch-operators``, ``scripts/addition_limits.py``.
 """
 
 from __future__ import annotations
@@ -49,11 +46,8 @@ REACH = (0, 2, 4)
 
 def readout_scores(maps: np.ndarray) -> dict[str, np.ndarray]:
     """``(N, K, H, W)`` concept maps -> ``(N, K)`` scores per :data:`READOUTS`.
-
-    ``winner`` counts the pixels above 0.5 where the channel is the strongest
-    one, so that a look-alike channel cannot claim ink that another channel
-    reads more strongly. Ties of the two counts are broken by the energy.
-    """
+    ``winner``: a look-alike channel cannot claim ink that another reads more
+    strongly. The energy breaks ties of the two counts."""
     m = torch.from_numpy(maps).double()
     flat = m.flatten(2)
     strongest = m.argmax(1, keepdim=True)  # (N, 1, H, W)
@@ -68,14 +62,9 @@ def readout_scores(maps: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def place_apart(digits: np.ndarray, images: np.ndarray, reach: int) -> np.ndarray:
-    """Each image shifted by at most ``reach`` px per axis to where its ink
-    overlaps its digit's ink least (ties: the smallest shift). A shift that
-    pushes more than a tenth of its ink off the image is not taken.
-
-    Args:
-        digits, images: ``(N, 28, 28)`` uint8, one image per digit.
-        reach: the largest shift per axis.
-    """
+    """Each of the ``(N, 28, 28)`` uint8 ``images`` shifted by at most ``reach`` px
+    per axis to where its ink overlaps its digit's ink least (ties: the smallest
+    shift); no shift that pushes more than a tenth of its ink off the image."""
     best = images.copy()
     cost = np.full(len(images), np.inf)
     ink = (images > 127).sum((1, 2))
@@ -107,14 +96,12 @@ def addition_limits_of(
     images = cx[pick]
     scores = readout_scores(concept_maps(cm, np.maximum(x, images)))
     out: dict[str, Any] = {
-        "readout": {name: float(in_top(s, added).mean()) for name, s in scores.items()}
+        "readout": {name: float(in_top(s, added).mean()) for name, s in scores.items()},
+        "placement": {},
     }
-    out["placement"] = {}
     for r in REACH:
-        placed = np.maximum(x, place_apart(x, images, r))
-        out["placement"][str(r)] = float(
-            in_top(concept_shares(cm, placed), added).mean()
-        )
+        placed = concept_shares(cm, np.maximum(x, place_apart(x, images, r)))
+        out["placement"][str(r)] = float(in_top(placed, added).mean())
     rank = (np.argsort(-scores["energy"], axis=1) == added[:, None]).argmax(1)
     out["rank"] = (np.bincount(rank, minlength=len(cm.catalogue)) / len(rank)).tolist()
     out["edits"] = len(x)
@@ -148,21 +135,18 @@ def format_limits(summary: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarise_limits`: the pixel reference under
     each read-out and each placement."""
     rows = [(f"score: {READOUTS[n]}", r) for n, r in summary["readout"].items()]
-    for n, r in summary["placement"].items():
-        rows.append(
-            (f"placed: shifted up to {n} px" if n != "0" else "placed: as cut", r)
-        )
+    rows += [(f"placed: shifted up to {n} px" if n != "0" else "placed: as cut", r)
+             for n, r in summary["placement"].items()]  # fmt: skip
     rows = [(label, rate_text(r)) for label, r in rows]
     return markdown_table(("pixel reference", "into the top 3"), rows, "lr")
 
 
 def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
-    """What :func:`summarise_limits` says, for the book's prose: whether another
-    read-out names the added concept more often than the energy (``score_said``),
-    whether the farthest placement makes it harder or easier (``placed_said``), the
-    shares of the edits whose concept lands in the top 3 and at rank 4 or 5
-    (``rank_top3``, ``rank_4_5``; ``near_ranks``: those ranks in words), and the
-    shifts tried beyond none (``placements``)."""
+    """What :func:`summarise_limits` says, for the book's prose: does another
+    read-out name the added concept more often than the energy (``score_said``), is
+    the farthest placement harder or easier (``placed_said``), the shares landing in
+    the top 3 and at rank 4 or 5 (``rank_top3``, ``rank_4_5``, ``near_ranks``), and
+    the shifts tried beyond none (``placements``)."""
     energy = summary["readout"]["energy"]["mean"]
     best, name = max(
         (r["mean"], n) for n, r in summary["readout"].items() if n != "energy"

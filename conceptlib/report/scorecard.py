@@ -81,8 +81,7 @@ class Verdict:
 
 def num_epochs(metrics: Run) -> int | None:
     """Training epochs of the run (from its config, else its loss history)."""
-    epochs = at(metrics, "config.train.num_epochs")
-    if epochs is not None:
+    if (epochs := at(metrics, "config.train.num_epochs")) is not None:
         return int(epochs)
     history = seeds_of(metrics)[0].get("epochs", {})
     return max((len(h) for h in history.values()), default=None)
@@ -142,8 +141,7 @@ def claim_loss_halves(
         else "not claimed: the paper reports its validation split only"
     )
     paths = [("variants", v, split, "recon_bce") for v in ("concept_paper", "baseline")]
-    diff = _difference(metrics, reference, *paths)
-    if diff is None:
+    if (diff := _difference(metrics, reference, *paths)) is None:
         what = "recon_bce of baseline, concept_paper"
         return _missing(claim, title, paper, what, kind)
     ratio, bound = diff.a.mean / diff.b.mean, PAPER_RATIO + RATIO_TOLERANCE
@@ -228,8 +226,7 @@ def claim_layer3_clusters(metrics: Run, reference: Run | None = None) -> Verdict
     paths = [
         ("clustering", f"layer3_{w}_concept_loss", "nmi") for w in ("with", "without")
     ]
-    diff = _difference(metrics, reference, *paths)
-    if diff is None:
+    if (diff := _difference(metrics, reference, *paths)) is None:
         return _missing(claim, title, paper, "layer-3 clustering scores", PAPER_CLAIM)
     evidence = (
         f"NMI {diff.a.text(3)} with the loss, {diff.b.text(3)} without ({diff.text(3)})"
@@ -301,9 +298,8 @@ class Reach:
     num_epochs: int  #: N, the length of the curves
 
     def text(self) -> str:
-        if self.never == self.epochs.n:
+        if self.never == (seeds := self.epochs.n):
             return f"never in {self.num_epochs} epochs"
-        seeds = self.epochs.n
         never = f", never in {self.never} of {seeds} seeds" if self.never else ""
         return f"epoch {self.epochs.text(1 if seeds > 1 else 0)}{never}"
 
@@ -333,8 +329,7 @@ def epochs_to_reach(
 def _reach_difference(
     metrics: Run, reference: Run | None, measure: str, other: str
 ) -> tuple[Reach, Reach, Difference] | None:
-    a = epochs_to_reach(metrics, "concept_paper", measure)
-    b = epochs_to_reach(metrics, other, measure)
+    a, b = (epochs_to_reach(metrics, v, measure) for v in ("concept_paper", other))
     if a is None or b is None:
         return None
     ref = [epochs_to_reach(reference, v, measure) for v in ("concept_paper", other)]
@@ -357,8 +352,7 @@ def claim_fewer_epochs(
         paper = "not claimed: concept_paper against augmented (same images)"
     faster, parts = [], []
     for measure, name in CURVE_MEASURES.items():
-        found = _reach_difference(metrics, reference, measure, against)
-        if found is None:
+        if (found := _reach_difference(metrics, reference, measure, against)) is None:
             return _missing(claim, title, paper, "learning curves", kind)
         a, b, diff = found
         faster.append(diff.sign < 0)
@@ -397,10 +391,8 @@ def judge(metrics: Run, reference: Run | None = None) -> list[Verdict]:
     verdicts = [claim(metrics, reference) for claim in CLAIMS]
     epochs = num_epochs(metrics)
     if epochs is not None and epochs < MIN_EPOCHS:
-        short = (
-            f"trained {plural(epochs, 'epoch')}, fewer than {MIN_EPOCHS}: "
-            "too short to judge"
-        )
+        short = f"trained {plural(epochs, 'epoch')}, fewer than {MIN_EPOCHS}: "
+        short += "too short to judge"
         verdicts = [replace(v, verdict=NOT_MEASURABLE, rule=short) for v in verdicts]
     return verdicts
 
@@ -433,9 +425,8 @@ def summary(verdicts: list[Verdict]) -> str:
 
 def _rows(columns: dict[str, list[Verdict]], kind: str) -> list[tuple[int, Verdict]]:
     """The claims of ``kind``: (index, the first run's verdict)."""
-    return [
-        (i, v) for i, v in enumerate(next(iter(columns.values()))) if v.kind == kind
-    ]
+    first = next(iter(columns.values()))
+    return [(i, v) for i, v in enumerate(first) if v.kind == kind]
 
 
 def format_markdown(columns: dict[str, list[Verdict]]) -> str:

@@ -49,13 +49,11 @@ from conceptlib.model.losses import (
 from conceptlib.model.vae import ConvVAE, load_weights
 from conceptlib.train.runtime import is_main, resolve_device, resolve_precision
 
-LOSS_PARTS = ("loss", "recon", "kl", "concept")  # per-epoch means in the history
-#: and, for runs with a union term, ``union`` (nats per digit + concept pair)
+#: Per-epoch means in the history; runs with a union term add ``union``.
+LOSS_PARTS = ("loss", "recon", "kl", "concept")
 
 
-def _epoch_generator(
-    seed: int, epoch: int, stream: int, device="cpu"
-) -> torch.Generator:
+def _epoch_generator(seed: int, epoch: int, stream: int, device="cpu"):
     g = torch.Generator(device=device)
     g.manual_seed(seed * 1_000_003 + epoch * 101 + stream)
     return g
@@ -69,9 +67,8 @@ def build_model(cfg: ExperimentConfig, num_concepts: int) -> ConvVAE:
 
 @dataclass
 class Run:
-    """A trained variant: its ``model`` (eval mode, on the training device), its
-    per-epoch ``history``, its folder ``path`` and hash ``key``, and whether it was
-    ``loaded`` from the cache."""
+    """A trained variant: ``model`` (eval mode, on the training device), per-epoch
+    ``history``, folder ``path``, hash ``key``, ``loaded`` from the cache or not."""
 
     model: ConvVAE
     history: list[dict[str, float]]
@@ -119,12 +116,10 @@ def concept_weight(cfg: ExperimentConfig, progress: float) -> float:
 
 
 def _batches(num: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
-    """Shuffled index batches of epoch ``epoch``: a permutation seeded by ``(seed,
-    epoch)``; under DDP each rank's share of a ``DistributedSampler``, in batches of
-    ``batch_size // world`` (the global batch stays ``batch_size``)."""
+    """Shuffled index batches of ``epoch``, seeded by ``(seed, epoch)``; under DDP
+    each rank's share, in batches of ``batch_size // world`` (same global batch)."""
     if dist.is_initialized():
-        # the sampler shuffles with seed + epoch: spread seeds so that no two
-        # (seed, epoch) pairs share an order
+        # the sampler shuffles with seed + epoch: spread seeds so (seed, epoch) differ
         sampler = DistributedSampler(
             range(num), shuffle=True, seed=seed * 1_000_003, drop_last=True
         )
@@ -143,37 +138,24 @@ def _batches(num: int, batch_size: int, seed: int, epoch: int) -> list[torch.Ten
 
 
 def train_step(
-    net: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    xb: torch.Tensor,
-    yb: torch.Tensor,
-    cfg: ExperimentConfig,
-    num_concepts: int,
-    use_concept: bool,
-    beta: float,
-    noise: torch.Generator | None,
-    autocast: torch.autocast,
-    weight: float | None = None,
-    target: torch.Tensor | None = None,
+    net: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor,
+    yb: torch.Tensor, cfg: ExperimentConfig, num_concepts: int, use_concept: bool,
+    beta: float, noise: torch.Generator | None, autocast: torch.autocast,
+    weight: float | None = None, target: torch.Tensor | None = None,
     present: torch.Tensor | None = None,
-):
+):  # fmt: skip
     """One optimisation step (forward under ``autocast``, loss, backward, Adam); the
     batch's :class:`~conceptlib.model.losses.LossParts`. ``weight``: the concept
-    weight now (default ``cfg.loss.concept_weight``); ``target``: the concept
-    images' per-pixel targets (default: exclusive); ``present``: the concepts in
-    each concept image, for the union term (``loss.union_weight``; default: from
-    the labels). The benchmarks time this."""
+    weight now (default ``cfg.loss.concept_weight``); ``target``: per-pixel concept
+    targets (default: exclusive); ``present``: each concept image's concepts, for the
+    union term (default: from the labels). The benchmarks time this."""
     decode = cfg.loss.concept_decode
     mean_rows = None
     if use_concept and decode != "z":
         mean_rows = (yb >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     with autocast:
-        out = net(
-            xb,
-            generator=noise,
-            mean_rows=mean_rows,
-            detach_mean=decode == "mu_detached",
-        )
+        detach = decode == "mu_detached"
+        out = net(xb, generator=noise, mean_rows=mean_rows, detach_mean=detach)
         union = None
         if use_concept and cfg.loss.union_weight > 0:
             if present is None:
@@ -220,13 +202,9 @@ class _Epochs:
         names = LOSS_PARTS + (("union",) if self._union else ())
         acc = torch.zeros(len(names), dtype=torch.float64, device=device)
         seen, t0 = 0, time.perf_counter()
-        bar = tqdm(
-            order,
-            desc=f"{self.variant} epoch {epoch + 1}/{tc.num_epochs}",
-            disable=not (self.progress and is_main()),
-            leave=False,
-            file=sys.stderr,
-        )
+        desc = f"{self.variant} epoch {epoch + 1}/{tc.num_epochs}"
+        quiet = not (self.progress and is_main())
+        bar = tqdm(order, desc=desc, disable=quiet, leave=False, file=sys.stderr)
         for i, idx in enumerate(bar):
             idx = idx.to(device)
             xb = to_input(self.x[idx], device, tc.channels_last)
@@ -264,13 +242,10 @@ class _Epochs:
                 f"{self.variant}: loss is {sums[0]} in epoch {epoch + 1}: "
                 "lower train.lr or loss.concept_weight"
             )
-        bar.set_postfix(
-            loss=f"{sums[0] / seen:.1f}",
-            recon=f"{sums[1] / seen:.1f}",
-            kl=f"{sums[2] / seen:.1f}",
-            concept=f"{sums[3] / seen:.2f}",
-            img_s=f"{seen / max(time.perf_counter() - t0, 1e-9):.0f}",
-        )
+        loss, recon, kl, concept = (s / seen for s in sums[:4])
+        speed = seen / max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix(loss=f"{loss:.1f}", recon=f"{recon:.1f}", kl=f"{kl:.1f}",
+                        concept=f"{concept:.2f}", img_s=f"{speed:.0f}")  # fmt: skip
 
     def _record(self, acc, seen, seconds, epoch, names) -> dict[str, float]:
         if dist.is_initialized():  # epoch means over all ranks' images
@@ -300,25 +275,16 @@ def _resume(model, opt, run_dir: Path | None, variant: str, epochs: int, progres
     opt.load_state_dict(state["optimizer"])
     start = int(state["epoch"])
     if progress and is_main():
-        print(
-            f"{variant}: resuming {run_dir} after epoch {start} of "
-            f"{epochs} (its checkpoint)",
-            file=sys.stderr,
-        )
+        resuming = f"resuming {run_dir} after epoch {start} of {epochs}"
+        print(f"{variant}: {resuming} (its checkpoint)", file=sys.stderr)
     return json.loads(state["history"]), start
 
 
 def train_vae(
-    cfg: ExperimentConfig,
-    variant: str,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_concepts: int,
-    run_dir: Path | None = None,
-    device: torch.device | None = None,
-    progress: bool = True,
-    parts: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[ConvVAE, list[dict[str, float]]]:
+    cfg: ExperimentConfig, variant: str, x: torch.Tensor, y: torch.Tensor,
+    num_concepts: int, run_dir: Path | None = None, device: torch.device | None = None,
+    progress: bool = True, parts: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[ConvVAE, list[dict[str, float]]]:  # fmt: skip
     """Train one variant (checkpointing each epoch, resuming if possible); returns
     the model (eval mode) and its per-epoch history.
 
@@ -329,7 +295,7 @@ def train_vae(
         run_dir: where checkpoints and history go (None: nothing is written).
         device: where to train (default: CUDA when present).
         parts: ``(N, P, 28, 28)`` uint8 ink of each image's concept parts and
-            ``(N, P)`` their concept indices (-1: none), for per-pixel targets of
+            ``(N, P)`` their concept indices (-1: none), the per-pixel targets of
             composite concept images; None: exclusive targets from ``x``.
     """
     device = device or resolve_device()
@@ -401,29 +367,21 @@ def resume_state(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run_folder(
-    cache_dir: str | os.PathLike,
-    cfg: ExperimentConfig,
-    variant: str,
-    device: torch.device | None = None,
+    cache_dir: str | os.PathLike, cfg: ExperimentConfig, variant: str, device=None
 ) -> Path:
     """Where the run cache keeps ``variant`` trained under ``cfg`` on ``device``:
-    ``<cache_dir>/<variant>-<run_key>``, with ``train.precision=auto`` resolved
-    for the device first (so ``auto`` finds the run it trained)."""
+    ``<cache_dir>/<variant>-<run_key>``, ``train.precision=auto`` resolved for the
+    device first (so ``auto`` finds the run it trained)."""
     cfg = resolve_precision(cfg, device or resolve_device())
     return Path(cache_dir) / f"{variant}-{run_key(cfg, variant)}"
 
 
 def get_or_train(
-    cfg: ExperimentConfig,
-    variant: str,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_concepts: int,
-    cache_dir: str | os.PathLike = "runs",
-    device: torch.device | None = None,
-    progress: bool = True,
+    cfg: ExperimentConfig, variant: str, x: torch.Tensor, y: torch.Tensor,
+    num_concepts: int, cache_dir: str | os.PathLike = "runs",
+    device: torch.device | None = None, progress: bool = True,
     parts: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> Run:
+) -> Run:  # fmt: skip
     """Load ``variant`` from the run cache ``<cache_dir>/<variant>-<hash>``, or train
     it (resuming if interrupted); the other arguments as for :func:`train_vae`."""
     device = device or resolve_device()
@@ -450,9 +408,8 @@ def get_or_train(
                     tmp.unlink(missing_ok=True)
             atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
         except OSError as exc:
-            raise ConceptlibError(
-                f"{run_dir}: cannot write run ({exc.strerror})"
-            ) from None
+            msg = f"{run_dir}: cannot write run ({exc.strerror})"
+            raise ConceptlibError(msg) from None
     model, history = train_vae(
         cfg, variant, x, y, num_concepts, run_dir, device, progress, parts
     )
