@@ -366,8 +366,9 @@ def test_only_the_concept_variant_depends_on_composites() -> None:
 def test_keys_added_later_keep_earlier_run_keys_at_their_neutral_value() -> None:
     from conceptlib.train.loop import NEUTRAL_KEYS
 
-    cfg = load_config("smoke")
     for section, key, neutral in NEUTRAL_KEYS:
-        assert to_dict(cfg)[section][key] == neutral  # the default trains as before
+        # at its neutral value the key is left out of the run key, as before it
+        cfg = load_config("smoke", [f"{section}.{key}={neutral}"])
+        assert to_dict(cfg)[section][key] == neutral
         changed = apply_overrides(cfg, [f"{section}.{key}={neutral + 1}"])
         assert run_key(changed, "concept") != run_key(cfg, "concept")
