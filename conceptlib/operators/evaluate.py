@@ -52,8 +52,8 @@ KEEP_DILATE = 2
 TOP = 3
 #: The rates of success each operator aims at, on test digits.
 TARGETS = {"removal": 0.9, "addition": 0.9, "composition": 0.8}
-#: What :func:`edit_measures` adds a concept from (``image`` chosen on training
-#: digits by ``scripts/choose_operators.py``).
+#: What :func:`edit_measures` adds a concept from (``image``: the pixel edit of the
+#: same image beside it; ``scripts/choose_operators.py`` compares the two).
 ADD_FROM = ("image", "prototype")
 #: The dilations :func:`choose_dilation` chooses the removal's from, in pixels.
 DILATIONS = (0, 1, 2)
