@@ -2,7 +2,7 @@
 
 Writes ``results/quick-bf16/comparison.md`` (``--out``).
 
-    .venv/bin/python scripts/compare_runs.py results/quick results/quick-bf16 \
+    .venv/bin/python scripts/compare_runs.py results/quick-fp32 results/quick-bf16 \
         --names fp32 bf16 --out results/quick-bf16/comparison.md
 """
 
