@@ -51,7 +51,8 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     counts = metrics["dataset"]
     digits = counts["train_digits"]
     sizes = {"baseline": digits, "augmented": digits + counts["train_concepts"]}
-    sizes["concept"] = sizes["concept_paper"] = sizes["augmented"]  # composites
+    for v in ("concept", "concept_paper", "concept_paper_tuned"):  # composites
+        sizes[v] = sizes["augmented"]
     # replace concept images one for one
     for run in runs:
         state = load_checkpoint(out / "runs" / run / "model.pt")
