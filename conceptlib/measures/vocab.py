@@ -25,7 +25,7 @@ from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.measures.probes import Probes, part_masks
 from conceptlib.model.readout import ConceptModel, as_model, concept_maps
 from conceptlib.model.vae import ConvVAE
-from conceptlib.report.stats import Estimate, estimate, seeds_of
+from conceptlib.report.stats import Estimate, estimate
 from conceptlib.report.tables import at, markdown_table, plus_minus
 
 #: Network Dissection: a channel is on where it exceeds its top-0.5 % quantile
@@ -432,12 +432,11 @@ def format_recipes(metrics: dict, variants: tuple[str, ...] = RECIPES) -> str:
         ("test -ELBO / base", "neg_elbo"),
         ("recon - base", "recon_bce"),
     ):
+        base = estimate(metrics, "variants", "baseline", "test_digits", key).values
         cells = []
         for v in have:
-            pairs = [(s["variants"][v]["test_digits"][key],
-                      s["variants"]["baseline"]["test_digits"][key])
-                     for s in seeds_of(metrics)]  # fmt: skip
-            vs = (a / b if key == "neg_elbo" else a - b for a, b in pairs)
+            own = estimate(metrics, "variants", v, "test_digits", key).values
+            vs = (a / b if key == "neg_elbo" else a - b for a, b in zip(own, base))
             cells.append(Estimate(tuple(vs)).text(3 if key == "neg_elbo" else 1))
         rows.append([label, *cells, "–"])
     return markdown_table(

@@ -175,7 +175,8 @@ def against_pixels(per_seed: list[dict[str, Any]]) -> dict[str, tuple[float, int
     for name in _edits(per_seed[0]):
         layer, pixel = (Estimate(tuple(s[name][k] for s in per_seed))
                         for k in ("layer", "pixel"))  # fmt: skip
-        out[name] = (layer.mean - pixel.mean, Difference(layer, pixel).sign)
+        diff = Difference(layer, pixel)
+        out[name] = (diff.value, diff.sign)
     return out
 
 
