@@ -6,45 +6,34 @@ may replace fp32 (``results/quick-bf16/``; chapter ``ch-training``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from conceptlib.config import CONCEPT_VARIANTS
 from conceptlib.report.stats import Difference, Estimate, Z
-from conceptlib.report.tables import at, markdown_table, plus_minus
-
-Getter = Callable[[dict[str, Any]], float | None]
+from conceptlib.report.tables import at, markdown_table
 
 
-def _path(*keys: str) -> Getter:
-    def get(seed: dict[str, Any]) -> float | None:
-        value = at(seed, keys)
-        return float(value) if isinstance(value, (int, float)) else None
-
-    return get
-
-
-def measures(variants: tuple[str, ...]) -> list[tuple[str, Getter]]:
-    """``(label, getter of a per-seed record)`` for every compared measure."""
+def measures(variants: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """``(label, path in a per-seed record)`` for every compared measure."""
     rows = [
-        (f"{v}: test digits {m}", _path("variants", v, "test_digits", m))
+        (f"{v}: test digits {m}", ("variants", v, "test_digits", m))
         for v in variants
         for m in ("recon_bce", "kl", "neg_elbo", "is_nll")
     ]
     accuracy = ("test_concepts", "concept_accuracy")
-    rows += [(f"{v}: test concepts accuracy", _path("variants", v, *accuracy))
+    rows += [(f"{v}: test concepts accuracy", ("variants", v, *accuracy))
              for v in variants]  # fmt: skip
     for v in (v for v in CONCEPT_VARIANTS if v in variants):
         rows += [
-            *((f"{v}: {p} accuracy", _path("vocabulary", v, "accuracy", p))
+            *((f"{v}: {p} accuracy", ("vocabulary", v, "accuracy", p))
               for p in ("isolated", "jitter", "shift", "pairs")),
-            (f"{v}: own detectors", _path("vocabulary", v, "dissection", "own")),
-            (f"{v}: part hit", _path("vocabulary", v, "part_hit")),
+            (f"{v}: own detectors", ("vocabulary", v, "dissection", "own")),
+            (f"{v}: part hit", ("vocabulary", v, "part_hit")),
         ]  # fmt: skip
     layer3 = ("layer3_with_concept_loss", "layer3_without_concept_loss")
     for name in ("digits_latent", "concepts_latent", *layer3):
-        rows.append((f"clustering {name}: NMI", _path("clustering", name, "nmi")))
+        rows.append((f"clustering {name}: NMI", ("clustering", name, "nmi")))
     return rows
 
 
@@ -62,10 +51,6 @@ class Row:
     difference = property(lambda self: Difference(self.b, self.a))
     mean_a = property(lambda self: self.a.mean)
     mean_b = property(lambda self: self.b.mean)
-    sd_a = property(lambda self: self.a.sd)
-    sd_b = property(lambda self: self.b.sd)
-    n_a = property(lambda self: self.a.n)
-    n_b = property(lambda self: self.b.n)
     diff = property(lambda self: self.difference.value)
     se = property(lambda self: self.difference.se)
     within = property(lambda self: self.difference.sign == 0)
@@ -75,9 +60,12 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
     """Every measure present in both ``metrics.json`` dicts with >= 2 seeds each."""
     variants = tuple(v for v in a["variants"] if v in b["variants"])
     rows = []
-    for label, get in measures(variants):
-        va = tuple(x for x in map(get, a["per_seed"]) if x is not None)
-        vb = tuple(x for x in map(get, b["per_seed"]) if x is not None)
+    for label, path in measures(variants):
+        va, vb = (
+            tuple(float(x) for x in (at(seed, path) for seed in run["per_seed"])
+                  if isinstance(x, (int, float)))
+            for run in (a, b)
+        )  # fmt: skip
         if len(va) >= 2 and len(vb) >= 2:
             rows.append(Row(label, Estimate(va), Estimate(vb)))
     return rows
@@ -85,10 +73,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
 
 def chance_outside(num_seeds: int, num_measures: int, outside: int) -> dict[str, Any]:
     """How many of ``num_measures`` measures fall outside :data:`Z` standard errors
-    by chance alone when nothing changed (a t distribution, about ``2 * (num_seeds
-    - 1)`` degrees of freedom, Welch), against the ``outside`` observed: ``seeds``,
-    ``df``, ``z``, ``p`` (one measure's chance), ``expected``, ``outside_count`` and
-    ``reading`` ("no change" or "a change beyond chance")."""
+    by chance alone when nothing changed (a t distribution, ``2 * (num_seeds - 1)``
+    degrees of freedom, Welch), against the ``outside`` observed: a dict of ``seeds,
+    df, z, p`` (one measure's chance) and ``expected, outside_count, reading``."""
     from scipy.stats import t  # scipy loads in about a second: only when asked
 
     df = 2 * (num_seeds - 1)
@@ -103,11 +90,11 @@ def format_comparison(rows: list[Row], name_a: str, name_b: str) -> str:
     """A Markdown table of :func:`compare`'s rows, with a count of the verdicts."""
     head = ["measure", name_a, name_b, "difference", "2 x SE", "within"]
     cells = [
-        (r.label, plus_minus(r.mean_a, r.sd_a), plus_minus(r.mean_b, r.sd_b),
+        (r.label, r.a.text(3), r.b.text(3),
          f"{r.diff:+.3f}", f"{2 * r.se:.3f}", "yes" if r.within else "**no**")
         for r in rows
     ]  # fmt: skip
-    n_a, n_b = (rows[0].n_a, rows[0].n_b) if rows else (0, 0)
+    n_a, n_b = (rows[0].a.n, rows[0].b.n) if rows else (0, 0)
     return (
         markdown_table(head, cells, "l" * len(head))
         + f"\n\n{sum(r.within for r in rows)} of {len(rows)} measures within 2 "

@@ -24,8 +24,8 @@ def _unit(images: np.ndarray) -> np.ndarray:
 
 
 def _grid(n: int, ncols: int, width: float, height: float) -> tuple[Figure, list]:
-    """A figure of ``n`` panels, ``ncols`` a row, each ``width`` x ``height``
-    inches; the axes in reading order, those past ``n`` hidden."""
+    """``n`` panels of ``width`` x ``height`` inches, ``ncols`` a row: the figure
+    and the ``n`` axes in reading order (all hidden)."""
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(ncols * width, nrows * height), squeeze=False
@@ -43,9 +43,8 @@ def plot_images(
     suptitle: str | None = None,
     vrange: tuple[float, float] | None = None,
 ) -> Figure:
-    """A grid of grey images ``(N, H, W)`` with optional titles (Figures 3-6),
-    ``ncols`` panels per row of ``size`` inches; ``vrange``: ``(black, white)``
-    for every panel, None to scale each panel alone."""
+    """Grey images ``(N, H, W)`` with optional titles (Figures 3-6), ``ncols`` a row
+    of ``size`` inches; ``vrange``: ``(black, white)``, None to scale each alone."""
     lo, hi = vrange if vrange is not None else (None, None)
     fig, axes = _grid(len(images), max(1, min(ncols, len(images))), size, size + 0.25)
     for i, ax in enumerate(axes):
@@ -65,8 +64,7 @@ def plot_catalogue(
     mean image of its source digit (``prototypes``, ``(K, 28, 28)``)."""
     fig = plot_images(prototypes, list(names), ncols=ncols, size=1.7)
     for ax, (x, y, w, h) in zip(fig.axes, boxes):
-        box = Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", lw=1.5)
-        ax.add_patch(box)
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="red", lw=1.5))
     return fig
 
 
@@ -124,10 +122,8 @@ def catalogue_figure(catalogue, x: np.ndarray, y: np.ndarray, variant_of: np.nda
     """Figure 2: each concept's mean box on the mean image of its source digit's
     variant (``x, y``: uint8 digits and labels; ``variant_of``: their variants)."""
     forms = zip(catalogue.digit, catalogue.variant)
-    protos = np.stack(
-        [x[(y == d) & (variant_of == v)].mean(0) / 255.0 for d, v in forms]
-    )
-    return plot_catalogue(catalogue.names, catalogue.box, protos)
+    protos = [x[(y == d) & (variant_of == v)].mean(0) / 255.0 for d, v in forms]
+    return plot_catalogue(catalogue.names, catalogue.box, np.stack(protos))
 
 
 def concept_gallery(
@@ -158,7 +154,7 @@ def plot_concept_shares(shares: np.ndarray, labels: np.ndarray, catalogue) -> Fi
 
 
 def figure_png(fig: Figure, dpi: int = 110) -> bytes:
-    """Render a figure to PNG bytes (and close it)."""
+    """The figure as PNG bytes (and closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -172,8 +168,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
 
 
 #: Colours of a digit's own concepts in :func:`plot_digit_parts` (RGB, by rank).
-PART_COLOURS = ((1.0, 0.2, 0.2), (0.2, 1.0, 0.2), (0.3, 0.5, 1.0))
-PART_COLOUR_NAMES = ("red", "green", "blue")
+PART_COLOURS = dict(red=(1.0, 0.2, 0.2), green=(0.2, 1.0, 0.2), blue=(0.3, 0.5, 1.0))
 
 
 def plot_digit_parts(
@@ -192,10 +187,9 @@ def plot_digit_parts(
     for i, ax in enumerate(axes):
         rgb = np.repeat(0.3 * images[i][:, :, None], 3, axis=2)
         legend = []
-        for rank, k in enumerate(list(parts[i])[:3]):
-            colour = np.asarray(PART_COLOURS[rank])
-            rgb = np.maximum(rgb, maps[i, k][:, :, None] * colour)
-            legend.append(f"{PART_COLOUR_NAMES[rank]}: {names[k].split('_', 1)[-1]}")
+        for (colour, value), k in zip(PART_COLOURS.items(), parts[i]):
+            rgb = np.maximum(rgb, maps[i, k][:, :, None] * np.asarray(value))
+            legend.append(f"{colour}: {names[k].split('_', 1)[-1]}")
         ax.imshow(np.clip(rgb, 0, 1))
         ax.set_title(titles[i] + "\n" + "\n".join(legend), fontsize=7)
     fig.tight_layout()

@@ -1,10 +1,7 @@
-"""The paper's claims as verdicts (chapter ``ch-scorecard``, ``conceptlib scorecard``).
-
-Each claim maps a metrics dict (what ``conceptlib reproduce`` writes, one seed or
-several) to a :class:`Verdict`: one of :data:`VERDICTS`, the evidence, the rule and
-its kind: the claim as the paper means it (:data:`PAPER_CLAIM`), or this project's
-stricter test of it (:data:`PROJECT_TEST`). ``concept_paper`` trains :data:`RECIPE`;
-the noise rule is :class:`~conceptlib.report.stats.Difference`'s."""
+"""The paper's claims as verdicts (chapter ``ch-scorecard``, ``conceptlib scorecard``):
+each claim maps a metrics dict (one seed or several) to a :class:`Verdict` on the
+claim as the paper means it (:data:`PAPER_CLAIM`) or on this project's stricter test
+of it (:data:`PROJECT_TEST`), by :class:`~conceptlib.report.stats.Difference`'s rule."""
 
 from __future__ import annotations
 
@@ -88,8 +85,8 @@ def num_epochs(metrics: Run) -> int | None:
 
 
 def _noise_note(diff: Difference) -> str:
-    n = min(diff.a.n, diff.b.n)
     if diff.se:
+        n = min(diff.a.n, diff.b.n)
         return f"{n} seeds: a difference counts when it exceeds {Z:g} standard errors"
     if diff.noise_se:
         return (

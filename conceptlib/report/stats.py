@@ -1,11 +1,9 @@
 """Estimates over seeds and the one rule that judges a difference against the seed
-noise (a leaf module: text, scorecard, compare and the operators use it).
-
-With several seeds an effect counts only when the difference of the means exceeds
-:data:`Z` standard errors of that difference. A one-seed run borrows the relative
-seed spread (sd / |mean|) that a seeded reference run recorded for the measure and
-applies the same rule with n = 1, so it is never judged more laxly; a measure with
-no recorded spread falls back to :data:`ONE_SEED_MARGIN` of the reference value.
+noise (a leaf: text, scorecard, compare and the operators use it). With several seeds
+an effect counts only when the difference of the means exceeds :data:`Z` standard
+errors of it. A one-seed run borrows the relative seed spread (sd / |mean|) that a
+seeded reference run recorded for the measure, with n = 1, so it is never judged
+more laxly; without a recorded spread the bar is :data:`ONE_SEED_MARGIN` of the value.
 """
 
 from __future__ import annotations
@@ -42,9 +40,7 @@ class Estimate:
         m = self.mean
         return math.sqrt(math.fsum((v - m) ** 2 for v in self.values) / (self.n - 1))
 
-    @property
-    def se(self) -> float | None:
-        return None if self.sd is None else self.sd / math.sqrt(self.n)
+    se = property(lambda self: None if self.sd is None else self.sd / math.sqrt(self.n))
 
     def text(self, digits: int = 1) -> str:
         """``mean`` or ``mean ± sd`` (sd over seeds)."""
@@ -58,9 +54,8 @@ def mean_sd(values: Sequence[float]) -> dict[str, float | None]:
 
 
 def noise_se(est: Estimate, rel: float | None) -> float | None:
-    """The standard error a rule uses for ``est``: its own over seeds when they
-    spread, else ``rel * |mean| / sqrt(n)`` (a recorded relative seed spread),
-    else None (no spread known)."""
+    """The standard error a rule uses for ``est``: its own where the seeds spread,
+    else ``rel * |mean| / sqrt(n)`` (``rel``: a recorded relative spread), else None."""
     if est.sd:
         return est.se
     return rel * abs(est.mean) / math.sqrt(est.n) if rel else None
@@ -80,9 +75,8 @@ class Difference:
     @property
     def se(self) -> float | None:
         """Standard error of the difference of means; None with one seed."""
-        if self.a.se is None or self.b.se is None:
-            return None
-        return math.hypot(self.a.se, self.b.se)
+        a, b = self.a.se, self.b.se
+        return None if a is None or b is None else math.hypot(a, b)
 
     @property
     def noise_se(self) -> float | None:
