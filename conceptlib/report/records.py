@@ -43,8 +43,8 @@ def _read_json(path: Path, missing: str) -> Any:
 
 
 def recorded(name: str, root: Root = None) -> Any:
-    """The parsed JSON of a record: ``"quick"`` is ``quick/metrics.json`` (as
-    :func:`read_metrics` reads it), ``"quick/operators"`` is ``quick/operators.json``;
+    """The parsed JSON of a record: ``"quick"`` is ``quick/metrics.json`` (by
+    :func:`read_metrics`), ``"quick/operators"`` is ``quick/operators.json``;
     :class:`ConceptlibError` if there is no such record or it is not JSON."""
     if "/" not in name:
         return read_metrics(recorded_path(name, root))

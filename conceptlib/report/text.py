@@ -103,13 +103,10 @@ CLUSTERING_ROWS = (
 def format_clustering(columns: dict[str, dict[str, Any]], score: str = "nmi") -> str:
     """A Markdown table of one clustering score (``nmi``, ``ari`` or ``purity``),
     mean ± standard deviation over seeds, one column per run."""
-    ests = {
-        what: [estimate(m, "clustering", k, score) for m in columns.values()]
-        for k, what in CLUSTERING_ROWS
-    }
-    rows = [
-        (w, *("–" if e is None else e.text(3) for e in es)) for w, es in ests.items()
-    ]
+    rows = []
+    for key, what in CLUSTERING_ROWS:
+        ests = (estimate(m, "clustering", key, score) for m in columns.values())
+        rows.append((what, *("–" if e is None else e.text(3) for e in ests)))
     return markdown_table([f"clustering ({score})", *columns], rows) + "\n"
 
 
