@@ -24,11 +24,10 @@ DECODER_SIZES = (LATENT_SIZE, 2 * LATENT_SIZE, *(IMAGE_SHAPE[0],) * 3)
 
 @dataclass
 class VAEOutput:
-    """What :meth:`ConvVAE.forward` returns: pre-sigmoid ``logits``, posterior
-    ``mu`` and ``logvar`` and the decoded sample ``z`` (``(B, L, 7, 7)``), the
-    concept layer's activation ``hidden`` (first ``num_concepts`` channels: the
-    concepts) and ``hidden_pre``, and for the ``mean_rows`` asked, the concept layer
-    decoded from ``z = mu``, ``mean_hidden`` and ``mean_hidden_pre`` (else None)."""
+    """What :meth:`ConvVAE.forward` returns: pre-sigmoid ``logits``, ``mu``,
+    ``logvar`` and the sample ``z`` (``(B, L, 7, 7)``), the concept layer's activation
+    ``hidden`` (concepts first) and ``hidden_pre``, and for ``mean_rows``, the layer
+    decoded from ``z = mu`` (``mean_hidden``, ``mean_hidden_pre``; else None)."""
 
     logits: torch.Tensor
     mu: torch.Tensor
@@ -151,13 +150,9 @@ class ConvVAE(nn.Module):
         detach_mean: bool = False,
     ) -> VAEOutput:
         """Encode ``x`` (``(B, 1, 28, 28)`` in [0, 1]), sample ``z = mu + sigma * eps``
-        (``eps`` from ``generator``; ``z = mu`` unless ``sample``), decode.
-
-        Args:
-            mean_rows: ``(R,)`` rows whose concept layer is also decoded from
-                ``z = mu`` (``mean_hidden``), for ``loss.concept_decode`` ``mu`` or
-                ``mu_detached``; ``detach_mean``: decode ``mu.detach()`` for them.
-        """
+        (``eps`` from ``generator``; ``z = mu`` unless ``sample``), decode; the
+        ``(R,)`` ``mean_rows`` also from ``z = mu`` (``loss.concept_decode``), or from
+        ``mu.detach()`` with ``detach_mean``."""
         mu, logvar = self.encode(x)
         z = mu
         if sample:
