@@ -38,13 +38,10 @@ def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def concept_targets(
     x: torch.Tensor, labels: torch.Tensor, num_concepts: int, size: int = IMAGE_SHAPE[0]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exclusive targets of isolated concept images: channel k of an image of concept
-    k (label ``10 + k``) is the image (average-pooled to ``size``), the others zero.
-
-    Returns:
-        targets ``(B, K, size, size)`` and mask ``(B,)`` (True for concept images;
-        digits get no target).
-    """
+    """Exclusive targets ``(B, K, size, size)`` of isolated concept images, and
+    the mask ``(B,)`` of concept images (digits get no target): channel k of an image
+    of concept k (label ``10 + k``) is the image (average-pooled to ``size``), the
+    others zero."""
     mask = labels >= FIRST_CONCEPT_LABEL
     k = (labels - FIRST_CONCEPT_LABEL).clamp(min=0, max=num_concepts - 1)
     img = x if x.shape[-1] == size else F.adaptive_avg_pool2d(x, size)
@@ -58,14 +55,10 @@ def part_targets(
     num_concepts: int,
     size: int = IMAGE_SHAPE[0],
 ) -> torch.Tensor:
-    """``(B, K, size, size)`` per-pixel targets of composite concept images: channel
-    k gets its part's ink (zero for concepts absent); for one part, the exclusive
-    targets of :func:`concept_targets`.
-
-    Args:
-        parts: ``(B, P, 28, 28)`` float ink in [0, 1] of each part alone.
-        part_concepts: ``(B, P)`` each part's distinct 0-based concept, -1: empty.
-    """
+    """``(B, K, size, size)`` per-pixel targets of composite concept images from
+    ``parts`` (``(B, P, 28, 28)``, each part's ink alone in [0, 1]) and
+    ``part_concepts`` (``(B, P)``, each part's distinct concept; -1: empty): channel
+    k gets its part's ink, zero if absent (one part: :func:`concept_targets`)."""
     if parts.shape[-1] != size:
         parts = F.adaptive_avg_pool2d(parts, size)
     present = (part_concepts >= 0).to(parts.dtype)
@@ -81,26 +74,20 @@ class _TakeConcepts(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, rows: torch.Tensor | None, k: int):
-        ctx.shape, ctx.k = h.shape, k
-        ctx.channels_last = (
-            h.dim() == 4
-            and not h.is_contiguous()
-            and h.is_contiguous(memory_format=torch.channels_last)
-        )
+        ctx.shape, ctx.k, ctx.fmt = h.shape, k, torch.contiguous_format
+        if h.dim() == 4 and not h.is_contiguous():
+            if h.is_contiguous(memory_format=torch.channels_last):
+                ctx.fmt = torch.channels_last
         ctx.save_for_backward(rows)
         return h[:, :k] if rows is None else h[rows, :k]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (rows,) = ctx.saved_tensors
-        fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
         out = torch.empty(
-            ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=fmt
+            ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.fmt
         ).zero_()
-        if rows is None:
-            out[:, : ctx.k] = grad
-        else:
-            out[rows, : ctx.k] = grad
+        out[slice(None) if rows is None else rows, : ctx.k] = grad
         return out, None, None
 
 
@@ -117,13 +104,10 @@ def take_concepts(
 def concept_loss(
     hidden: torch.Tensor, target: torch.Tensor, kind: str = "mse"
 ) -> torch.Tensor:
-    """``(B,)`` concept loss on the K concept channels, summed over their pixels.
-
-    Args:
-        hidden: ``(B, C, H, W)``, ``C >= K``: the concept layer's *activation* for
-            ``mse`` (the paper's), its *pre-activation* for ``bce``.
-        target: ``(B, K, H, W)`` in [0, 1].
-    """
+    """``(B,)`` concept loss of ``hidden`` (``(B, C, H, W)``, ``C >= K``: the concept
+    layer's *activation* for ``mse``, the paper's, its *pre-activation* for ``bce``)
+    against ``target`` (``(B, K, H, W)`` in [0, 1]), summed over the K channels'
+    pixels."""
     h = hidden if hidden.shape[1] == target.shape[1] else hidden[:, : target.shape[1]]
     h = h.float()
     if kind == "bce":
@@ -157,19 +141,13 @@ def total_loss(
     concept_weight: float | None = None,
     target: torch.Tensor | None = None,
 ) -> LossParts:
-    """``mean(recon + beta * kl + lambda * concept)`` over the batch.
-
-    The concept loss reads the concept images only (labels >= 10), decoded from
-    ``mu`` (``out.mean_hidden_pre``, see ``loss.concept_decode``) when ``out``
-    carries it, else from the sample; it is added only if ``use_concept``.
-
-    Args:
-        out: a :class:`~conceptlib.model.vae.VAEOutput`.
-        beta, concept_weight: the weights now (default ``cfg.beta`` and
-            ``cfg.concept_weight``: see the warm-ups).
-        target: ``(Bc, K, H, W)`` targets of the Bc concept images, in batch order
-            (default: exclusive targets, :func:`concept_targets`).
-    """
+    """``mean(recon + beta * kl + lambda * concept)`` over the batch (``out``: a
+    :class:`~conceptlib.model.vae.VAEOutput`; ``beta``, ``concept_weight``: the
+    weights now, default ``cfg``'s: see the warm-ups). The concept loss reads the
+    concept images only (labels >= 10), decoded from ``mu`` (``out.mean_hidden_pre``,
+    ``loss.concept_decode``) when ``out`` carries it, else from the sample; it is
+    added only if ``use_concept``. ``target``: ``(Bc, K, H, W)``, the Bc concept
+    images' targets in batch order (default: :func:`concept_targets`)."""
     recon = recon_loss(out.logits, x, cfg.recon)
     kl = kl_loss(out.mu, out.logvar)
     per_image = recon + (cfg.beta if beta is None else beta) * kl
@@ -207,13 +185,11 @@ def union_loss(
     labels: torch.Tensor,
     present: torch.Tensor,
 ) -> torch.Tensor:
-    """The union term: mean BCE (nats per pair) of the decoded union of a digit's
-    and a concept image's layers (:func:`~conceptlib.model.compose.union_layers`,
-    unmasked, as the operators add an image; both from ``mu``) against the pixel
-    maximum of the two images. The batch is shuffled: its i-th digit pairs with its
-    i-th concept image. ``model``: the ConvVAE (not a DDP wrapper); ``mu``: the
-    batch's posterior means; ``present``: ``(Bc, K)`` bool, each concept image's
-    concepts, in batch order."""
+    """The union term: mean BCE (nats per pair) of the decoded union (unmasked, as
+    the operators add an image, :func:`~conceptlib.model.compose.union_layers`) of
+    the layers from ``mu`` of the batch's i-th digit and i-th concept image (the batch
+    is shuffled) against the pixel maximum of the two. ``model``: the ConvVAE, not a
+    DDP wrapper; ``present``: ``(Bc, K)`` bool, each concept image's concepts."""
     digits = (labels < FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     concepts = (labels >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     m = min(len(digits), len(concepts))

@@ -41,22 +41,13 @@ class ConceptModel:
 def load_concept_model(
     path: str | os.PathLike, device: torch.device | str = "cpu"
 ) -> ConceptModel:
-    """Load a concept variant from ``model.pt`` (or a run folder holding one).
+    """Load a concept variant, in eval mode on ``device``, from ``path``: a
+    ``model.pt`` that ``reproduce`` caches (``runs/concept*-*``), a run folder
+    holding one, or a committed checkpoint (``results/*/checkpoints/``).
 
-    Works for every run that ``reproduce`` caches (``runs/concept-*``,
-    ``runs/concept_paper-*``) and for the committed checkpoints under
-    ``results/*/checkpoints/``. The file is read with ``weights_only=True``; its
-    stored config rebuilds the architecture and names the catalogue.
-
-    Args:
-        path: ``model.pt``, a checkpoint, or a run folder.
-        device: where to put the model.
-
-    Returns:
-        A :class:`ConceptModel` in eval mode.
-
-    Raises:
-        ConceptlibError: unreadable, not a concept run, or weights that do not fit.
+    The file is read with ``weights_only=True``; its stored config rebuilds the
+    architecture and names the catalogue. ConceptlibError: unreadable, not a
+    concept run, or weights that do not fit.
     """
     return load_model(path, device, concept_only=True)
 
@@ -66,12 +57,10 @@ def load_model(
     device: torch.device | str = "cpu",
     concept_only: bool = False,
 ) -> ConceptModel:
-    """Load a run of any variant, as :func:`load_concept_model` does.
-
-    The baseline's and augmented's channels carry no concept names, but their
-    layers can be probed the same way (e.g. by :mod:`conceptlib.measures.formulas`).
-    ``concept_only`` refuses runs without trained concept channels.
-    """
+    """Load a run of any variant, as :func:`load_concept_model` does (the
+    baseline's and augmented's channels carry no concept names, but their layers
+    can be probed the same way); ``concept_only`` refuses runs without trained
+    concept channels."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
@@ -103,17 +92,13 @@ def as_model(model: ConceptModel | ConvVAE) -> ConvVAE:
 def decode_mean(
     model: ConceptModel | ConvVAE, images: np.ndarray | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``(N, 1, 28, 28)`` and the whole concept layer ``(N, C, H, W)``.
-
-    Both decoded from ``z = mu`` of ``(N, 28, 28)`` uint8 images, on the model's
-    device (one batch: callers split large sets).
-    """
+    """Logits ``(N, 1, 28, 28)`` and the whole concept layer ``(N, C, H, W)``,
+    decoded from ``z = mu`` of ``(N, 28, 28)`` uint8 images, on the model's device
+    (one batch: callers split large sets)."""
     net = as_model(model)
     device = next(net.parameters()).device
     x_u8 = images if torch.is_tensor(images) else torch.from_numpy(np.array(images))
-    mu, _ = net.encode(to_input(x_u8, device))
-    logits, hidden = net.decode(mu)
-    return logits, hidden
+    return net.decode(net.encode(to_input(x_u8, device))[0])
 
 
 def check_images(images: np.ndarray | torch.Tensor, where: str) -> np.ndarray:
@@ -127,11 +112,17 @@ def check_images(images: np.ndarray | torch.Tensor, where: str) -> np.ndarray:
     return images
 
 
-def _batches(images: np.ndarray | torch.Tensor, batch_size: int):
-    """Slices of ``images`` as uint8 tensors, ``batch_size`` at a time."""
+def _per_batch(model, images, batch_size: int, read) -> list[torch.Tensor]:
+    """``read(net, mu)`` of the uint8 ``images``, ``batch_size`` at a time: float32
+    on the CPU, one tensor a batch (``mu``: the batch's posterior means)."""
+    net = as_model(model).eval()
+    device = next(net.parameters()).device
+    out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        yield chunk if torch.is_tensor(chunk) else torch.from_numpy(np.asarray(chunk))
+        xb = chunk if torch.is_tensor(chunk) else torch.from_numpy(np.asarray(chunk))
+        out.append(read(net, net.encode(to_input(xb, device))[0]).float().cpu())
+    return out
 
 
 @torch.inference_mode()
@@ -142,14 +133,9 @@ def encode_mu(
 ) -> torch.Tensor:
     """The posterior means ``mu`` (latent images ``(N, L, 7, 7)``) of uint8
     images, float32 on the CPU."""
-    net = as_model(model).eval()
-    device = next(net.parameters()).device
-    out = [
-        net.encode(to_input(xb, device))[0].float().cpu()
-        for xb in _batches(images, batch_size)
-    ]
+    out = _per_batch(model, images, batch_size, lambda net, mu: mu)
     if not out:
-        return torch.zeros((0, net.cfg.latent_channels, 7, 7))
+        return torch.zeros((0, as_model(model).cfg.latent_channels, 7, 7))
     return torch.cat(out)
 
 
@@ -162,16 +148,15 @@ def layer(
 ) -> torch.Tensor:
     """The concept layer (activation) of uint8 images, decoding ``z = mu``:
     ``(N, C, H, W)`` float32 on the CPU, or its first ``channels`` channels."""
-    net = as_model(model).eval()
-    device = next(net.parameters()).device
-    out = []
-    for xb in _batches(images, batch_size):
-        mu, _ = net.encode(to_input(xb, device))
-        out.append(net.concept_act(net.decode_to(mu))[:, :channels].float().cpu())
+
+    def read(net: ConvVAE, mu: torch.Tensor) -> torch.Tensor:
+        return net.concept_act(net.decode_to(mu))[:, :channels]
+
+    out = _per_batch(model, images, batch_size, read)
     if not out:
-        size = net.concept_size
+        net = as_model(model)
         width = net.cfg.dec_channels[net.cfg.concept_layer - 1]
-        return torch.zeros((0, channels or width, size, size))
+        return torch.zeros((0, channels or width, net.concept_size, net.concept_size))
     return torch.cat(out)
 
 
@@ -186,19 +171,13 @@ def concept_maps(
     images: np.ndarray | torch.Tensor,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """The concept maps of images: the K concept channels, decoding ``z = mu``.
+    """The concept maps of ``(N, 28, 28)`` uint8 images (255 = ink): the K concept
+    channels decoded from ``z = mu``, ``(N, K, H, W)`` float32 (sigmoid outputs in
+    [0, 1] for concept variants; H = W = 28 at the default concept layer 3).
 
-    Args:
-        model: a loaded concept model (:func:`load_concept_model`) or a
-            :class:`~conceptlib.model.vae.ConvVAE` (of any variant: for ``baseline``
-            and ``augmented`` the first K channels of the layer carry no concept
-            loss, which is what makes them a control).
-        images: ``(N, 28, 28)`` uint8 images (0 = background, 255 = ink).
-        batch_size: images per forward pass.
-
-    Returns:
-        ``(N, K, H, W)`` float32 maps (sigmoid outputs in [0, 1] for concept
-        variants; H = W = 28 at the default concept layer 3).
+    ``model``: a :func:`load_concept_model` or a ConvVAE of any variant (for
+    ``baseline`` and ``augmented`` the first K channels carry no concept loss,
+    which is what makes them a control); ``batch_size``: images per forward pass.
 
     Example:
         >>> cm = load_concept_model("results/paper/checkpoints/concept.pt")

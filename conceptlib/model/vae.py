@@ -24,11 +24,10 @@ DECODER_SIZES = (LATENT_SIZE, 2 * LATENT_SIZE, *(IMAGE_SHAPE[0],) * 3)
 
 @dataclass
 class VAEOutput:
-    """What :meth:`ConvVAE.forward` returns: pre-sigmoid ``logits``, posterior
-    ``mu`` and ``logvar`` and the decoded sample ``z`` (``(B, L, 7, 7)``), the
-    concept layer's activation ``hidden`` (first ``num_concepts`` channels: the
-    concepts) and ``hidden_pre``, and for the ``mean_rows`` asked, the concept layer
-    decoded from ``z = mu``, ``mean_hidden`` and ``mean_hidden_pre`` (else None)."""
+    """What :meth:`ConvVAE.forward` returns: pre-sigmoid ``logits``, ``mu``,
+    ``logvar`` and the sample ``z`` (``(B, L, 7, 7)``), the concept layer's activation
+    ``hidden`` (concepts first) and ``hidden_pre``, and for ``mean_rows``, the layer
+    decoded from ``z = mu`` (``mean_hidden``, ``mean_hidden_pre``; else None)."""
 
     logits: torch.Tensor
     mu: torch.Tensor
@@ -63,18 +62,12 @@ class ConceptActivation(nn.Module):
         return torch.where(head.view(1, -1, 1, 1), torch.sigmoid(h), relu)
 
 
-def _conv(c_in: int, c_out: int, down: bool, kernel: int = 3) -> nn.Conv2d:
-    if down:
-        return nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1)
-    return nn.Conv2d(c_in, c_out, kernel_size=kernel, stride=1, padding=kernel // 2)
-
-
-def _deconv(c_in: int, c_out: int, up: bool, kernel: int = 3) -> nn.ConvTranspose2d:
-    if up:
-        return nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1)
-    return nn.ConvTranspose2d(
-        c_in, c_out, kernel_size=kernel, stride=1, padding=kernel // 2
-    )
+def _conv(cls, c_in: int, c_out: int, resize: bool, kernel: int = 3) -> nn.Module:
+    """A ``cls`` layer (Conv2d or ConvTranspose2d): halving or doubling the size
+    (kernel 4, stride 2) when ``resize``, else keeping it."""
+    if resize:
+        return cls(c_in, c_out, kernel_size=4, stride=2, padding=1)
+    return cls(c_in, c_out, kernel_size=kernel, stride=1, padding=kernel // 2)
 
 
 class ConvVAE(nn.Module):
@@ -95,21 +88,21 @@ class ConvVAE(nn.Module):
             )
         self.cfg = cfg
         self.num_concepts = num_concepts
+        conv, deconv = nn.Conv2d, nn.ConvTranspose2d
         self.encoder = nn.Sequential(
-            _conv(1, e1, down=False), nn.ReLU(),  # (B, e1, 28, 28)
-            _conv(e1, e2, down=True), nn.ReLU(),  # (B, e2, 14, 14)
-            _conv(e2, e3, down=True), nn.ReLU(),  # (B, e3, 7, 7)
-            _conv(e3, e4, down=False, kernel=g), nn.ReLU(),  # (B, e4, 7, 7)
-            _conv(e4, 2 * latent, down=False),  # (B, 2L, 7, 7): mu and logvar
+            _conv(conv, 1, e1, False), nn.ReLU(),  # (B, e1, 28, 28)
+            _conv(conv, e1, e2, True), nn.ReLU(),  # (B, e2, 14, 14)
+            _conv(conv, e2, e3, True), nn.ReLU(),  # (B, e3, 7, 7)
+            _conv(conv, e3, e4, False, kernel=g), nn.ReLU(),  # (B, e4, 7, 7)
+            _conv(conv, e4, 2 * latent, False),  # (B, 2L, 7, 7): mu and logvar
         )  # fmt: skip
-        widths = [latent, d1, d2, d3, d4]
-        ups = [False, True, True, False]
-        blocks = []
-        for i in range(4):
-            kernel = g if i == 0 else 3
-            blocks.append(_deconv(widths[i], widths[i + 1], ups[i], kernel))
-        blocks.append(_deconv(d4, 1, up=False))  # (B, 1, 28, 28) logits
-        self.decoder = nn.ModuleList(blocks)
+        self.decoder = nn.ModuleList([
+            _conv(deconv, latent, d1, False, kernel=g),  # (B, d1, 7, 7)
+            _conv(deconv, d1, d2, True),  # (B, d2, 14, 14)
+            _conv(deconv, d2, d3, True),  # (B, d3, 28, 28)
+            _conv(deconv, d3, d4, False),  # (B, d4, 28, 28)
+            _conv(deconv, d4, 1, False),  # (B, 1, 28, 28) logits
+        ])  # fmt: skip
         self.concept_act = ConceptActivation(num_concepts, cfg.concept_activation)
         if cfg.concept_activation == "sigmoid":
             with torch.no_grad():
@@ -126,41 +119,27 @@ class ConvVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 1, 28, 28)`` -> mean and log-variance, each ``(B, L, 7, 7)``."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
-
-    def decode_all(
-        self, z: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(B, L, 7, 7)`` -> logits, concept-layer activation and pre-activation."""
-        hidden_pre = self.decode_to(z)
-        hidden = self.concept_act(hidden_pre)
-        return self.decode_from(hidden), hidden, hidden_pre
+        return self.encoder(x).chunk(2, dim=1)
 
     def decode_to(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, L, 7, 7)`` -> the concept layer's *pre-activation* ``(B, C, H, W)``."""
         h = z
         for i in range(self.cfg.concept_layer):
-            if i:
-                h = torch.relu(h)
-            h = self.decoder[i](h)
+            h = self.decoder[i](torch.relu(h) if i else h)
         return h
 
     def decode_from(self, hidden: torch.Tensor) -> torch.Tensor:
         """Concept-layer *activation* ``(B, C, H, W)`` -> logits ``(B, 1, 28, 28)``:
         the later layers only, so an edited concept layer decodes to an image."""
         h = hidden
-        last = len(self.decoder) - 1
         for i in range(self.cfg.concept_layer, len(self.decoder)):
-            h = self.decoder[i](h)
-            if i < last:
-                h = torch.relu(h)
+            h = self.decoder[i](torch.relu(h) if i > self.cfg.concept_layer else h)
         return h
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, L, 7, 7)`` -> logits ``(B, 1, 28, 28)`` and the concept layer."""
-        logits, hidden, _ = self.decode_all(z)
-        return logits, hidden
+        hidden = self.concept_act(self.decode_to(z))
+        return self.decode_from(hidden), hidden
 
     def forward(
         self,
@@ -171,13 +150,9 @@ class ConvVAE(nn.Module):
         detach_mean: bool = False,
     ) -> VAEOutput:
         """Encode ``x`` (``(B, 1, 28, 28)`` in [0, 1]), sample ``z = mu + sigma * eps``
-        (``eps`` from ``generator``; ``z = mu`` unless ``sample``), decode.
-
-        Args:
-            mean_rows: ``(R,)`` rows whose concept layer is also decoded from
-                ``z = mu`` (``mean_hidden``), for ``loss.concept_decode`` ``mu`` or
-                ``mu_detached``; ``detach_mean``: decode ``mu.detach()`` for them.
-        """
+        (``eps`` from ``generator``; ``z = mu`` unless ``sample``), decode; the
+        ``(R,)`` ``mean_rows`` also from ``z = mu`` (``loss.concept_decode``), or from
+        ``mu.detach()`` with ``detach_mean``."""
         mu, logvar = self.encode(x)
         z = mu
         if sample:
@@ -185,8 +160,9 @@ class ConvVAE(nn.Module):
                 mu.shape, generator=generator, device=mu.device, dtype=mu.dtype
             )
             z = mu + torch.exp(0.5 * logvar) * eps
-        logits, hidden, hidden_pre = self.decode_all(z)
-        out = VAEOutput(logits, mu, logvar, z, hidden, hidden_pre)
+        hidden_pre = self.decode_to(z)
+        hidden = self.concept_act(hidden_pre)
+        out = VAEOutput(self.decode_from(hidden), mu, logvar, z, hidden, hidden_pre)
         if mean_rows is not None:
             m = mu[mean_rows]
             out.mean_hidden_pre = self.decode_to(m.detach() if detach_mean else m)

@@ -1,9 +1,5 @@
-"""The variants a pipeline trains, in one registry (a leaf module).
-
-Each :class:`Variant` says what it is, what it trains on, whether it has a concept
-loss, the fixed recipe it trains under and what its run-cache key is built from,
-so that adding a variant touches this registry and nothing else.
-"""
+"""The variants a pipeline trains, in one registry (a leaf module): adding a
+variant touches this registry and nothing else."""
 
 from __future__ import annotations
 
@@ -57,18 +53,11 @@ CONCEPT_LOSS_KEYS = (
 
 @dataclass(frozen=True)
 class Variant:
-    """One trained variant.
-
-    Attributes:
-        name: its name (run folders are ``<name>-<run key>``).
-        about: what it is, in one line.
-        data: what it trains on: :data:`DIGITS`, :data:`CONCEPTS` or
-            :data:`COMPOSITES`.
-        concept_loss: whether it trains with a concept loss.
-        family: its sweep family (``reference``, ``paper`` or ``concept``).
-        recipe: fixed ``{section: {key: value}}`` settings applied over the config
-            (None: the config as it is); a sweep's overrides apply after them.
-    """
+    """One trained variant: its ``name`` (run folders are ``<name>-<run key>``),
+    what it is (``about``), trains on (``data``: :data:`DIGITS`, :data:`CONCEPTS` or
+    :data:`COMPOSITES`), whether with a ``concept_loss``, its sweep ``family``
+    (``reference``, ``paper`` or ``concept``) and ``recipe``, fixed ``{section: {key:
+    value}}`` settings over the config (None: none) that a sweep's overrides follow."""
 
     name: str
     about: str
@@ -101,36 +90,18 @@ REGISTRY: dict[str, Variant] = {
     v.name: v
     for v in (
         Variant("baseline", "the VAE on digits only", DIGITS, False),
-        Variant(
-            "augmented", "digits + concept images, no concept loss", CONCEPTS, False
-        ),
-        Variant(
-            "concept_paper",
-            "the paper's recipe as read here (PAPER_RECIPE): isolated concepts, "
-            "BCE x 100 on the decoded sample z",
-            CONCEPTS,
-            True,
-            family="paper",
-            recipe=PAPER_RECIPE,
-        ),
-        Variant(
-            "concept_paper_tuned",
-            "the paper's recipe, tuned on validation (PAPER_TUNED): isolated "
-            "concepts, MSE x 10 on the decoding of mu",
-            CONCEPTS,
-            True,
-            family="paper",
-            recipe=PAPER_TUNED,
-        ),
-        Variant(
-            "concept",
-            "this project's: composites, the config's concept loss (on mu)",
-            COMPOSITES,
-            True,
-            family="concept",
-        ),
+        Variant("augmented", "digits + concept images, no concept loss", CONCEPTS,
+                False),
+        Variant("concept_paper", "the paper's recipe as read here (PAPER_RECIPE): "
+                "isolated concepts, BCE x 100 on the decoded sample z", CONCEPTS,
+                True, family="paper", recipe=PAPER_RECIPE),
+        Variant("concept_paper_tuned", "the paper's recipe, tuned on validation "
+                "(PAPER_TUNED): isolated concepts, MSE x 10 on the decoding of mu",
+                CONCEPTS, True, family="paper", recipe=PAPER_TUNED),
+        Variant("concept", "this project's: composites, the config's concept loss "
+                "(on mu)", COMPOSITES, True, family="concept"),
     )
-}
+}  # fmt: skip
 
 
 def get(name: str) -> Variant:

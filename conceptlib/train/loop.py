@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
@@ -51,12 +52,13 @@ from conceptlib.train.runtime import is_main, resolve_device, resolve_precision
 
 #: Per-epoch means in the history; runs with a union term add ``union``.
 LOSS_PARTS = ("loss", "recon", "kl", "concept")
+#: Config keys added after runs were recorded, and the value that trains as before.
+NEUTRAL_KEYS = (("concepts", "train_shift", 0), ("loss", "union_weight", 0.0))
 
 
 def _epoch_generator(seed: int, epoch: int, stream: int, device="cpu"):
-    g = torch.Generator(device=device)
-    g.manual_seed(seed * 1_000_003 + epoch * 101 + stream)
-    return g
+    seeded = seed * 1_000_003 + epoch * 101 + stream
+    return torch.Generator(device=device).manual_seed(seeded)
 
 
 def build_model(cfg: ExperimentConfig, num_concepts: int) -> ConvVAE:
@@ -79,14 +81,12 @@ class Run:
 
 
 def run_key(cfg: ExperimentConfig, variant: str) -> str:
-    """Hash of everything that determines the trained weights of ``variant``."""
+    """Hash of everything that determines the trained weights of ``variant``: not
+    clustering, the measures, the profile's name or the held-out image counts."""
     payload = to_dict(cfg)
-    payload.pop("cluster")  # clustering does not change training
-    payload.pop("eval")  # nor do the measures that read trained models
-    payload["profile"] = None  # names do not change training either
-    payload["train"].pop("eval_batch_size")
-    payload["concepts"].pop("test_per_concept")  # held-out images only
-    payload["concepts"].pop("probe_size")
+    del payload["cluster"], payload["eval"], payload["train"]["eval_batch_size"]
+    del payload["concepts"]["test_per_concept"], payload["concepts"]["probe_size"]
+    payload["profile"] = None
     for section, key, neutral in NEUTRAL_KEYS:  # keys added later: at their neutral
         if payload[section].get(key) == neutral:  # value, runs made before them
             payload[section].pop(key)  # keep their keys
@@ -95,10 +95,6 @@ def run_key(cfg: ExperimentConfig, variant: str) -> str:
         # another data order (DistributedSampler): not the single-process run
         payload["world_size"] = dist.get_world_size()
     return config_hash(payload)
-
-
-#: Config keys added after runs were recorded, and the value that trains as before.
-NEUTRAL_KEYS = (("concepts", "train_shift", 0), ("loss", "union_weight", 0.0))
 
 
 def _ramp(progress: float, warm: float) -> float:
@@ -176,12 +172,13 @@ def train_step(
 
 @dataclass
 class _Epochs:
-    """What every epoch of :func:`train_vae` reads (tensors on ``device``)."""
+    """What every epoch of :func:`train_vae` reads (tensors on ``device``;
+    ``progress``: this process shows it)."""
 
     net: torch.nn.Module
     opt: torch.optim.Optimizer
     cfg: ExperimentConfig
-    variant: str
+    variant: variants.Variant
     x: torch.Tensor
     y: torch.Tensor
     parts: tuple[torch.Tensor, torch.Tensor] | None  # concept variants' only
@@ -202,13 +199,12 @@ class _Epochs:
         names = LOSS_PARTS + (("union",) if self._union else ())
         acc = torch.zeros(len(names), dtype=torch.float64, device=device)
         seen, t0 = 0, time.perf_counter()
-        desc = f"{self.variant} epoch {epoch + 1}/{tc.num_epochs}"
-        quiet = not (self.progress and is_main())
+        desc = f"{self.variant.name} epoch {epoch + 1}/{tc.num_epochs}"
+        quiet = not self.progress
         bar = tqdm(order, desc=desc, disable=quiet, leave=False, file=sys.stderr)
         for i, idx in enumerate(bar):
-            idx = idx.to(device)
+            idx, at = idx.to(device), epoch + i / len(order)
             xb = to_input(self.x[idx], device, tc.channels_last)
-            beta = kl_weight(cfg, epoch + i / len(order))
             target = present = None
             if self.parts is not None:
                 rows = idx[self.y[idx] >= FIRST_CONCEPT_LABEL]
@@ -219,13 +215,12 @@ class _Epochs:
                     present = present_concepts(self.y[rows], pc, self.num_concepts)
             out = train_step(
                 self.net, self.opt, xb, self.y[idx], cfg, self.num_concepts,
-                variants.get(self.variant).concept_loss, beta, noise, self.autocast,
-                concept_weight(cfg, epoch + i / len(order)), target, present,
+                self.variant.concept_loss, kl_weight(cfg, at), noise, self.autocast,
+                concept_weight(cfg, at), target, present,
             )  # fmt: skip
             seen += len(idx)
-            parts = [out.total.detach(), out.recon, out.kl, out.concept]
-            parts += [out.union] if self._union else []
-            acc += torch.stack(parts).double() * len(idx)
+            parts = [out.total.detach(), out.recon, out.kl, out.concept, out.union]
+            acc += torch.stack(parts[: len(names)]).double() * len(idx)
             if i % 20 == 0 or i == len(order) - 1:
                 self._show(bar, acc.tolist(), seen, t0, epoch)
         return self._record(acc, seen, time.perf_counter() - t0, epoch, names)
@@ -233,13 +228,12 @@ class _Epochs:
     @property
     def _union(self) -> bool:
         """Whether this run trains with the union term (a history column)."""
-        concept = variants.get(self.variant).concept_loss
-        return concept and self.cfg.loss.union_weight > 0
+        return self.variant.concept_loss and self.cfg.loss.union_weight > 0
 
     def _show(self, bar, sums: list[float], seen: int, t0: float, epoch: int) -> None:
         if not all(map(math.isfinite, sums)):  # a NaN stays in the sums
             raise ConceptlibError(
-                f"{self.variant}: loss is {sums[0]} in epoch {epoch + 1}: "
+                f"{self.variant.name}: loss is {sums[0]} in epoch {epoch + 1}: "
                 "lower train.lr or loss.concept_weight"
             )
         loss, recon, kl, concept = (s / seen for s in sums[:4])
@@ -255,9 +249,9 @@ class _Epochs:
         sums = dict(zip(names, acc.tolist()))
         record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
         record.update(images=seen, seconds=seconds, img_per_s=seen / max(seconds, 1e-9))
-        if self.progress and is_main():
+        if self.progress:
             tqdm.write(
-                f"{self.variant} epoch {epoch + 1} | loss {record['loss']:.1f} "
+                f"{self.variant.name} epoch {epoch + 1} | loss {record['loss']:.1f} "
                 f"(recon {record['recon']:.1f}, kl {record['kl']:.1f}, "
                 f"concept {record['concept']:.2f}) | {seconds:.1f} s | "
                 f"{record['img_per_s'] / 1000:.1f}k img/s",
@@ -266,58 +260,41 @@ class _Epochs:
         return record
 
 
-def _resume(model, opt, run_dir: Path | None, variant: str, epochs: int, progress):
-    """The history and first epoch of a run: resumed from its checkpoint if any."""
-    state = resume_state(run_dir) if run_dir is not None else None
-    if state is None:
-        return [], 0
-    load_weights(model, state["model"], str(run_dir))
-    opt.load_state_dict(state["optimizer"])
-    start = int(state["epoch"])
-    if progress and is_main():
-        resuming = f"resuming {run_dir} after epoch {start} of {epochs}"
-        print(f"{variant}: {resuming} (its checkpoint)", file=sys.stderr)
-    return json.loads(state["history"]), start
-
-
 def train_vae(
     cfg: ExperimentConfig, variant: str, x: torch.Tensor, y: torch.Tensor,
     num_concepts: int, run_dir: Path | None = None, device: torch.device | None = None,
     progress: bool = True, parts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[ConvVAE, list[dict[str, float]]]:  # fmt: skip
-    """Train one variant (checkpointing each epoch, resuming if possible); returns
-    the model (eval mode) and its per-epoch history.
-
-    Args:
-        cfg: the variant's config (:func:`~conceptlib.config.variant_config`).
-        x: ``(N, 28, 28)`` uint8 training images; y: ``(N,)`` labels (10+ = concept).
-        num_concepts: K, the number of concept channels.
-        run_dir: where checkpoints and history go (None: nothing is written).
-        device: where to train (default: CUDA when present).
-        parts: ``(N, P, 28, 28)`` uint8 ink of each image's concept parts and
-            ``(N, P)`` their concept indices (-1: none), the per-pixel targets of
-            composite concept images; None: exclusive targets from ``x``.
-    """
+    """Train one variant under its config (:func:`~conceptlib.config.variant_config`)
+    on ``x`` (``(N, 28, 28)`` uint8) and labels ``y`` (10+: concept) with K concept
+    channels, checkpointing each epoch to ``run_dir`` (None: nothing is written) and
+    resuming from it if possible; the model (eval mode) and its per-epoch history.
+    ``parts``: ``(N, P, 28, 28)`` uint8 ink of each image's concept parts and their
+    ``(N, P)`` concepts (-1: none), for per-pixel targets (None: exclusive ones)."""
     device = device or resolve_device()
     cfg = resolve_precision(cfg, device)
-    tc = cfg.train
+    tc, progress = cfg.train, progress and is_main()
     model = build_model(cfg, num_concepts).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    history, start = _resume(model, opt, run_dir, variant, tc.num_epochs, progress)
-    net: torch.nn.Module = model
-    if dist.is_initialized():
-        net = torch.nn.parallel.DistributedDataParallel(model)
+    state = resume_state(run_dir) if run_dir is not None else None
+    history, start = [], 0
+    if state is not None:
+        load_weights(model, state["model"], str(run_dir))
+        opt.load_state_dict(state["optimizer"])
+        history, start = json.loads(state["history"]), int(state["epoch"])
+        if progress:
+            resuming = f"resuming {run_dir} after epoch {start} of {tc.num_epochs}"
+            print(f"{variant}: {resuming} (its checkpoint)", file=sys.stderr)
+    net = DistributedDataParallel(model) if dist.is_initialized() else model
     bf16 = tc.precision == "bf16"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    x_dev, y_dev = x.to(device), y.to(device)
-    if parts is not None and variants.get(variant).concept_loss:
-        parts = (parts[0].to(device), parts[1].to(device))
-    else:
-        parts = None
+    known = variants.get(variant)
+    use_parts = parts is not None and known.concept_loss
+    parts = tuple(t.to(device) for t in parts) if use_parts else None
     epochs = _Epochs(
-        net, opt, cfg, variant, x_dev, y_dev, parts, num_concepts,
+        net, opt, cfg, known, x.to(device), y.to(device), parts, num_concepts,
         model.concept_size, device, autocast, progress,
     )  # fmt: skip
     for epoch in range(start, tc.num_epochs):

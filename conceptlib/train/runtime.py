@@ -44,14 +44,11 @@ def resolve_precision(cfg: ExperimentConfig, device: torch.device) -> Experiment
     """``train.precision=auto`` made concrete for ``device``: bf16 with channels_last
     (the fastest in ``benchmarks/train_loop.py``) where :func:`bf16_native`, else
     fp32. The run key hashes the result: a bf16 run never loads for an fp32 one."""
-    tc = cfg.train
-    if tc.precision != "auto":
+    if cfg.train.precision != "auto":
         return cfg
-    if bf16_native(device):
-        tc = dataclasses.replace(tc, precision="bf16", channels_last=True)
-    else:
-        tc = dataclasses.replace(tc, precision="fp32")
-    return dataclasses.replace(cfg, train=tc)
+    fast = {"precision": "bf16", "channels_last": True}
+    chosen = fast if bf16_native(device) else {"precision": "fp32"}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **chosen))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
