@@ -92,10 +92,8 @@ class _Recognition:
     def result(self) -> dict[str, float]:
         present = self.union > 0
         iou = self.inter[present] / self.union[present]
-        return {
-            "accuracy": self.correct / max(self.seen, 1),
-            "iou": float(iou.mean()) if present.any() else 0.0,
-        }
+        iou = float(iou.mean()) if present.any() else 0.0
+        return {"accuracy": self.correct / max(self.seen, 1), "iou": iou}
 
 
 def recognition(
@@ -126,10 +124,9 @@ def _rotation(k: int, seed: int) -> torch.Tensor:
 
 
 def dissect(
-    maps: list[torch.Tensor],
-    probes: list[Composites],
+    maps: list[torch.Tensor], probes: list[Composites],
     rotation: torch.Tensor | None = None,
-) -> dict[str, object]:
+) -> dict[str, object]:  # fmt: skip
     """Network Dissection of K channels on probe images with known ink.
 
     ``maps``: per probe, ``(N_i, K, H, W)`` maps of its first ``N_i`` images. Each
@@ -196,15 +193,13 @@ def vocabulary_measures(
 
 @dataclass(frozen=True)
 class DigitParts:
-    """Whether each concept map lights its own part of real digits.
-
-    A digit's *own* concepts are those cut from its class and variant; one *hits*
-    when its map is on somewhere (> 0.5) with its centroid in the concept's
-    catalogue box, grown by ``grow`` px. ``hit``: ``(K,)`` hit rate of each
-    concept over its digits; ``overlap``: ``(10,)`` per class, the mean IoU of
-    the on-regions of pairs of own concepts (NaN without pairs; low is apart);
-    ``examples``: ``(10,)`` the first digit of each class.
-    """
+    """Whether each concept map lights its own part of real digits. A digit's
+    *own* concepts are those cut from its class and variant; one *hits* when its map
+    is on somewhere (> 0.5) with its centroid in the concept's catalogue box, grown
+    by ``grow`` px. ``hit``: ``(K,)`` hit rate of each concept over its digits;
+    ``overlap``: ``(10,)`` per class, the mean IoU of the on-regions of pairs of own
+    concepts (NaN without pairs; low is apart); ``examples``: ``(10,)`` the first
+    digit of each class."""
 
     hit: np.ndarray
     overlap: np.ndarray
