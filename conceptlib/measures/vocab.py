@@ -381,15 +381,12 @@ def format_recipes(metrics: dict, variants: tuple[str, ...] = RECIPES) -> str:
         top = estimate(metrics, "vocabulary", "classifier_ceiling", *path)
         d = 1 if path[0].startswith("dissection") else 3  # counts of detectors
         rows.append([label, *(e.text(d) for e in cells), top.text(d) if top else "–"])
-    for label, key in (
-        ("test -ELBO / base", "neg_elbo"),
-        ("recon - base", "recon_bce"),
-    ):
+    for name, key in (("test -ELBO / base", "neg_elbo"), ("recon - base", "recon_bce")):
         base = estimate(metrics, "variants", "baseline", "test_digits", key).values
         cells = []
         for v in have:
             own = estimate(metrics, "variants", v, "test_digits", key).values
             vs = (a / b if key == "neg_elbo" else a - b for a, b in zip(own, base))
             cells.append(Estimate(tuple(vs)).text(3 if key == "neg_elbo" else 1))
-        rows.append([label, *cells, "–"])
+        rows.append([name, *cells, "–"])
     return markdown_table(("measure", *have, "ceiling"), rows)
