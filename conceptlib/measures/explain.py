@@ -112,11 +112,11 @@ def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, st
         raise ConceptlibError(f"{spec}: no such image file (or use test:N, train:N)")
     if path.suffix.lower() == ".npy":
         try:
-            array = np.asarray(np.load(path, allow_pickle=False))
+            array = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
             raise ConceptlibError(f"{path}: cannot read .npy ({reason})") from None
-        return _check_pixels(array, str(path)), str(path)
+        return _check_pixels(np.asarray(array), str(path)), str(path)
     from PIL import Image, UnidentifiedImageError  # only for image files
 
     try:
@@ -171,10 +171,8 @@ def own_digit_share(
     label (``own``), and the same for energy spread evenly over the K concepts
     (``uniform``: concepts of that digit / K, averaged over the images)."""
     own_mask = np.asarray(catalogue.digit)[None, :] == np.asarray(labels)[:, None]
-    return {
-        "own": float((shares * own_mask).sum(1).mean()),
-        "uniform": float(own_mask.mean(1).mean()),
-    }
+    own = float((shares * own_mask).sum(1).mean())
+    return {"own": own, "uniform": float(own_mask.mean(1).mean())}
 
 
 #: Fewer pixels above half intensity than this: no strokes to explain.

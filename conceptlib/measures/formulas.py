@@ -87,9 +87,6 @@ class _Counts:
         self.m_on = self.m @ on.double()  # |M_j and on|
         self.m_n = self.m.sum(1)  # |M_j|
 
-    def single(self) -> torch.Tensor:
-        return self.m_on / (self.m_n + self.on_n - self.m_on).clamp_min(1)
-
     def grown(self, mask: torch.Tensor, op: str) -> torch.Tensor:
         """``(K,)`` IoU of ``on`` with ``mask op M_j``."""
         f_on, f_n = float((mask & self.on).sum()), float(mask.sum())
@@ -116,7 +113,7 @@ def explain_channel(
     keep = on | concepts.any(0)
     on, concepts = on[keep], concepts[:, keep]
     counts = _Counts(on, concepts)
-    single = counts.single()
+    single = counts.grown(torch.zeros_like(on), "OR")  # each concept alone
     order = torch.argsort(single, descending=True)[:beam].tolist()
     frontier = [(float(single[c]), Formula(c), concepts[c]) for c in order]
     best = frontier[0]

@@ -92,8 +92,8 @@ class _Recognition:
     def result(self) -> dict[str, float]:
         present = self.union > 0
         iou = self.inter[present] / self.union[present]
-        iou = float(iou.mean()) if present.any() else 0.0
-        return {"accuracy": self.correct / max(self.seen, 1), "iou": iou}
+        mean_iou = float(iou.mean()) if present.any() else 0.0
+        return {"accuracy": self.correct / max(self.seen, 1), "iou": mean_iou}
 
 
 def recognition(
@@ -251,8 +251,6 @@ def digit_parts(
         hits += (hit & own[start:stop]).sum(0).double()
         for a, b in pairs:
             rows = own[start:stop, a].nonzero().squeeze(1)
-            if not rows.numel():
-                continue
             inter = (on[rows, a] & on[rows, b]).flatten(1).sum(1).double()
             union = (on[rows, a] | on[rows, b]).flatten(1).sum(1).double()
             d = int(catalogue.digit[a])
