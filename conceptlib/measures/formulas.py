@@ -10,8 +10,7 @@ gain may be negative. See chapter ``ch-operators``.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -172,7 +171,7 @@ def explain_layer(
         return out
     held_on, held_concepts = _flat(held[0]).float() > threshold, _flat(held[1])
     return [
-        dataclasses.replace(
+        replace(
             e,
             held_iou=_iou(e.formula.mask(held_concepts), held_on[e.channel]),
             held_single_iou=_iou(held_concepts[e.single], held_on[e.channel]),

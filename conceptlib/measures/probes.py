@@ -5,8 +5,7 @@ explanations (:mod:`~conceptlib.measures.formulas`). See chapter ``ch-vocabulary
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -64,7 +63,7 @@ def make_probes(
         return Composites(images, images[:, None], concept[:, None])
 
     iso_x, iso_c, _ = cut(catalogue, 0)
-    jit_x, jit_c, _ = cut(dataclasses.replace(catalogue, sd=2 * catalogue.sd), 1)
+    jit_x, jit_c, _ = cut(replace(catalogue, sd=2 * catalogue.sd), 1)
     sh_x, sh_c, rng = cut(catalogue, 2)
     sh_x, _ = shift_images(sh_x, rng, 2)
     pair_x, pair_c, rng = cut(catalogue, 3)
