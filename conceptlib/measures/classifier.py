@@ -1,14 +1,10 @@
 """A small CNN classifier, trained by the project as an *independent* measuring stick.
 
-Two uses: a multi-label concept classifier trained only to name the concepts, on
-the concept images the concept model trains on (composites included, shifted
-anew each epoch) until its validation probes stop improving
-(:func:`train_multilabel`), gives the ceiling that the catalogue itself sets on
-concept identification (some concepts are nearly the same stroke: the lower
-bowls of 3 and 5); a 10-way digit classifier reads the digits that operators
-build. Neither is part of any VAE: they only measure.
-
-See: chapter ``ch-vocabulary``.
+A multi-label concept classifier trained only to name the concepts, on the concept
+model's training images (:func:`train_multilabel`), gives the ceiling that the
+catalogue itself sets on concept identification (some concepts are nearly the same
+stroke: the lower bowls of 3 and 5); a 10-way digit classifier reads the digits
+that operators build. Neither is part of any VAE. See chapter ``ch-vocabulary``.
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits, cross_entropy
 from tqdm.auto import tqdm
 
 from conceptlib.data.catalogue import shift_images
@@ -48,16 +45,23 @@ NUM_EPOCHS = 4
 MAX_EPOCHS, PATIENCE, MIN_DELTA, SHIFT = 40, 4, 0.002, 2
 
 
+def _steps(
+    model: SmallCNN, opt: torch.optim.Optimizer, loss_fn, xt: torch.Tensor,
+    yt: torch.Tensor, batches,
+) -> None:  # fmt: skip
+    """One ``opt`` step on ``loss_fn(logits, targets)`` per batch of indices into
+    the uint8 images ``xt`` and their targets ``yt``."""
+    for idx in batches:
+        loss = loss_fn(model(xt[idx].unsqueeze(1).float().div_(255.0)), yt[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def train_classifier(
-    x: np.ndarray,
-    y: np.ndarray,
-    num_classes: int,
-    num_epochs: int = NUM_EPOCHS,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = False,
-) -> SmallCNN:
+    x: np.ndarray, y: np.ndarray, num_classes: int, num_epochs: int = NUM_EPOCHS,
+    batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = False,
+) -> SmallCNN:  # fmt: skip
     """Train a :class:`SmallCNN` with Adam on ``(N, 28, 28)`` uint8 images ``x``
     and labels ``y`` in ``0 .. num_classes - 1`` (``seed``: initialisation and
     data order); the trained model, in eval mode on the CPU."""
@@ -69,14 +73,9 @@ def train_classifier(
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(num_epochs):
         order = torch.randperm(len(xt), generator=gen).split(batch_size)
-        for idx in tqdm(
-            order, desc=f"classifier epoch {epoch + 1}", disable=not progress
-        ):
-            xb = xt[idx].unsqueeze(1).float().div_(255.0)
-            loss = nn.functional.cross_entropy(model(xb), yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        desc = f"classifier epoch {epoch + 1}"
+        batches = tqdm(order, desc=desc, disable=not progress)
+        _steps(model, opt, cross_entropy, xt, yt, batches)
     return model.eval()
 
 
@@ -106,15 +105,10 @@ def multi_hot(concepts: np.ndarray, k: int) -> np.ndarray:
 
 
 def train_multilabel(
-    x: np.ndarray,
-    targets: np.ndarray,
-    score,
-    seed: int = 0,
-    max_epochs: int = MAX_EPOCHS,
-    patience: int = PATIENCE,
-    shift: int = SHIFT,
+    x: np.ndarray, targets: np.ndarray, score, seed: int = 0,
+    max_epochs: int = MAX_EPOCHS, patience: int = PATIENCE, shift: int = SHIFT,
     progress: bool = False,
-) -> tuple[SmallCNN, dict[str, float]]:
+) -> tuple[SmallCNN, dict[str, float]]:  # fmt: skip
     """Train a multi-label :class:`SmallCNN` (BCE on each of the K outputs) on
     ``(N, 28, 28)`` uint8 images shifted anew each epoch by up to ``shift`` px,
     until ``score(model)`` (on validation data; higher is better) has not risen by
@@ -132,14 +126,9 @@ def train_multilabel(
     )
     for epoch in range(1, max_epochs + 1):
         xt = torch.from_numpy(shift_images(x, rng, shift)[0] if shift else x)
-        model.train()
         order = torch.randperm(len(xt), generator=gen).split(128)
-        for idx in tqdm(order, desc=f"ceiling epoch {epoch}", disable=not progress):
-            logits = model(xt[idx].unsqueeze(1).float().div_(255.0))
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        batches = tqdm(order, desc=f"ceiling epoch {epoch}", disable=not progress)
+        _steps(model.train(), opt, binary_cross_entropy_with_logits, xt, yt, batches)
         now = score(model.eval())
         plateau.step(now)
         if now >= best + MIN_DELTA:

@@ -1,7 +1,6 @@
 """k-means on latent images and concept-layer maps; decoded cluster centres.
 
-See: paper sections 3.5 (step 1) and 4; chapters ``ch-augmentation`` and
-``ch-clustering``.
+See: paper sections 3.5 (step 1) and 4; chapters ``ch-augmentation``, ``ch-clustering``.
 """
 
 from __future__ import annotations
@@ -20,10 +19,7 @@ from conceptlib.model.vae import ConvVAE
 
 @torch.no_grad()
 def encode_features(
-    model: ConvVAE,
-    x: torch.Tensor,
-    what: str = "latent",
-    batch_size: int = 1000,
+    model: ConvVAE, x: torch.Tensor, what: str = "latent", batch_size: int = 1000
 ) -> np.ndarray:
     """``(N, D)`` float32 features of ``(N, 28, 28)`` uint8 images: the
     posterior-mean latent images (``what="latent"``, D = L*7*7) or the concept
@@ -63,38 +59,23 @@ class Clustering:
 
 
 def fit_kmeans(
-    features: np.ndarray,
-    labels: np.ndarray,
-    num_clusters: int,
-    seed: int = 0,
-    n_init: int = 4,
-    max_points: int | None = None,
-) -> Clustering:
-    """Cluster ``(N, D)`` ``features`` with scikit-learn k-means into
-    ``num_clusters`` and score against ``(N,)`` ``labels``.
-
-    Args:
-        seed: ``random_state`` of k-means and of the subsample.
-        n_init: k-means restarts.
-        max_points: cluster at most this many points (a seeded random
-            subsample); None for all.
-    """
+    features: np.ndarray, labels: np.ndarray, num_clusters: int, seed: int = 0,
+    n_init: int = 4, max_points: int | None = None,
+) -> Clustering:  # fmt: skip
+    """Cluster ``(N, D)`` ``features`` with scikit-learn k-means (``n_init``
+    restarts) into ``num_clusters`` and score against ``(N,)`` ``labels``; at most
+    ``max_points`` points (a random subsample; None for all); ``seed``: the
+    ``random_state`` of k-means and of the subsample."""
     index = np.arange(len(features))
     if max_points is not None and len(features) > max_points:
         rng = np.random.default_rng(seed)
         index = np.sort(rng.choice(len(features), max_points, replace=False))
-    feats = features[index]
-    km = KMeans(num_clusters, n_init=n_init, random_state=seed).fit(feats)
-    assignment = km.labels_.astype(np.int64)
-    lab = labels[index]
-    return Clustering(
-        index=index,
-        assignment=assignment,
-        centres=km.cluster_centers_.astype(np.float32),
-        labels=lab,
-        scores=cluster_scores(lab, assignment),
-        matching=match_clusters(lab, assignment),
-    )
+    km = KMeans(num_clusters, n_init=n_init, random_state=seed).fit(features[index])
+    assignment, labels = km.labels_.astype(np.int64), labels[index]
+    centres = km.cluster_centers_.astype(np.float32)
+    scores = cluster_scores(labels, assignment)
+    matching = match_clusters(labels, assignment)
+    return Clustering(index, assignment, centres, labels, scores, matching)
 
 
 @torch.no_grad()
@@ -110,19 +91,13 @@ def decode_centres(
 
 
 def representative_images(
-    model: ConvVAE,
-    x: torch.Tensor,
-    y: np.ndarray,
-    num_clusters: int = 10,
-    seed: int = 0,
-    n_init: int = 4,
-) -> tuple[np.ndarray, Clustering]:
-    """Section 3.5 step 1: one decoded cluster centre per digit.
-
-    Clusters the latent images into ``num_clusters``, decodes the centres and
-    matches clusters to digits (Hungarian). Returns the ``(10, 28, 28)`` uint8
-    centre of each digit (row d is digit d) and the clustering.
-    """
+    model: ConvVAE, x: torch.Tensor, y: np.ndarray, num_clusters: int = 10,
+    seed: int = 0, n_init: int = 4,
+) -> tuple[np.ndarray, Clustering]:  # fmt: skip
+    """Section 3.5 step 1, one decoded cluster centre per digit: clusters the
+    latent images, decodes the centres and matches clusters to digits (Hungarian).
+    Returns the ``(10, 28, 28)`` uint8 centre of each digit (row d is digit d) and
+    the clustering."""
     feats = encode_features(model, x, "latent")
     clustering = fit_kmeans(feats, y, num_clusters, seed=seed, n_init=n_init)
     images, _ = decode_centres(model, clustering.centres)

@@ -2,10 +2,8 @@
 
 Each concept channel's share of the concept channels' :func:`energy` says which
 stroke concepts the model sees in an image, and its map says where: the measure
-behind ``concept_accuracy``, applied to any 28 x 28 image (a PNG, a ``.npy``
-array, or an MNIST digit ``test:N``).
-
-See: chapter ``ch-explain``; command ``conceptlib explain``.
+behind ``concept_accuracy``, applied to any 28 x 28 image (a PNG, a ``.npy`` array,
+or an MNIST digit ``test:N``). See chapter ``ch-explain``, ``conceptlib explain``.
 """
 
 from __future__ import annotations
@@ -56,16 +54,11 @@ class Explanation:
         return {
             "units": {"share": "fraction of concept-channel energy", "area": "pixels"},
             "concepts": [
-                dict(
-                    rank=r + 1,
-                    name=self.names[k],
-                    digit=int(self.digits[k]),
-                    share=float(self.share[k]),
-                    area=int(self.area[k]),
-                )
+                {"rank": r + 1, "name": self.names[k], "digit": int(self.digits[k]),
+                 "share": float(self.share[k]), "area": int(self.area[k])}
                 for r, k in enumerate(order)
             ],
-        }
+        }  # fmt: skip
 
 
 def default_run(cfg: ExperimentConfig, cache_dir: str | os.PathLike) -> Path:
@@ -100,14 +93,10 @@ def _check_pixels(array: np.ndarray, where: str) -> np.ndarray:
 
 
 def read_image(spec: str, data_source: str = "embedded") -> tuple[np.ndarray, str]:
-    """An image to explain, as ``(28, 28)`` uint8, and a name for it.
-
-    Args:
-        spec: ``test:N`` or ``train:N`` (MNIST digit N of ``data_source``), a PNG or
-            JPEG file (converted to grey), or a ``.npy`` array (uint8 0..255 or
-            float 0..1, no pickles).
-        data_source: where MNIST digits come from.
-    """
+    """An image to explain, as ``(28, 28)`` uint8, and a name for it. ``spec``:
+    ``test:N`` or ``train:N`` (MNIST digit N of ``data_source``), a PNG or JPEG file
+    (converted to grey), or a ``.npy`` array (uint8 0..255 or float 0..1, no
+    pickles)."""
     split, _, index = spec.partition(":")
     if split in ("test", "train") and index:
         if not index.isdigit():
@@ -145,8 +134,7 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
     and rank its concepts."""
     image = np.array(image, dtype=np.uint8)
     logits, _ = decode_mean(cm, image[None])
-    k = len(cm.catalogue)
-    maps = concept_maps(cm, image[None])[0]
+    k, maps = len(cm.catalogue), concept_maps(cm, image[None])[0]
     e = energy(maps)
     total = e.sum()
     return Explanation(
@@ -178,18 +166,13 @@ def concept_shares(
 def own_digit_share(
     shares: np.ndarray, labels: np.ndarray, catalogue: Catalogue
 ) -> dict[str, float]:
-    """How much of a digit's concept energy goes to concepts cut from its class.
-
-    Returns the mean over images of the share of concepts whose source digit is
-    the image's label (``own``), and the same for energy spread evenly over the K
-    concepts (``uniform``: concepts of that digit / K, averaged over the images).
-    """
-    digit = np.asarray(catalogue.digit)
-    own_mask = digit[None, :] == np.asarray(labels)[:, None]  # (N, K)
-    return {
-        "own": float((shares * own_mask).sum(1).mean()),
-        "uniform": float(own_mask.mean(1).mean()),
-    }
+    """How much of a digit's concept energy goes to concepts cut from its class:
+    the mean over images of the share of concepts whose source digit is the image's
+    label (``own``), and the same for energy spread evenly over the K concepts
+    (``uniform``: concepts of that digit / K, averaged over the images)."""
+    own_mask = np.asarray(catalogue.digit)[None, :] == np.asarray(labels)[:, None]
+    own = float((shares * own_mask).sum(1).mean())
+    return {"own": own, "uniform": float(own_mask.mean(1).mean())}
 
 
 #: Fewer pixels above half intensity than this: no strokes to explain.
@@ -215,8 +198,8 @@ def image_warnings(image: np.ndarray) -> list[str]:
 
 
 def format_explanation(expl: Explanation, top: int = 5) -> str:
-    """A plain-text table of the ``top`` concepts; when no map exceeds 0.5
-    anywhere (shares would rank noise), a line saying no concept was found."""
+    """A plain-text table of the ``top`` concepts; a line saying no concept was
+    found when no map exceeds 0.5 anywhere (shares would rank noise)."""
     if expl.energy.sum() == 0 or expl.area.sum() == 0:
         strongest = float(expl.maps.max()) if expl.maps.size else 0.0
         return (

@@ -3,16 +3,14 @@
 Where Network Dissection names a channel by its best single concept, a beam search
 finds the logical *formula* over concept masks (``AND``, ``OR``, ``AND NOT``; at
 most :data:`MAX_LENGTH` concepts) whose mask best overlaps the channel's strongest
-activations on probes with known per-concept ink. A formula always beats one
-concept on the probes searched, so both are also scored on held-out probes
-(:func:`explain_model`: search on one half of each probe set, score on the other),
-where the formula's gain may be negative. See chapter ``ch-operators``.
+activations on probes with known ink. A formula always beats one concept on the
+probes searched, so both are also scored on held-out probes, where the formula's
+gain may be negative. See chapter ``ch-operators``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -88,9 +86,6 @@ class _Counts:
         self.m_on = self.m @ on.double()  # |M_j and on|
         self.m_n = self.m.sum(1)  # |M_j|
 
-    def single(self) -> torch.Tensor:
-        return self.m_on / (self.m_n + self.on_n - self.m_on).clamp_min(1)
-
     def grown(self, mask: torch.Tensor, op: str) -> torch.Tensor:
         """``(K,)`` IoU of ``on`` with ``mask op M_j``."""
         f_on, f_n = float((mask & self.on).sum()), float(mask.sum())
@@ -113,12 +108,11 @@ def explain_channel(
     concepts) for the formula whose mask best matches ``on`` by IoU. ``on``: ``(P,)``
     bool, where the channel is on (all probe pixels, flattened); ``concepts``:
     ``(K, P)`` bool, each concept's ink there; ``channel``: recorded in the result."""
-
     # pixels outside the channel and every concept change no count: drop them
     keep = on | concepts.any(0)
     on, concepts = on[keep], concepts[:, keep]
     counts = _Counts(on, concepts)
-    single = counts.single()
+    single = counts.grown(torch.zeros_like(on), "OR")  # each concept alone
     order = torch.argsort(single, descending=True)[:beam].tolist()
     frontier = [(float(single[c]), Formula(c), concepts[c]) for c in order]
     best = frontier[0]
@@ -148,13 +142,14 @@ def explain_channel(
 
 
 def _flat(acts: torch.Tensor) -> torch.Tensor:
-    return acts.transpose(0, 1).reshape(acts.shape[1], -1).float()
+    """``(N, C, H, W)`` -> ``(C, N*H*W)``, in the dtype of ``acts``."""
+    return acts.transpose(0, 1).reshape(acts.shape[1], -1)
 
 
 def channel_masks(acts: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` activations -> ``(C, N*H*W)`` bool: each channel above its
     top-0.5 % quantile over all the probe pixels (Network Dissection's rule)."""
-    flat = _flat(acts)
+    flat = _flat(acts).float()
     return flat > on_threshold(flat)[:, None]
 
 
@@ -166,9 +161,7 @@ def explain_layer(
     activations on probe images and ``(N, K, H, W)`` bool concept ink; with
     ``held`` (the same for other probes), each formula and single concept also
     scored there, the channels turned on at the searched probes' thresholds."""
-    k = concept_masks.shape[1]
-    concepts = concept_masks.transpose(0, 1).reshape(k, -1)
-    flat = _flat(acts)
+    concepts, flat = _flat(concept_masks), _flat(acts).float()
     threshold = on_threshold(flat)[:, None]
     on = flat > threshold
     out = [
@@ -176,10 +169,9 @@ def explain_layer(
     ]
     if held is None:
         return out
-    held_on = _flat(held[0]) > threshold
-    held_concepts = held[1].transpose(0, 1).reshape(k, -1)
+    held_on, held_concepts = _flat(held[0]).float() > threshold, _flat(held[1])
     return [
-        dataclasses.replace(
+        replace(
             e,
             held_iou=_iou(e.formula.mask(held_concepts), held_on[e.channel]),
             held_single_iou=_iou(held_concepts[e.single], held_on[e.channel]),

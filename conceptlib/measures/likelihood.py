@@ -1,10 +1,8 @@
 """Measures: clustering agreement, reconstruction losses and concept alignment.
 
-Units (see DESIGN): ``recon_bce`` nats per image summed over 784 pixels;
-``recon_sse`` summed squared error per image; ``mse`` per pixel; ``kl`` nats per
-image; ``neg_elbo = recon_bce + kl``; ``is_nll`` nats per image (importance-sampled
-``-log p(x)``, :func:`importance_nll`).
-
+Units (see DESIGN): ``recon_bce`` nats per image summed over 784 pixels; ``recon_sse``
+summed squared error per image; ``mse`` per pixel; ``kl`` nats per image;
+``neg_elbo = recon_bce + kl``; ``is_nll`` nats per image (:func:`importance_nll`).
 See: paper section 4; chapters ``ch-clustering`` and ``ch-scorecard``.
 """
 
@@ -58,22 +56,20 @@ def evaluate(
 ) -> dict[str, float]:  # fmt: skip
     """Every loss measure of DESIGN.md (means per image, per pixel for ``mse``) on
     ``(N, 28, 28)`` uint8 images ``x`` with labels ``y``, on ``device`` (default: the
-    model's). The ELBO uses one posterior sample per image, seeded by ``seed``. On
-    the concept images (labels >= 10), if any,
-    :func:`~conceptlib.measures.vocab.recognition` gives ``concept_accuracy`` (the
-    channel with the most energy is the image's concept) and ``concept_iou`` (each
-    channel > 0.5 against its concept's ink)."""
+    model's); the ELBO from one posterior sample per image, seeded by ``seed``. On
+    the concept images (labels >= 10), if any, ``concept_accuracy`` and
+    ``concept_iou`` of :func:`~conceptlib.measures.vocab.recognition`."""
     device = device or next(model.parameters()).device
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
-    totals = dict.fromkeys(("recon_bce", "recon_sse", "kl"), 0.0)
+    bce = sse = kl = 0.0
     for start in range(0, len(x), batch_size):
         xb = to_input(x[start : start + batch_size], device)
         out = model(xb, generator=gen)
-        totals["recon_bce"] += float(recon_loss(out.logits, xb, "bce").sum())
-        totals["recon_sse"] += float(recon_loss(out.logits, xb, "mse").sum())
-        totals["kl"] += float(kl_loss(out.mu, out.logvar).sum())
-    bce, sse, kl = (t / max(len(x), 1) for t in totals.values())
+        bce += float(recon_loss(out.logits, xb, "bce").sum())
+        sse += float(recon_loss(out.logits, xb, "mse").sum())
+        kl += float(kl_loss(out.mu, out.logvar).sum())
+    bce, sse, kl = (t / max(len(x), 1) for t in (bce, sse, kl))
     result = {"recon_bce": bce, "recon_sse": sse, "mse": sse / 784, "kl": kl}
     result["neg_elbo"] = bce + kl
     sel = (y >= FIRST_CONCEPT_LABEL).numpy()
@@ -120,10 +116,8 @@ def importance_nll(
     that tightens as ``k`` grows (``k = 1``: the ELBO). ``p(x|z)`` is the
     decoder's Bernoulli cross-entropy on grey levels in [0, 1], as in training:
     comparable with ``neg_elbo``, not with published figures on binarized digits.
-
     ``x``: ``(N, 28, 28)`` uint8 images; ``chunk``: decodings per forward pass
-    (images x samples), bounding memory; ``seed``: of the posterior samples;
-    ``device``: default the model's; ``progress``: a tqdm bar over the images.
+    (images x samples), bounding memory.
     Returns ``(N,)`` importance-sampled NLL and ``(N,)`` the -ELBO averaged over the
     same k samples, both in nats per image.
     """

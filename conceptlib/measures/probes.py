@@ -1,14 +1,11 @@
 """Probe images: held-out concept images whose per-concept ink is known, for the
 vocabulary measures (:mod:`~conceptlib.measures.vocab`) and the compositional
-explanations (:mod:`~conceptlib.measures.formulas`).
-
-See: chapter ``ch-vocabulary``.
+explanations (:mod:`~conceptlib.measures.formulas`). See chapter ``ch-vocabulary``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -45,25 +42,15 @@ class Probes:
 
 
 def make_probes(
-    catalogue: Catalogue,
-    x: np.ndarray,
-    y: np.ndarray,
-    variant_of: np.ndarray,
-    size: int,
-    seed: int,
-    split: str = "test",
-) -> Probes:
-    """The four probe sets (described in the result), cut from held-out digits:
-    concept images as in training, with the box sd doubled, shifted, and
-    overlaid pairs of different source digit classes.
-
-    Args:
-        x, y: ``(N, 28, 28)`` uint8 held-out digits and their labels.
-        variant_of: ``(N,)`` each digit's variant (see ``fit_variants``).
-        size: images per probe (rounded up to a multiple of K).
-        seed: the probes' seed (each probe draws from its own stream).
-        split: which digits ``x`` are (``test`` or ``val``), for the descriptions.
-    """
+    catalogue: Catalogue, x: np.ndarray, y: np.ndarray, variant_of: np.ndarray,
+    size: int, seed: int, split: str = "test",
+) -> Probes:  # fmt: skip
+    """The four probe sets (described in the result) of ``size`` images each
+    (rounded up to a multiple of K), cut from ``(N, 28, 28)`` uint8 held-out digits
+    ``x`` (labels ``y``, variants ``variant_of``; ``split``: ``test`` or ``val``):
+    concept images as in training, with the box sd doubled, shifted, and overlaid
+    pairs of different source digit classes. Each probe draws from its own stream
+    of ``seed``."""
     per = -(-size // len(catalogue))
     digits = {"test": "test digits", "val": "validation digits"}[check_split(split)]
 
@@ -76,7 +63,7 @@ def make_probes(
         return Composites(images, images[:, None], concept[:, None])
 
     iso_x, iso_c, _ = cut(catalogue, 0)
-    jit_x, jit_c, _ = cut(dataclasses.replace(catalogue, sd=2 * catalogue.sd), 1)
+    jit_x, jit_c, _ = cut(replace(catalogue, sd=2 * catalogue.sd), 1)
     sh_x, sh_c, rng = cut(catalogue, 2)
     sh_x, _ = shift_images(sh_x, rng, 2)
     pair_x, pair_c, rng = cut(catalogue, 3)

@@ -1,13 +1,9 @@
-"""The concept vocabulary: whether the concept maps (the read-out of
-:mod:`conceptlib.model.readout`) name, find and localise concepts.
+"""The concept vocabulary: whether the concept maps name, find and localise concepts.
 
-:func:`vocabulary_measures` names the concepts of held-out probes
-(:mod:`~conceptlib.measures.probes`) under box jitter and shifts, finds both of
-overlaid pairs, and runs Network Dissection (Bau et al., 2017) with its
-random-rotation control; :func:`digit_parts` looks for the parts of real digits.
-:func:`energy` is the read-out that names the concepts of an image.
-
-See: chapter ``ch-vocabulary``.
+:func:`vocabulary_measures` names the concepts of held-out probes under box jitter
+and shifts, finds both of overlaid pairs, and runs Network Dissection (Bau et al.,
+2017) with its random-rotation control; :func:`digit_parts` looks for the parts of
+real digits; :func:`energy` names the concepts of an image. See ``ch-vocabulary``.
 """
 
 from __future__ import annotations
@@ -96,23 +92,17 @@ class _Recognition:
     def result(self) -> dict[str, float]:
         present = self.union > 0
         iou = self.inter[present] / self.union[present]
-        return {
-            "accuracy": self.correct / max(self.seen, 1),
-            "iou": float(iou.mean()) if present.any() else 0.0,
-        }
+        mean_iou = float(iou.mean()) if present.any() else 0.0
+        return {"accuracy": self.correct / max(self.seen, 1), "iou": mean_iou}
 
 
 def recognition(
     model: ConceptModel | ConvVAE, probe: Composites, batch_size: int = 256
 ) -> dict[str, float]:
-    """How well the concept channels name and localise the concepts of a probe.
-
-    Returns:
-        ``accuracy``: fraction of images whose concepts are exactly the top-P
-        channels by :func:`energy` (P parts per image); ``iou``: per concept, the
-        IoU of its channel > 0.5 with its own ink, pooled over the images holding
-        it, then the mean over concepts.
-    """
+    """How well the concept channels name and localise the concepts of a probe:
+    ``accuracy``, the fraction of images whose P concepts are exactly the top-P
+    channels by :func:`energy`; ``iou``, per concept the IoU of its channel > 0.5
+    with its own ink, pooled over the images holding it, then the mean."""
     return _read_probe(as_model(model), probe, batch_size)[0]
 
 
@@ -134,24 +124,18 @@ def _rotation(k: int, seed: int) -> torch.Tensor:
 
 
 def dissect(
-    maps: list[torch.Tensor],
-    probes: list[Composites],
+    maps: list[torch.Tensor], probes: list[Composites],
     rotation: torch.Tensor | None = None,
-) -> dict[str, object]:
+) -> dict[str, object]:  # fmt: skip
     """Network Dissection of K channels on probe images with known ink.
 
-    Each channel is on above its :func:`on_threshold` over all the images; its
-    IoU with each concept's ink is pooled over them, and it *detects* its best
-    concept when that IoU exceeds :data:`DISSECTION_IOU`.
-
-    Args:
-        maps: per probe, ``(N_i, K, H, W)`` maps of its first ``N_i`` images.
-        rotation: ``(K, K)`` orthogonal matrix applied to the channel space first
-            (the control: alignment should live in the channels, not the space).
-
-    Returns:
-        ``unique``: concepts detected by some channel; ``own``: channels k whose
-        detected concept is k; ``iou``: ``(K, K)`` channel-by-concept IoU.
+    ``maps``: per probe, ``(N_i, K, H, W)`` maps of its first ``N_i`` images. Each
+    channel is on above its :func:`on_threshold` over all the images; its IoU with
+    each concept's ink is pooled over them, and it *detects* its best concept when
+    that IoU exceeds :data:`DISSECTION_IOU`. ``rotation``: a ``(K, K)`` orthogonal
+    matrix applied to the channels first (the control: alignment should live in the
+    channels, not the space). Returns ``unique`` (concepts detected by some
+    channel), ``own`` (channels k detecting concept k) and the ``(K, K)`` ``iou``.
     """
     if rotation is not None:
         maps = [torch.einsum("jk,bkhw->bjhw", rotation, m) for m in maps]
@@ -181,26 +165,14 @@ def dissect(
 
 
 def vocabulary_measures(
-    model: ConceptModel | ConvVAE,
-    probes: Probes,
-    seed: int,
-    dissection_size: int = 3000,
-    batch_size: int = 256,
-) -> dict[str, object]:
-    """Every vocabulary measure of one model on the probes, each probe's maps
-    computed once.
-
-    Args:
-        seed: seed of the random rotation.
-        dissection_size: images of each of the isolated and pair probes that
-            Network Dissection uses.
-
-    Returns:
-        ``accuracy`` and ``iou`` per probe (:func:`recognition`), ``dissection``
-        and ``dissection_rotated`` (``unique`` and ``own`` of :func:`dissect` on
-        the isolated and pair probes, plain and after a seeded random rotation),
-        and the probes' ``size``.
-    """
+    model: ConceptModel | ConvVAE, probes: Probes, seed: int,
+    dissection_size: int = 3000, batch_size: int = 256,
+) -> dict[str, object]:  # fmt: skip
+    """Every vocabulary measure of one model, each probe's maps computed once:
+    ``accuracy`` and ``iou`` per probe (:func:`recognition`), the probes' ``size``,
+    and ``dissection`` and ``dissection_rotated`` (``unique`` and ``own`` of
+    :func:`dissect` on the first ``dissection_size`` images of the isolated and
+    pair probes, plain and after a random rotation seeded by ``seed``)."""
     net = as_model(model)
     result: dict[str, dict] = {"accuracy": {}, "iou": {}, "size": {}}
     dissected, kept = ("isolated", "pairs"), {}
@@ -221,15 +193,13 @@ def vocabulary_measures(
 
 @dataclass(frozen=True)
 class DigitParts:
-    """Whether each concept map lights its own part of real digits.
-
-    A digit's *own* concepts are those cut from its class and variant; one *hits*
-    when its map is on somewhere (> 0.5) with its centroid in the concept's
-    catalogue box, grown by ``grow`` px. ``hit``: ``(K,)`` hit rate of each
-    concept over its digits; ``overlap``: ``(10,)`` per class, the mean IoU of
-    the on-regions of pairs of own concepts (NaN without pairs; low is apart);
-    ``examples``: ``(10,)`` the first digit of each class.
-    """
+    """Whether each concept map lights its own part of real digits. A digit's
+    *own* concepts are those cut from its class and variant; one *hits* when its map
+    is on somewhere (> 0.5) with its centroid in the concept's catalogue box, grown
+    by ``grow`` px. ``hit``: ``(K,)`` hit rate of each concept over its digits;
+    ``overlap``: ``(10,)`` per class, the mean IoU of the on-regions of pairs of own
+    concepts (NaN without pairs; low is apart); ``examples``: ``(10,)`` the first
+    digit of each class."""
 
     hit: np.ndarray
     overlap: np.ndarray
@@ -251,42 +221,28 @@ def _centred(maps: torch.Tensor, box: torch.Tensor, grow: int) -> torch.Tensor:
     mass = maps.flatten(2).sum(2).clamp_min(1e-12)  # (B, K)
     cy = (maps.sum(3) * coords).sum(2) / mass
     cx = (maps.sum(2) * coords).sum(2) / mass
-    return (
-        (cx >= box[:, 0] - grow)
-        & (cx <= box[:, 0] + box[:, 2] + grow)
-        & (cy >= box[:, 1] - grow)
-        & (cy <= box[:, 1] + box[:, 3] + grow)
-    )
+    low, high = box[:, :2] - grow, box[:, :2] + box[:, 2:] + grow  # (K, 2): x, y
+    inside_x = (cx >= low[:, 0]) & (cx <= high[:, 0])
+    return inside_x & (cy >= low[:, 1]) & (cy <= high[:, 1])
 
 
 def digit_parts(
-    model: ConceptModel | ConvVAE,
-    catalogue: Catalogue,
-    x: np.ndarray,
-    y: np.ndarray,
-    variant_of: np.ndarray,
-    grow: int = PART_GROW,
-) -> DigitParts:
-    """How well the concept maps split real digits into their parts.
-
-    Args:
-        x, y: ``(N, 28, 28)`` uint8 test digits and labels.
-        variant_of: ``(N,)`` each digit's variant (see ``fit_variants``).
-        grow: pixels added on each side of a catalogue box.
-    """
+    model: ConceptModel | ConvVAE, catalogue: Catalogue, x: np.ndarray,
+    y: np.ndarray, variant_of: np.ndarray, grow: int = PART_GROW,
+) -> DigitParts:  # fmt: skip
+    """How well the concept maps split ``(N, 28, 28)`` uint8 test digits ``x``
+    (labels ``y``, variants ``variant_of``: see ``fit_variants``) into their parts;
+    ``grow``: pixels added on each side of a catalogue box."""
     k = len(catalogue)
     box = torch.from_numpy(catalogue.box).float()  # (K, 4) x, y, w, h
     own = torch.from_numpy(
         (catalogue.digit[None, :] == y[:, None])
         & (catalogue.variant[None, :] == variant_of[:, None])
     )  # (N, K)
-    pairs = [
-        (a, b)
-        for a in range(k)
-        for b in range(a + 1, k)
-        if catalogue.digit[a] == catalogue.digit[b]
-        and catalogue.variant[a] == catalogue.variant[b]
-    ]
+    same = (catalogue.digit[:, None] == catalogue.digit[None, :]) & (
+        catalogue.variant[:, None] == catalogue.variant[None, :]
+    )  # (K, K): concepts cut from the same digit class and variant
+    pairs = list(zip(*np.nonzero(np.triu(same, 1))))  # a < b
     hits = torch.zeros(k, dtype=torch.float64)
     iou_sum, iou_num = np.zeros(10), np.zeros(10)
     for start, stop, maps in map_batches(as_model(model), x, 1000):
@@ -295,8 +251,6 @@ def digit_parts(
         hits += (hit & own[start:stop]).sum(0).double()
         for a, b in pairs:
             rows = own[start:stop, a].nonzero().squeeze(1)
-            if not rows.numel():
-                continue
             inter = (on[rows, a] & on[rows, b]).flatten(1).sum(1).double()
             union = (on[rows, a] | on[rows, b]).flatten(1).sum(1).double()
             d = int(catalogue.digit[a])
@@ -359,18 +313,15 @@ def format_vocabulary(
     rows: dict[str, dict], stds: dict[str, dict] | None = None
 ) -> str:
     """A Markdown table of vocabulary measures (:data:`VOCAB_COLUMNS`), one row
-    per model name; ``stds``: the same names with standard deviations over seeds.
-    """
+    per model name; ``stds``: the same names with standard deviations over seeds."""
 
     def cell(m: dict, sd: dict, path: tuple[str, ...], digits: int) -> str:
         value = at(m, path)
         return "–" if value is None else plus_minus(value, at(sd, path) or None, digits)
 
+    stds = stds or {}
     body = [
-        (
-            name,
-            *(cell(m, (stds or {}).get(name, {}), p, d) for _, p, d in VOCAB_COLUMNS),
-        )
+        (name, *(cell(m, stds.get(name, {}), p, d) for _, p, d in VOCAB_COLUMNS))
         for name, m in rows.items()
     ]
     return markdown_table(("model", *(c[0] for c in VOCAB_COLUMNS)), body)
@@ -385,9 +336,9 @@ def check_targets(measures: dict) -> list[tuple[str, str, float | None, bool | N
         rule = f"{op} {threshold:g}"
         if value is None:
             out.append((name, rule, None, None))
-            continue
-        met = value >= threshold if op == ">=" else value <= threshold
-        out.append((name, rule, float(value), bool(met)))
+        else:
+            met = value >= threshold if op == ">=" else value <= threshold
+            out.append((name, rule, float(value), bool(met)))
     return out
 
 
@@ -428,17 +379,12 @@ def format_recipes(metrics: dict, variants: tuple[str, ...] = RECIPES) -> str:
         top = estimate(metrics, "vocabulary", "classifier_ceiling", *path)
         d = 1 if path[0].startswith("dissection") else 3  # counts of detectors
         rows.append([label, *(e.text(d) for e in cells), top.text(d) if top else "–"])
-    for label, key in (
-        ("test -ELBO / base", "neg_elbo"),
-        ("recon - base", "recon_bce"),
-    ):
+    for name, key in (("test -ELBO / base", "neg_elbo"), ("recon - base", "recon_bce")):
         base = estimate(metrics, "variants", "baseline", "test_digits", key).values
         cells = []
         for v in have:
             own = estimate(metrics, "variants", v, "test_digits", key).values
             vs = (a / b if key == "neg_elbo" else a - b for a, b in zip(own, base))
             cells.append(Estimate(tuple(vs)).text(3 if key == "neg_elbo" else 1))
-        rows.append([label, *cells, "–"])
-    return markdown_table(
-        ("measure", *have, "ceiling"), rows, "l" + "r" * len(have) + "r"
-    )
+        rows.append([name, *cells, "–"])
+    return markdown_table(("measure", *have, "ceiling"), rows)
