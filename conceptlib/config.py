@@ -232,10 +232,8 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
     top: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in _SECTIONS:
-            known = ", ".join(sorted(_SECTIONS))
-            raise ConceptlibError(
-                f"{where}: unknown config key {key!r} (known: {known})"
-            )
+            what = f"{key!r} (known: {', '.join(sorted(_SECTIONS))})"
+            raise ConceptlibError(f"{where}: unknown config key {what}")
         default = getattr(base, key)
         if not dataclasses.is_dataclass(default):
             top[key] = _coerce(key, value, default)
