@@ -249,11 +249,8 @@ def _catalogue(args: argparse.Namespace) -> int:
     cat = load_catalogue(args.name)
     print(f"{'label':>5}  {'name':<18} digit variant   x    y    w    h   sd")
     for i, name in enumerate(cat.names):
-        x, y, w, h = cat.box[i]
-        print(
-            f"{cat.labels[i]:>5}  {name:<18} {cat.digit[i]:>5} {cat.variant[i]:>7} "
-            f"{x:>4g} {y:>4g} {w:>4g} {h:>4g} {cat.sd[i]:>4g}"
-        )
+        row = f"{cat.labels[i]:>5}  {name:<18} {cat.digit[i]:>5} {cat.variant[i]:>7}"
+        print(row, " ".join(f"{v:>4g}" for v in (*cat.box[i], cat.sd[i])))
     return 0
 
 

@@ -163,19 +163,18 @@ def _is_int(value: Any) -> bool:
 
 def _coerce(where: str, value: Any, default: Any) -> Any:
     """Check ``value`` against the type of ``default`` and convert where lossless."""
-    kind, name = type(default), type(default).__name__
+    kind = type(default)
     if kind in (bool, str) and isinstance(value, kind):
         return value
     if kind is int and _is_int(value):
         return value
-    if kind is float and (_is_int(value) or isinstance(value, float)):
-        return float(value)
-    if kind is float and isinstance(value, str):
+    if kind is float and (_is_int(value) or isinstance(value, (float, str))):
         with contextlib.suppress(ValueError):  # YAML reads 1e-4 (no dot) as a string
             return float(value)
     if kind is tuple and isinstance(value, (list, tuple)) and all(map(_is_int, value)):
         return tuple(value)
-    raise ConceptlibError(f"config key {where}: expected {name}, got {value!r}")
+    what = f"expected {kind.__name__}, got {value!r}"
+    raise ConceptlibError(f"config key {where}: {what}")
 
 
 def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -232,10 +231,8 @@ def from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
     top: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in _SECTIONS:
-            known = ", ".join(sorted(_SECTIONS))
-            raise ConceptlibError(
-                f"{where}: unknown config key {key!r} (known: {known})"
-            )
+            what = f"{key!r} (known: {', '.join(sorted(_SECTIONS))})"
+            raise ConceptlibError(f"{where}: unknown config key {what}")
         default = getattr(base, key)
         if not dataclasses.is_dataclass(default):
             top[key] = _coerce(key, value, default)

@@ -116,14 +116,6 @@ def _head(path: Path, size: int = 8) -> bytes:
             return _GZIP_MAGIC + unzipped.read(size)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with _reading(path), path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_images(array: np.ndarray, where: str) -> np.ndarray:
     """Return images as C-contiguous ``uint8`` ``(N, 28, 28)`` or raise."""
     array = np.asarray(array)
@@ -137,25 +129,24 @@ def _check_images(array: np.ndarray, where: str) -> np.ndarray:
         raise ConceptlibError(f"{where}: images are {size} pixels (expected 28x28)")
     if array.shape[0] == 0:
         raise ConceptlibError(f"{where}: no images (empty set)")
-    kind, bad = array.dtype.kind, None
+    kind = array.dtype.kind
     if kind in "iu" and array.dtype != np.uint8:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
-            bad = f"pixel values out of range [{low}, {high}] (expected 0..255 for "
-            bad += "integer images)"
+            what = f"[{low}, {high}] (expected 0..255 for integer images)"
+            raise ConceptlibError(f"{where}: pixel values out of range {what}")
         array = array.astype(np.uint8)
     elif kind == "f":
         if not np.isfinite(array).all():
             raise ConceptlibError(f"{where}: images contain NaN or infinite values")
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
-            bad = f"float pixel values out of range [{low:g}, {high:g}] (expected "
-            bad += "floats in [0, 1] or uint8 in 0..255)"
+            what = f"[{low:g}, {high:g}] (expected floats in [0, 1] or uint8 in 0..255)"
+            raise ConceptlibError(f"{where}: float pixel values out of range {what}")
         array = np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
     elif array.dtype != np.uint8:
-        bad = f"unsupported image dtype {array.dtype} (expected uint8 or float)"
-    if bad:
-        raise ConceptlibError(f"{where}: {bad}")
+        what = f"unsupported image dtype {array.dtype} (expected uint8 or float)"
+        raise ConceptlibError(f"{where}: {what}")
     return np.ascontiguousarray(array)
 
 
@@ -378,7 +369,8 @@ def write_cache(
 def _load_pickle(
     path: Path, expected_sha: str | None, cache_dir: Path, source: str
 ) -> MNIST:
-    sha = _sha256(path)
+    with _reading(path):
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
     if expected_sha is not None and sha != expected_sha:
         what = f"file has {sha[:16]}..., expected {expected_sha[:16]}..."
         raise ConceptlibError(f"{path}: SHA-256 mismatch: {what}")
@@ -447,8 +439,9 @@ def load_mnist(
     """
     if cache_dir is None:
         cache_dir = os.environ.get("CONCEPTLIB_CACHE") or "~/.cache/conceptlib"
+    cache = Path(cache_dir).expanduser()
     if isinstance(source, str) and source == "embedded":
-        return _load_embedded(Path(cache_dir).expanduser())
+        return _load_embedded(cache)
     path = Path(os.fspath(source)).expanduser()
     if not path.exists():
         raise ConceptlibError(f"{path}: no such file or folder")
@@ -461,7 +454,6 @@ def load_mnist(
         return _load_npz(path)
     body = head[2:] if head[:2] == _GZIP_MAGIC else head
     if body[:1] == b"\x80":
-        cache = Path(cache_dir).expanduser()
         return _load_pickle(path, None, cache, f"pickle file {path}")
     if body[:2] == b"\x00\x00" and len(body) >= 4 and body[2] in _IDX_TYPES:
         what = "pass the folder that holds all four MNIST IDX files"

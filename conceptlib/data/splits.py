@@ -42,9 +42,8 @@ class HeldDigits:
 def check_split(split: str, allowed: tuple[str, ...] = HELD_SPLITS) -> str:
     """``split`` if it is one of ``allowed``, else a one-line error."""
     if split not in allowed:
-        raise ConceptlibError(
-            f"unknown split {split!r} (expected one of {', '.join(allowed)})"
-        )
+        expected = ", ".join(allowed)
+        raise ConceptlibError(f"unknown split {split!r} (expected one of {expected})")
     return split
 
 
@@ -53,9 +52,8 @@ def refuse_test(split: str | None, who: str) -> str:
     on it (``train`` or ``val``); a ConceptlibError for test data, an unknown
     split, or none."""
     if split is None:
-        raise ConceptlibError(
-            f"{who} chooses: say which split its data come from (train or val)"
-        )
+        what = "say which split its data come from (train or val)"
+        raise ConceptlibError(f"{who} chooses: {what}")
     if split == "test":
         raise ConceptlibError(
             f"{who} chooses, and refuses test data: choose on validation data "
