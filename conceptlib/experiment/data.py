@@ -67,24 +67,6 @@ class ImageSet:
         return {"digits": num_digits, "concepts": len(self) - num_digits}
 
 
-def make_composites(
-    concepts: ConceptSet, idx: np.ndarray, first_label: int, cfg: ExperimentConfig
-) -> Composites:
-    """Training concept images ``idx``, each shifted by up to
-    ``concepts.train_shift`` px per axis, then with probability
-    ``concepts.composite_fraction`` overlaid (pixel maximum) with 1 to
-    ``max_parts - 1`` images of other concepts; the others keep one part."""
-    c, x = cfg.concepts, concepts.x[idx]
-    rng = np.random.default_rng([cfg.seed, 4])
-    if c.train_shift:
-        x, _ = cat.shift_images(x, np.random.default_rng([cfg.seed, 5]), c.train_shift)
-    composite = rng.random(len(x)) < c.composite_fraction
-    extra = rng.integers(1, c.max_parts, size=len(x))  # 1 .. max_parts - 1
-    num_parts = np.where(composite, 1 + extra, 1)
-    concept = concepts.y[idx] - first_label
-    return cat.compose(x, concept, num_parts, rng, max_parts=c.max_parts)
-
-
 class PipelineData:
     """The data of one config and seed, each piece computed on first use.
 
@@ -136,7 +118,7 @@ class PipelineData:
     def test_digits(self) -> HeldDigits:
         """The test digits, read once, for the reported numbers."""
         _, _, x, y = self.digits
-        return HeldDigits(x, y, self.test_variants, "test")
+        return HeldDigits(x, y, self.variants.assign(x, y), "test")
 
     def held_digits(self, split: str) -> HeldDigits:
         """The digits of ``split``: ``train`` (70 %), ``val`` (30 %) or ``test``."""
@@ -152,10 +134,9 @@ class PipelineData:
     def variants(self) -> VariantModel:
         """The 2-means digit variants (e.g. open and closed 4), fitted on the
         training split's digits (the validation digits are only assigned)."""
-        x, y, idx = self.digits[0], self.digits[1], self.digit_split[0]
-        return cat.fit_variants(
-            x[idx], y[idx], self.catalogue, self.cfg.data.split_seed
-        )
+        x, y, _, _ = self.digits
+        idx, seed = self.digit_split[0], self.cfg.data.split_seed
+        return cat.fit_variants(x[idx], y[idx], self.catalogue, seed)
 
     @cached_property
     def train_variants(self) -> np.ndarray:
@@ -164,24 +145,15 @@ class PipelineData:
         return self.variants.assign(x, y)
 
     @cached_property
-    def test_variants(self) -> np.ndarray:
-        """``(N,)`` the digit variant of each test digit."""
-        _, _, x, y = self.digits
-        return self.variants.assign(x, y)
-
-    @cached_property
     def representatives(self) -> tuple[np.ndarray, Clustering]:
         """Section 3.5 step 1: ``(10, 28, 28)`` uint8 decoded centre per digit,
         clustered from the training split's digits by the baseline."""
         train, c = self.train_digits, self.cfg
         return representative_images(
-            self.run("baseline").model,
-            torch.from_numpy(train.x),
-            train.y,
-            num_clusters=c.concepts.num_clusters,
-            seed=c.cluster.seed,
+            self.run("baseline").model, torch.from_numpy(train.x), train.y,
+            num_clusters=c.concepts.num_clusters, seed=c.cluster.seed,
             n_init=c.cluster.n_init,
-        )
+        )  # fmt: skip
 
     @cached_property
     def concepts(self) -> ConceptSet:
@@ -225,10 +197,19 @@ class PipelineData:
 
     @cached_property
     def composites(self) -> Composites:
-        """The training concept images of a variant trained on composites
-        (:func:`make_composites`)."""
-        first = self.catalogue.labels[0]
-        return make_composites(self.concepts, self.concept_split[0], first, self.cfg)
+        """The training split's concept images for a variant trained on composites:
+        each shifted by up to ``concepts.train_shift`` px per axis, then with
+        probability ``concepts.composite_fraction`` overlaid (pixel maximum) with 1
+        to ``max_parts - 1`` images of other concepts; the others keep one part."""
+        c, seed, idx = self.cfg.concepts, self.cfg.seed, self.concept_split[0]
+        x, rng = self.concepts.x[idx], np.random.default_rng([seed, 4])
+        if c.train_shift:
+            x, _ = cat.shift_images(x, np.random.default_rng([seed, 5]), c.train_shift)
+        composite = rng.random(len(x)) < c.composite_fraction
+        extra = rng.integers(1, c.max_parts, size=len(x))  # 1 .. max_parts - 1
+        num_parts = np.where(composite, 1 + extra, 1)
+        concept = self.concepts.y[idx] - self.catalogue.labels[0]
+        return cat.compose(x, concept, num_parts, rng, max_parts=c.max_parts)
 
     def dataset(self, variant: str, split: str) -> ImageSet:
         """The images ``variant`` (its :attr:`~conceptlib.model.variants.Variant.data`)
@@ -236,18 +217,13 @@ class PipelineData:
         validation digits and, if it sees concepts, the 30 % of the training concept
         images), ``val_digits``, ``val_concepts`` (cut from the validation digits),
         ``test_digits`` or ``test_concepts``."""
-        x, y, x_test, y_test = self.digits
-        held = {
-            "test_digits": lambda: (x_test, y_test),
-            "test_concepts": lambda: (self.test_concepts.x, self.test_concepts.y),
-            "val_digits": lambda: (self.val_digits.x, self.val_digits.y),
-            "val_concepts": lambda: (self.val_concepts.x, self.val_concepts.y),
-        }
-        if split in held:
-            return ImageSet.of(held[split]())
+        if split in ("test_digits", "test_concepts", "val_digits", "val_concepts"):
+            held = getattr(self, split)  # the property of that name
+            return ImageSet.of((held.x, held.y))
         if split not in ("train", "val"):
             raise ValueError(f"unknown split {split!r}")
         spec = variants.get(variant)
+        x, y, _, _ = self.digits
         which = {"train": 0, "val": 1}[split]
         d_idx = self.digit_split[which]
         if spec.data == variants.COMPOSITES and split == "train":

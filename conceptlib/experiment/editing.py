@@ -1,12 +1,8 @@
-"""``conceptlib edit``: parse edits, apply them to one image, report and write.
-
-Turns the command line's ``--remove NAME``, ``--add NAME[@IMAGE]`` and
-``--move NAME:DX,DY[,SCALE]`` into :class:`~conceptlib.operators.Step` objects,
-adds a concept without an image from its prototype (the mean concept layer of the
-held-out concept images cut from the test digits), and reports the top concepts
-before and after, read back by re-encoding the edited image.
-
-See: chapter ``ch-operators``.
+"""``conceptlib edit``: ``--remove NAME``, ``--add NAME[@IMAGE]`` and ``--move
+NAME:DX,DY[,SCALE]`` as :class:`~conceptlib.operators.Step` objects, applied to one
+image (a concept added without an image comes from its prototype: the mean concept
+layer of the held-out concept images cut from the test digits); the top concepts
+before and after are read back by re-encoding. See chapter ``ch-operators``.
 """
 
 from __future__ import annotations

@@ -231,26 +231,21 @@ def seed_metrics(
     }
 
 
-def _one_seed(pipe: Pipeline, profile: str, config: dict, names, seed: dict) -> dict:
-    return {
-        "profile": profile,
-        "seeds": [pipe.cfg.seed],
-        "config": config,
-        "catalogue": {"names": list(names)},
-        "per_seed": [seed],
-    }
+def _one_seed(profile: str, config: dict, names, seed: dict) -> dict[str, Any]:
+    """One seed's measures in the layout of ``metrics.json`` (no timings, figures)."""
+    return {"profile": profile, "seeds": [seed["seed"]], "config": config,
+            "catalogue": {"names": list(names)}, "per_seed": [seed]}  # fmt: skip
 
 
 def run_metrics(pipe: Pipeline) -> dict[str, Any]:
-    """One seed's measures in the layout of ``metrics.json`` (no timings, figures)."""
+    """:func:`seed_metrics` of ``pipe`` as :func:`_one_seed`, measured now."""
     cfg, names = to_dict(pipe.cfg), pipe.catalogue.names
-    return _one_seed(pipe, pipe.cfg.profile, cfg, names, seed_metrics(pipe))
+    return _one_seed(pipe.cfg.profile, cfg, names, seed_metrics(pipe))
 
 
 def _recorded(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
-    """``<out>/<profile>/metrics.json`` when ``conceptlib reproduce`` wrote it
-    with ``pipe``'s config, its seed first and this very code
-    (:func:`code_hash`); else None."""
+    """``<out>/<profile>/metrics.json`` when ``conceptlib reproduce`` wrote it with
+    ``pipe``'s config, its seed first and this very code (:func:`code_hash`)."""
     path = Path(out) / pipe.cfg.profile / "metrics.json"
     try:
         recorded = json.loads(path.read_text()) if path.is_file() else None
@@ -268,26 +263,25 @@ def _recorded(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def recorded_seed(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``per_seed`` entry of ``pipe``'s seed in ``<out>/<profile>/metrics.json``
-    (:func:`_recorded`), else None: ``make book`` runs ``reproduce`` first, so
-    that the chapters read it instead of measuring it all again."""
+    """The ``per_seed`` entry of ``pipe``'s seed that :func:`_recorded` finds, else
+    None: ``make book`` runs ``reproduce`` first, so that the chapters read it
+    instead of measuring it all again."""
     recorded = _recorded(pipe, out)
     return None if recorded is None else recorded["per_seed"][0]
 
 
 def build_metrics(pipe: Pipeline, out: str | os.PathLike) -> dict[str, Any]:
-    """:func:`run_metrics` of ``pipe``, read from what ``conceptlib reproduce``
-    recorded for it in ``out`` (:func:`recorded_seed`), else measured now."""
+    """:func:`run_metrics` of ``pipe``, read from what :func:`_recorded` finds."""
     r = _recorded(pipe, out)
     if r is None:
         return run_metrics(pipe)
     names = r["catalogue"]["names"]
-    return _one_seed(pipe, r["profile"], r["config"], names, r["per_seed"][0])
+    return _one_seed(r["profile"], r["config"], names, r["per_seed"][0])
 
 
 def use_recorded(pipe: Pipeline, out: str | os.PathLike) -> bool:
-    """Let ``pipe`` answer its measures from what ``reproduce`` recorded for it
-    in ``out`` (:func:`recorded_seed`); whether there was such a record."""
+    """Let ``pipe`` answer its measures from :func:`recorded_seed`; whether it
+    found one."""
     seed = recorded_seed(pipe, out)
     if seed is not None:
         pipe.use_recorded(seed)
@@ -383,15 +377,10 @@ def _metrics(
 
 
 def reproduce(
-    cfg: ExperimentConfig,
-    out: str | os.PathLike,
-    num_seeds: int = 1,
-    device: str | torch.device = "auto",
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-    figures: bool = True,
-    mnist: MNIST | None = None,
-) -> dict[str, Any]:
+    cfg: ExperimentConfig, out: str | os.PathLike, num_seeds: int = 1,
+    device: str | torch.device = "auto", cache_dir: str | os.PathLike | None = None,
+    progress: bool = True, figures: bool = True, mnist: MNIST | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Run the whole pipeline for seeds ``cfg.seed, cfg.seed + 1, ...`` and write
     the results to ``out`` (created; files replaced atomically); return the metrics
     written to ``<out>/metrics.json``. ``cache_dir``: the run cache (default

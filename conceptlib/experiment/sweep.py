@@ -1,22 +1,13 @@
-"""The sweep of concept-loss candidates: what each candidate is, its table, and
-the rule that picks the best of a family on validation data.
+"""The sweep of concept-loss candidates: what each is, its table, and the rule
+that picks the best of a family on validation data.
 
-Each candidate is a variant plus config overrides; ``scripts/concept_sweep.py``
-trains and measures them through the pipeline (one JSON file per candidate and
-seed, ``results/sweeps/<profile>/``), and :func:`format_sweep` tabulates them for
-the book. The default ``concept`` recipe is the candidate :data:`DEFAULT`.
-
-Candidates come in families (:func:`family_of`): ``reference`` (``baseline``,
-``augmented``), ``concept`` (this project's recipe, overrides of the config) and
-``paper`` (the paper's recipe, overrides of ``concept_paper``'s config applied
-after :data:`~conceptlib.config.PAPER_RECIPE`: the loss as the paper writes it,
-MSE, and the BCE form, weights 1 to 1000, decoded from ``z`` and from ``mu``).
-Each result holds test blocks (``test_digits``, ``test_concepts``,
-``vocabulary``) and validation blocks (``val_digits``, ``val_concepts``,
-``val_vocabulary``), each naming its ``split``; :func:`choose` reads the
-validation blocks only.
-
-See: chapter ``ch-vocabulary``.
+A candidate is a variant plus config overrides; ``scripts/concept_sweep.py``
+trains and measures it (``results/sweeps/<profile>/<candidate>-seed<n>.json``,
+test blocks and ``val_*`` blocks, each naming its ``split``). Families
+(:func:`family_of`): ``reference`` (``baseline``, ``augmented``), ``concept``
+(this project's recipe; the default is :data:`DEFAULT`) and ``paper``
+(overrides applied after :data:`~conceptlib.config.PAPER_RECIPE`: MSE or BCE,
+weights 1 to 1000, decoded from ``z`` or ``mu``). See chapter ``ch-vocabulary``.
 """
 
 from __future__ import annotations
@@ -145,9 +136,8 @@ def family(name: str) -> list[str]:
 
 
 def _meaning(block: str, where: str):
-    """Read the mean over the meaning-changing edits of one way of editing
-    (``layer``, ``latent``, ``pixel``) from a result's ``block``, NaN where not
-    measured (:mod:`conceptlib.operators.meaning`)."""
+    """Read the mean over a result's meaning-changing edits (``block``) of one
+    way of editing (``layer``, ``pixel``...), NaN where not measured."""
 
     def read(r: dict) -> float:
         rows = [v for v in r.get(block, {}).values() if isinstance(v, dict)]
@@ -182,8 +172,7 @@ def _val(*path: str):
     return lambda r: at(r, path, float("nan"))
 
 
-#: The validation columns, as :data:`COLUMNS`. Each reads a block that names
-#: ``split: val`` (results older than the validation blocks give NaN, a dash).
+#: The validation columns, as :data:`COLUMNS`, NaN (a dash) where not measured.
 VAL_COLUMNS = (
     ("val recon", _val("val_digits", "recon_bce"), 1),
     ("val KL", _val("val_digits", "kl"), 1),
@@ -266,11 +255,11 @@ def _val_means(
     return values
 
 
-#: What :func:`choose` maximises: ``names``, val isolated + val pairs accuracy;
-#: ``edits``, how far the val meaning-changing edits through the layer agree with
-#: the same edits on the pixels (mean ink IoU over the edits of
-#: :mod:`conceptlib.operators.meaning`) + val pairs. (Their classifier rates
-#: also reward a decoder that draws a typical digit instead of the edit.)
+#: What :func:`choose` maximises besides val pairs: ``names``, val isolated
+#: accuracy; ``edits``, the agreement (mean ink IoU) of the val meaning-changing
+#: edits through the layer with the same edits on the pixels, candidates without
+#: them left out (their classifier rates also reward a decoder that draws a
+#: typical digit instead of the edit).
 SCORES = ("names", "edits")
 _SCORE_WORDS = {"names": "val isolated", "edits": "val meaning IoU (layer)"}
 
@@ -317,29 +306,17 @@ def _candidates(
 
 
 def choose(
-    found: dict[str, list[dict]],
-    family_name: str,
-    budget: float = ELBO_BUDGET,
-    baseline: str = "baseline",
-    split: str = "val",
-    score: str = "names",
-) -> dict[str, Any]:
-    """The best candidate of a family, by a rule that reads validation data only.
+    found: dict[str, list[dict]], family_name: str, budget: float = ELBO_BUDGET,
+    baseline: str = "baseline", split: str = "val", score: str = "names",
+) -> dict[str, Any]:  # fmt: skip
+    """The best candidate of a family in ``found`` (:func:`gather`), on validation
+    data only (a ``split`` but ``val`` is refused).
 
-    Rule: among the family's candidates in ``found`` (means over seeds), keep those
-    whose val -ELBO is at most ``budget`` times the ``baseline``'s; of those, pick
-    the highest ``score``: val isolated + val pairs (top-2) accuracy (``names``),
-    or val agreement of the meaning-changing edits through the layer with the
-    pixel edits (mean IoU) + val pairs (``edits``,
-    candidates without them left out); ties go to the lower
-    val -ELBO, then to the first in :data:`CANDIDATES`. If none keeps within the
-    budget, pick the lowest val -ELBO (``within_budget`` False). Only the
-    ``val_digits`` and ``val_vocabulary`` blocks are read, each saying ``split: val``.
-
-    ``found``: ``{candidate: [result per seed]}`` (:func:`gather`); ``budget``: a
-    ratio to the ``baseline``'s val -ELBO; a ``split`` but ``val`` is refused.
-
-    Returns: ``chosen``, ``family``, ``rule``, ``split``, ``within_budget``,
+    Of the candidates whose val -ELBO (mean over seeds) is at most ``budget`` times
+    the ``baseline``'s, the highest :data:`SCORES` ``score`` + val pairs accuracy;
+    ties go to the lower val -ELBO, then to the first in :data:`CANDIDATES`. If
+    none keeps within the budget, the lowest val -ELBO (``within_budget`` False).
+    Returns ``chosen``, ``family``, ``rule``, ``split``, ``within_budget``,
     ``budget``, ``baseline_val_neg_elbo`` and ``scores`` (by candidate).
     """
     if refuse_test(split, "sweep.choose") != "val":
@@ -366,11 +343,11 @@ def choose(
 
 
 def summarise(found: dict[str, list[dict]], elbo_bound: float) -> dict[str, object]:
-    """What the book says about a sweep, on validation digits (means over seeds):
-    the number of candidates with a concept loss (``num_concept``), how many
-    reconstruct worse (``num_recon_costly``) and better (``num_recon_cheaper``)
-    than ``baseline``, and those whose val -ELBO is at most ``elbo_bound`` times
-    the baseline's (``within_bound``, comma-separated, and ``num_within_bound``)."""
+    """What the book says of a sweep's candidates with a concept loss, on validation
+    digits (means over seeds): how many (``num_concept``), how many reconstruct
+    worse or better than ``baseline`` (``num_recon_costly``, ``_cheaper``), and
+    which have a val -ELBO within ``elbo_bound`` times its (``within_bound``,
+    comma-separated; ``num_within_bound``)."""
     base = {k: mean_of(found["baseline"], k) for k in ("val recon", "val -ELBO")}
     concept = [
         n for n, r in found.items() if variants.get(r[0]["variant"]).concept_loss
