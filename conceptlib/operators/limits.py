@@ -24,13 +24,8 @@ from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON
 from conceptlib.measures.vocab import energy as concept_energy
 from conceptlib.model.readout import ConceptModel, concept_maps
-from conceptlib.operators.evaluate import (
-    TOP,
-    draw_additions,
-    in_top,
-    mean_sd,
-    rate_text,
-)
+from conceptlib.operators.evaluate import TOP, draw_additions, in_top, rate_text
+from conceptlib.report.stats import mean_sd
 from conceptlib.report.tables import markdown_table
 
 #: Scores that rank the concepts of an image, from its concept maps.
@@ -80,11 +75,9 @@ def place_apart(digits: np.ndarray, images: np.ndarray, reach: int) -> np.ndarra
 
 
 def addition_limits_of(
-    cm: ConceptModel,
-    digits: tuple[np.ndarray, np.ndarray],
-    concept_images: tuple[np.ndarray, np.ndarray],
-    seed: int,
-) -> dict[str, Any]:
+    cm: ConceptModel, digits: tuple[np.ndarray, np.ndarray],
+    concept_images: tuple[np.ndarray, np.ndarray], seed: int,
+) -> dict[str, Any]:  # fmt: skip
     """The limits of one model's pixel reference of addition (module doc) on
     ``digits`` and labels, adding the held-out concept images (and their concept
     index ``0..K-1``) as ``edit_measures(seed=seed)`` does."""
@@ -152,16 +145,12 @@ def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
         (r["mean"], n) for n, r in summary["readout"].items() if n != "energy"
     )
     if best <= energy:
-        score = (
-            "no other score of the maps names the added concept more often than "
-            f"the energy does (at best {best:.3f}, {READOUTS[name]}, against "
-            f"{energy:.3f})"
-        )
+        score = ("no other score of the maps names the added concept more often "
+                 f"than the energy does (at best {best:.3f}, {READOUTS[name]}, "
+                 f"against {energy:.3f})")  # fmt: skip
     else:
-        score = (
-            f"another score, {READOUTS[name]}, names it more often ({best:.3f} "
-            f"against {energy:.3f} for the energy)"
-        )
+        score = (f"another score, {READOUTS[name]}, names it more often "
+                 f"({best:.3f} against {energy:.3f} for the energy)")  # fmt: skip
     far = max(summary["placement"], key=int)
     placed = summary["placement"][far]["mean"]
     word = "harder" if placed < energy else "easier"

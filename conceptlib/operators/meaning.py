@@ -34,7 +34,7 @@ from conceptlib.measures.classifier import SmallCNN, predict
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits
 from conceptlib.report.stats import Difference, Estimate, mean_sd
-from conceptlib.report.tables import markdown_table
+from conceptlib.report.tables import markdown_table, plus_minus
 
 #: Ink: a pixel at least this bright (uint8) counts in the IoU of two edits.
 INK = 128
@@ -112,26 +112,17 @@ def _edited(cm, edit: MeaningEdit, c: int, x, sources, latent) -> dict[str, np.n
 
 
 def meaning_edits(
-    cm: ConceptModel,
-    digits: HeldDigits,
-    concept_images: tuple[np.ndarray, np.ndarray],
-    latent: LatentEdits,
-    classifier: SmallCNN,
-    per_edit: int = PER_EDIT,
-    seed: int = 0,
-) -> dict[str, Any]:
+    cm: ConceptModel, digits: HeldDigits, concept_images: tuple[np.ndarray, np.ndarray],
+    latent: LatentEdits, classifier: SmallCNN, per_edit: int = PER_EDIT, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
     """Every edit of :data:`MEANING_EDITS` whose concept the model's catalogue
     holds, on up to ``per_edit`` ``digits`` of its class: the share read as the
-    expected digit (``before``: the unedited reconstruction; ``layer``, ``latent``,
-    ``pixel``) and the ink IoU of the layer and latent edits with the pixel edit
-    (``iou_layer``, ``iou_latent``).
-
-    Args:
-        concept_images: held-out concept images (cut from digits of the same
-            split) and their concept index ``0..K-1``; additions draw one per digit
-            from stream ``[seed, 13]``.
-        latent: a :class:`~conceptlib.operators.latent.LatentEdits` of ``cm``.
-    """
+    expected digit (``before``: the unedited reconstruction; ``layer``, ``latent``
+    (a :class:`~conceptlib.operators.latent.LatentEdits` of ``cm``), ``pixel``) and
+    the ink IoU of the layer and latent edits with the pixel edit (``iou_layer``,
+    ``iou_latent``). ``concept_images``: held-out concept images (cut from digits of
+    the same split) and their concept index ``0..K-1``; additions draw one per digit
+    from stream ``[seed, 13]``."""
     names = list(cm.catalogue.names)
     rng = np.random.default_rng([seed, 13])
     out: dict[str, Any] = {"split": digits.split}
@@ -190,10 +181,7 @@ def format_meaning(summary: dict[str, Any]) -> str:
     :func:`summarise_meaning`: per edit, the share read as expected."""
 
     def cell(v) -> str:
-        if isinstance(v, dict):
-            sd = "" if v["sd"] is None else f" ± {v['sd']:.2f}"
-            return f"{v['mean']:.2f}{sd}"
-        return f"{v:.2f}"
+        return plus_minus(v["mean"], v["sd"], 2) if isinstance(v, dict) else f"{v:.2f}"
 
     head = ["edit", "unedited", "layer", "latent", "pixels", "IoU layer", "IoU latent"]
     rows = [[summary[n]["what"], *(cell(summary[n][c]) for c in MEASURES)]
