@@ -36,11 +36,7 @@ from conceptlib.measures.likelihood import evaluate, importance_nll
 from conceptlib.measures.probes import make_probes
 from conceptlib.measures.vocab import digit_parts, vocabulary_measures
 from conceptlib.model.readout import ConceptModel
-from conceptlib.operators.evaluate import (
-    choice_digits,
-    digit_classifier,
-    strongest_latent,
-)
+from conceptlib.operators.evaluate import digit_classifier, strongest_latent
 from conceptlib.operators.meaning import meaning_edits
 
 if TYPE_CHECKING:
@@ -197,11 +193,7 @@ def decoded_centres(pipe: Pipeline, name: str) -> tuple[np.ndarray, list[int]]:
 def latent_baseline(pipe: Pipeline, cm: ConceptModel):
     """The operators' latent baseline of ``cm`` (:func:`~conceptlib.operators.
     evaluate.strongest_latent`), chosen on the validation digits."""
-    train = pipe.train_digits
-    sub = train.take(pipe.subsample(len(train)))
-    vc, first = pipe.val_concepts, cm.catalogue.labels[0]
-    val = choice_digits(pipe.val_digits, pipe.cfg.eval.num_edits, pipe.cfg.seed)
-    return strongest_latent(cm, sub, val, (vc.x, vc.y - first), pipe.cfg.seed)[0]
+    return strongest_latent(cm, pipe)[0]
 
 
 def meaning(pipe: Pipeline, cm: ConceptModel, split: str, latent=None) -> dict:

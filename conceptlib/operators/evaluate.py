@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 from conceptlib import operators as op
-from conceptlib.config import EvalConfig
 from conceptlib.data.catalogue import Catalogue
 from conceptlib.data.mnist import NUM_CLASSES
 from conceptlib.data.splits import HeldDigits, refuse_test, split_of
@@ -196,17 +195,17 @@ def choice_digits(val: HeldDigits, num: int, seed: int) -> HeldDigits:
     return val.take(rng.choice(len(val), min(num, len(val)), replace=False))
 
 
-def strongest_latent(
-    cm: ConceptModel, train: HeldDigits, val: HeldDigits,
-    val_concepts: tuple[np.ndarray, np.ndarray] | None, seed: int,
-) -> tuple[LatentEdits, dict[str, float] | None]:  # fmt: skip
-    """The latent baseline of ``cm``: directions from the ``train`` digits (and
-    the ``val_concepts`` images), the strongest by :func:`choose_latent` on
-    ``val``; without ``val_concepts``, the class direction (no scores)."""
+def strongest_latent(cm: ConceptModel, pipe) -> tuple[LatentEdits, dict[str, float]]:
+    """The latent baseline of ``cm`` and each variant's score: directions from (a
+    subsample of) the training digits of a :class:`~conceptlib.experiment.pipeline.
+    Pipeline` of ``cm``'s profile and the concept images cut from its validation
+    digits, the strongest by :func:`choose_latent` on its :func:`choice_digits`."""
+    train = pipe.train_digits.take(pipe.subsample(len(pipe.train_digits)))
+    vc = pipe.val_concepts
+    val_concepts = (vc.x, vc.y - cm.catalogue.labels[0])
     latent = latent_directions(cm, train.x, train.y, train.variants, val_concepts)
-    if val_concepts is None:
-        return latent, None
-    return choose_latent(cm, latent, val, val_concepts, seed)
+    val = choice_digits(pipe.val_digits, pipe.cfg.eval.num_edits, pipe.cfg.seed)
+    return choose_latent(cm, latent, val, val_concepts, pipe.cfg.seed)
 
 
 def draw_additions(
@@ -343,62 +342,37 @@ def edit_measures(
     return out
 
 
-def operator_measures(
-    cm: ConceptModel, held: tuple[HeldDigits, HeldDigits],
-    test: tuple[np.ndarray, np.ndarray], concept_images: tuple[np.ndarray, np.ndarray],
-    classifier: SmallCNN, e: EvalConfig, seed: int,
-    val_concepts: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """:func:`edit_measures` of ``cm`` on ``e.num_edits`` ``test`` digits, with
-    latent directions from the training digits ``held[0]``; removal reaches as far
-    as :func:`choose_dilation` finds best on ``e.num_edits`` validation digits
-    ``held[1]`` drawn from stream ``[seed, 9]`` (``removal_dilate``). With
-    ``val_concepts`` (concept images cut from validation digits), the latent
-    baseline is the strongest of :func:`choose_latent` on the same validation
-    digits (``latent_kind``, ``latent_by_kind``), and the meaning-changing edits
-    of the ``test`` digits are measured too (``meaning``,
-    :func:`~conceptlib.operators.meaning.meaning_edits`); else the class
-    direction, and no meaning edits."""
-    train, val = held
-    val = choice_digits(val, e.num_edits, seed)
-    dilate, by_dilate = choose_dilation(cm, val)
-    latent, by_kind = strongest_latent(cm, train, val, val_concepts, seed)
-    out: dict[str, Any] = edit_measures(
-        cm, test, concept_images, latent, classifier, e.num_edits, e.edits_per_digit,
-        seed, dilate,
-    )  # fmt: skip
-    out |= {"removal_dilate": dilate, "removal_by_dilate": by_dilate,
-            "removal_dilate_split": val.split}  # fmt: skip
-    if by_kind is not None:
-        out |= {"latent_kind": latent.name, "latent_by_kind": by_kind}
-        tests = HeldDigits(test[0], test[1], np.zeros(len(test[1]), int), "test")
-        out["meaning"] = meaning_edits(cm, tests, concept_images, latent, classifier,
-                                       seed=seed)  # fmt: skip
-    out["num_edits"] = min(e.num_edits, len(test[1]))
-    out["per_digit"] = e.edits_per_digit
-    return out
-
-
 def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
-    """:func:`operator_measures` on the data of a
-    :class:`~conceptlib.experiment.pipeline.Pipeline` of ``cm``'s profile: its test
-    digits and held-out concept images, (a subsample of) its training digits, its
-    validation digits and digit classifier, whose accuracy on all MNIST test
-    digits is added as ``classifier_accuracy``."""
-    train = pipe.train_digits
-    sub = train.take(pipe.subsample(len(train)))
-    first = cm.catalogue.labels[0]
-    tc, vc = pipe.test_concepts, pipe.val_concepts
-    out = operator_measures(
-        cm, (sub, pipe.val_digits), pipe.digits[2:], (tc.x, tc.y - first),
-        pipe.digit_classifier, pipe.cfg.eval, pipe.cfg.seed, (vc.x, vc.y - first),
-    )  # fmt: skip
-    out["classifier_accuracy"] = pipe.classifier_accuracy
+    """:func:`edit_measures` of ``cm`` on the ``eval.num_edits`` test digits and the
+    held-out concept images of a :class:`~conceptlib.experiment.pipeline.Pipeline`
+    of ``cm``'s profile, read by its digit classifier (``classifier_accuracy``: on
+    all MNIST test digits). Removal reaches as far as :func:`choose_dilation` finds
+    best on the validation :func:`choice_digits` (``removal_dilate``); the latent
+    baseline is :func:`strongest_latent` (``latent_kind``, ``latent_by_kind``); the
+    meaning-changing edits of the test digits are measured too (``meaning``,
+    :func:`~conceptlib.operators.meaning.meaning_edits`)."""
+    e, seed, first = pipe.cfg.eval, pipe.cfg.seed, cm.catalogue.labels[0]
+    x, y = pipe.digits[2:]
+    concepts = (pipe.test_concepts.x, pipe.test_concepts.y - first)
+    val = choice_digits(pipe.val_digits, e.num_edits, seed)
+    dilate, by_dilate = choose_dilation(cm, val)
+    latent, by_kind = strongest_latent(cm, pipe)
+    clf = pipe.digit_classifier
+    out: dict[str, Any] = edit_measures(
+        cm, (x, y), concepts, latent, clf, e.num_edits, e.edits_per_digit, seed, dilate
+    )
+    out |= {"removal_dilate": dilate, "removal_by_dilate": by_dilate,
+            "removal_dilate_split": val.split, "latent_kind": latent.name,
+            "latent_by_kind": by_kind}  # fmt: skip
+    tests = HeldDigits(x, y, np.zeros(len(y), int), "test")
+    out["meaning"] = meaning_edits(cm, tests, concepts, latent, clf, seed=seed)
+    out |= {"num_edits": min(e.num_edits, len(y)), "per_digit": e.edits_per_digit,
+            "classifier_accuracy": pipe.classifier_accuracy}  # fmt: skip
     return out
 
 
 def latent_kind_of(record: dict[str, Any]) -> str:
-    """The latent baseline a :func:`operator_measures` record used (``<kind>
+    """The latent baseline a :func:`measure_operators` record used (``<kind>
     x<step>``): ``class x1`` for records made before the baseline was chosen on
     validation digits (they hold no ``latent_kind``)."""
     return record.get("latent_kind", "class x1")
