@@ -97,7 +97,7 @@ def latent_directions(
     dirs = mu.new_zeros((len(cat), *mu.shape[1:]))
     for c in range(len(cat)):
         has = torch.from_numpy((y == cat.digit[c]) & (variants == cat.variant[c]))
-        if has.any() and not has.all():  # else no contrast: the edit does nothing
+        if has.any() and not has.all():  # else no contrast: zero, the edit does nothing
             dirs[c] = mu[has].mean(0) - mu[~has].mean(0)
     blank = encode_mu(cm, np.zeros((1, *IMAGE_SHAPE), np.uint8))
     images = None

@@ -95,20 +95,15 @@ def _edited(cm, edit: MeaningEdit, c: int, x, sources, latent) -> dict[str, np.n
     """The edit of digits ``x`` in the layer, the latent and the pixels."""
     k = len(cm.catalogue)
     base, h = op.blank(cm), op.read(cm, x)
-    sign = -1.0 if edit.kind == "remove" else 1.0
-    z = encode_mu(cm, x) + sign * latent.delta(np.full(len(x), c))
     if edit.kind == "remove":
-        layer = op.remove(h, base, c, k)
+        sign, layer = -1.0, op.remove(h, base, c, k)
         pixel = erase_box(x, cm.catalogue.box[c])
     else:
-        layer = op.add(h, op.read(cm, sources), base, c, k, masked=False)
+        sign, layer = 1.0, op.add(h, op.read(cm, sources), base, c, k, masked=False)
         pixel = np.maximum(x, sources)
-    return {
-        "before": op.render(cm, h),
-        "layer": op.render(cm, layer),
-        "latent": latent.decode(z),
-        "pixel": pixel,
-    }
+    z = encode_mu(cm, x) + sign * latent.delta(np.full(len(x), c))
+    images = (op.render(cm, h), op.render(cm, layer), latent.decode(z), pixel)
+    return dict(zip(("before", "layer", "latent", "pixel"), images))
 
 
 def meaning_edits(
