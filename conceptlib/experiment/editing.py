@@ -17,9 +17,10 @@ from conceptlib.errors import ConceptlibError
 from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.explain import concept_shares, read_image
+from conceptlib.measures.vocab import top_k
 from conceptlib.model.readout import ConceptModel
 from conceptlib.operators.algebra import Step, apply, prototypes, read, render
-from conceptlib.operators.evaluate import top_concepts
+from conceptlib.operators.evaluate import TOP
 
 
 def _concept(name: str, cm: ConceptModel) -> int:
@@ -73,9 +74,7 @@ def concept_prototypes(cm: ConceptModel, cache: str):
 def _top(cm: ConceptModel, image: np.ndarray) -> list[tuple[str, float]]:
     """The image's three strongest concepts and their shares."""
     shares = concept_shares(cm, image[None])
-    return [
-        (cm.catalogue.names[i], float(shares[0, i])) for i in top_concepts(shares)[0]
-    ]
+    return [(cm.catalogue.names[i], float(shares[0, i])) for i in top_k(shares, TOP)[0]]
 
 
 def _write(figure, out_json, panels: list[np.ndarray], doc: dict) -> None:

@@ -36,12 +36,8 @@ from conceptlib.measures.likelihood import importance_nll
 from conceptlib.measures.probes import make_probes
 from conceptlib.measures.vocab import digit_parts, vocabulary_measures
 from conceptlib.model.readout import ConceptModel
-from conceptlib.operators.evaluate import (
-    choice_digits,
-    measure_operators,
-    strongest_latent,
-)
 from conceptlib.operators.evaluate import digit_classifier as train_digit_classifier
+from conceptlib.operators.evaluate import measure_operators, strongest_latent
 from conceptlib.operators.meaning import meaning_edits
 from conceptlib.report.tables import at
 
@@ -212,12 +208,7 @@ class PipelineMeasures(PipelineData):
         once per variant on the validation digits."""
         cm = self.concept_model(variant)
         if variant not in self._latents:
-            train, first = self.train_digits, cm.catalogue.labels[0]
-            sub = train.take(self.subsample(len(train)))
-            vc, e = self.val_concepts, self.cfg.eval
-            val = choice_digits(self.val_digits, e.num_edits, self.cfg.seed)
-            latent = strongest_latent(cm, sub, val, (vc.x, vc.y - first), self.cfg.seed)
-            self._latents[variant] = latent[0]
+            self._latents[variant] = strongest_latent(cm, self)[0]
         held = self.held_concepts(split)
         concepts = (held.x, held.y - cm.catalogue.labels[0])
         return meaning_edits(

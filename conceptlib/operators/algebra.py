@@ -1,13 +1,13 @@
 """Operators: edit and compose images through the concept layer.
 
 The concept layer holds K concept channels (sigmoid maps in [0, 1], one per
-catalogue concept) and the rest of the layer (ReLU channels without a concept
-loss). An operator takes the layer, ``(N, C, H, W)``, and returns an edited one,
-which the later decoder layers turn into an image (:func:`render`). The decoder
-draws from the non-concept channels, so edits reach them too (``rest=True``),
-inside the concept's *region* (its map dilated by ``dilate`` px); and a blank image
-already activates them strongly, so strokes add as departures from the blank
-image's layer ``base`` (:func:`blank`). Operators compose:
+catalogue concept) and the rest (ReLU channels without a concept loss). An
+operator takes the layer, ``(N, C, H, W)``, and returns an edited one, which the
+later decoder layers turn into an image (:func:`render`). The decoder draws from
+the non-concept channels, so edits reach them too (``rest=True``), inside the
+concept's *region* (its map dilated by ``dilate`` px); and a blank image already
+activates them strongly, so strokes add as departures from the blank image's
+layer ``base`` (:func:`blank`). Operators compose:
 ``move(add(remove(h, b0, a, K), p, b0, c, K), b0, c, K, 2, 0)``.
 
 See: chapter ``ch-operators``.
@@ -49,10 +49,8 @@ def render(model: Model, hidden: torch.Tensor, batch_size: int = 500) -> np.ndar
     """Decode concept layers ``(N, C, H, W)`` to ``(N, 28, 28)`` uint8 images."""
     net = as_model(model).eval()
     device = next(net.parameters()).device
-    out = [
-        to_pixels(net.decode_from(hidden[i : i + batch_size].to(device)))
-        for i in range(0, len(hidden), batch_size)
-    ]
+    out = [to_pixels(net.decode_from(hidden[i : i + batch_size].to(device)))
+           for i in range(0, len(hidden), batch_size)]  # fmt: skip
     return np.concatenate(out) if out else np.zeros((0, *IMAGE_SHAPE), np.uint8)
 
 
@@ -115,13 +113,11 @@ def add(
     num_concepts: int, rest: bool = True, dilate: int = DILATE, masked: bool = True,
 ) -> torch.Tensor:  # fmt: skip
     """Add ``concept`` as it appears in ``source`` (the layer of N or 1 images:
-    other images, or a prototype).
-
-    The concept channel becomes the pixel maximum of both; with ``rest``, the
-    source's departure from the blank layer ``base`` is added to the other
-    channels, inside the concept's region (``masked``) or everywhere (for sources
-    that hold the one concept only: concept images, prototypes).
-    """
+    other images, or a prototype): the concept channel becomes the pixel maximum of
+    both; with ``rest``, the source's departure from the blank layer ``base`` is
+    added to the other channels, inside the concept's region (``masked``) or
+    everywhere (for sources that hold the one concept only: concept images,
+    prototypes)."""
     _check(hidden, concept, num_concepts)
     present = torch.zeros((len(hidden), num_concepts), dtype=torch.bool)
     present[:, concept] = True
@@ -153,9 +149,8 @@ def shift(
         return out
     theta = torch.tensor(
         [[1 / scale, 0.0, -2 * dx / w / scale], [0.0, 1 / scale, -2 * dy / h / scale]],
-        dtype=hidden.dtype,
-        device=hidden.device,
-    ).expand(n, 2, 3)
+        dtype=hidden.dtype, device=hidden.device,
+    ).expand(n, 2, 3)  # fmt: skip
     grid = F.affine_grid(theta, list(hidden.shape), align_corners=False)
     return F.grid_sample(hidden, grid, padding_mode="zeros", align_corners=False)
 
@@ -177,13 +172,11 @@ def compose(
     masked: bool = False, dilate: int = DILATE,
 ) -> torch.Tensor:  # fmt: skip
     """Build a layer from ``(source, concept)`` parts alone (layers of N or 1
-    images), on the blank layer ``base`` (:func:`blank`).
-
-    Concept channels: the parts' pixel maximum. The rest: the blank layer plus,
-    element by element, the parts' departure from it of largest magnitude (a union
-    of strokes, chosen over the sum of :func:`add` on validation concept images),
-    limited to each concept's region when ``masked``.
-    """
+    images), on the blank layer ``base`` (:func:`blank`). Concept channels: the
+    parts' pixel maximum. The rest: the blank layer plus, element by element, the
+    parts' departure from it of largest magnitude (a union of strokes, chosen over
+    the sum of :func:`add` on validation concept images), limited to each concept's
+    region when ``masked``."""
     if not parts:
         return base
     for source, concept in parts:

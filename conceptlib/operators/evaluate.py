@@ -1,10 +1,9 @@
 """Measuring the operators: edits of test digits, checked independently.
 
-Each edit (:func:`edit_measures`) is decoded and read by a small CNN digit
-classifier trained for evaluation only (:func:`digit_classifier`) and by the concept
-model re-encoding the image, beside the same edit in the latent (adding or
-subtracting the mean latent difference between training digits with and without
-the concept) and on the pixels (the images' pixel maximum):
+Each edit (:func:`edit_measures`) is decoded and read by the concept model
+re-encoding the image and by a small CNN digit classifier trained for evaluation
+only (:func:`digit_classifier`), beside the same edit in the latent
+(:mod:`~conceptlib.operators.latent`) and on the pixels (the images' maximum):
 
 - *removal*: the digit's strongest concept off; success when it leaves the top
   :data:`TOP` and the image outside its region is kept (change at most :data:`KEEP`);
@@ -26,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from conceptlib import operators as op
-from conceptlib.config import EvalConfig
 from conceptlib.data.catalogue import Catalogue
 from conceptlib.data.mnist import NUM_CLASSES
 from conceptlib.data.splits import HeldDigits, refuse_test, split_of
@@ -76,40 +75,29 @@ def target_phrase(rate: float, target: float) -> str:
 
 
 def versus(a: Estimate, b: Estimate) -> str:
-    """``a`` against ``b`` as the chapter words it ("better than", ...), judged by
-    :class:`~conceptlib.report.scorecard.Difference` (beyond the seed noise or not).
-    """
+    """``a`` against ``b`` in the chapter's words ("better than", ...), judged by
+    :class:`~conceptlib.report.stats.Difference` (beyond the seed noise or not)."""
     words = {1: "better than", 0: "within the seed noise of", -1: "worse than"}
     return words[Difference(a, b).sign]
 
 
-def top_concepts(scores: np.ndarray, n: int = TOP) -> np.ndarray:
-    """``(N, n)``: the indices of each row's ``n`` highest scores, highest first."""
-    return top_k(scores, n)
-
-
 def in_top(scores: np.ndarray, concepts: np.ndarray) -> np.ndarray:
     """``(N,)``: whether each row's concept is among its :data:`TOP` highest scores."""
-    return (top_concepts(scores) == concepts[:, None]).any(1)
+    return (top_k(scores, TOP) == concepts[:, None]).any(1)
 
 
 def digit_classifier(
-    x: np.ndarray,
-    y: np.ndarray,
-    cache: str | os.PathLike | None = None,
-    seed: int = 0,
-    num_epochs: int = 6,
-    progress: bool = False,
-) -> SmallCNN:
+    x: np.ndarray, y: np.ndarray, cache: str | os.PathLike | None = None,
+    seed: int = 0, num_epochs: int = 6, progress: bool = False,
+) -> SmallCNN:  # fmt: skip
     """The evaluation-only 10-way digit classifier (Adam on ``x``, labels ``y``);
     ``cache``: a ``.pt`` file, loaded if present, else written after training."""
     if cache is not None and Path(cache).is_file():
         model = SmallCNN(NUM_CLASSES)
         model.load_state_dict(load_checkpoint(Path(cache))["model"])
         return model.eval()
-    model = train_classifier(
-        x, y, 10, num_epochs=num_epochs, seed=seed, progress=progress
-    )
+    model = train_classifier(x, y, 10, num_epochs=num_epochs, seed=seed,
+                             progress=progress)  # fmt: skip
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict()}
@@ -117,18 +105,11 @@ def digit_classifier(
     return model
 
 
-def _outside_change(
-    before: np.ndarray, after: np.ndarray, hidden: torch.Tensor, concepts: np.ndarray
-) -> np.ndarray:
-    """Mean absolute change (on [0, 1]) outside each concept's dilated region."""
-    idx = torch.arange(len(concepts))
-    maps = hidden[idx, torch.from_numpy(concepts)][:, None]
-    size = 2 * KEEP_DILATE + 1
-    grown = torch.nn.functional.max_pool2d(maps, size, 1, KEEP_DILATE)[:, 0]
-    inside = (grown > ON).numpy()
-    diff = np.abs(after.astype(np.float32) - before.astype(np.float32)) / 255.0
-    outside = ~inside
-    return (diff * outside).sum((1, 2)) / np.maximum(outside.sum((1, 2)), 1)
+def _removed(cm: ConceptModel, h, base, concepts, dilate: int) -> np.ndarray:
+    """The layers ``h`` with each row's concept removed, decoded."""
+    k = len(cm.catalogue)
+    return _each(cm, partial(op.remove, base=base, num_concepts=k, dilate=dilate),
+                 concepts, h)  # fmt: skip
 
 
 def _each(cm: ConceptModel, edit, concepts: np.ndarray, *layers) -> np.ndarray:
@@ -139,67 +120,53 @@ def _each(cm: ConceptModel, edit, concepts: np.ndarray, *layers) -> np.ndarray:
     return np.concatenate([op.render(cm, layer) for layer in edited])
 
 
-def _removed(cm: ConceptModel, h, base, concepts, dilate: int) -> np.ndarray:
-    """Images of the layers ``h`` with each row's concept removed, decoded."""
-    k = len(cm.catalogue)
-    return _each(
-        cm, partial(op.remove, base=base, num_concepts=k, dilate=dilate), concepts, h
-    )
-
-
 def _removal_success(
     cm: ConceptModel, recon: np.ndarray, removed: np.ndarray, h, concepts
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per removal: whether its concept left the top :data:`TOP` of the
-    re-encoded image (``gone``) and whether the image outside the concept's
-    region was kept (``kept``)."""
-    kept = _outside_change(recon, removed, h, concepts) <= KEEP
-    gone = ~in_top(concept_shares(cm, removed), concepts)
-    return gone, kept
+    """Per removal: whether its concept left the top :data:`TOP` of the re-encoded
+    image (``gone``), and whether the image outside the concept's region was kept
+    (``kept``: mean absolute change on [0, 1] at most :data:`KEEP`)."""
+    maps = h[torch.arange(len(concepts)), torch.from_numpy(concepts)][:, None]
+    grown = F.max_pool2d(maps, 2 * KEEP_DILATE + 1, 1, KEEP_DILATE)[:, 0]
+    outside = ~(grown > ON).numpy()
+    diff = np.abs(removed.astype(np.float32) - recon.astype(np.float32)) / 255.0
+    change = (diff * outside).sum((1, 2)) / np.maximum(outside.sum((1, 2)), 1)
+    return ~in_top(concept_shares(cm, removed), concepts), change <= KEEP
 
 
 def choose_dilation(
-    cm: ConceptModel,
-    x: np.ndarray | HeldDigits,
-    dilations: tuple[int, ...] = DILATIONS,
-    *,
-    split: str | None = None,
-) -> tuple[int, dict[str, float]]:
+    cm: ConceptModel, x: np.ndarray | HeldDigits,
+    dilations: tuple[int, ...] = DILATIONS, *, split: str | None = None,
+) -> tuple[int, dict[str, float]]:  # fmt: skip
     """How far removal should reach, for one model: the dilation (of the region it
     resets, one of ``dilations``, ties: the first) whose removals succeed most often
     on ``x``, and the success of each. A wider region erases more of the stroke but
     changes more of the image around it.
 
-    Args:
-        x: validation or training digits: a :class:`~conceptlib.data.splits.
-            HeldDigits` (which names its split), or ``(N, 28, 28)`` uint8.
-        split: the split of an array ``x``, ``val`` or ``train``; no default, since
-            an array does not say where it comes from and choosers refuse test
-            digits (:func:`~conceptlib.data.splits.refuse_test`).
+    ``x``: validation or training digits, a :class:`~conceptlib.data.splits.
+    HeldDigits` (which names its split) or ``(N, 28, 28)`` uint8 with its ``split``
+    (``val`` or ``train``; no default: an array does not say where it comes from,
+    and choosers refuse test digits, :func:`~conceptlib.data.splits.refuse_test`).
     """
     refuse_test(split_of(x, split), "choose_dilation")
     if isinstance(x, HeldDigits):
         x = x.x
-    base = op.blank(cm)
-    h = op.read(cm, x)
+    base, h = op.blank(cm), op.read(cm, x)
     recon = op.render(cm, h)
-    removed_c = concept_shares(cm, recon).argmax(1)
+    removed = concept_shares(cm, recon).argmax(1)
     rates = {}
     for dilate in dilations:
-        rm = _removed(cm, h, base, removed_c, dilate)
-        gone, kept = _removal_success(cm, recon, rm, h, removed_c)
+        rm = _removed(cm, h, base, removed, dilate)
+        gone, kept = _removal_success(cm, recon, rm, h, removed)
         rates[str(dilate)] = float((gone & kept).mean())
     best = max(dilations, key=lambda d: rates[str(d)])  # ties: the first listed
     return best, rates
 
 
 def choose_latent(
-    cm: ConceptModel,
-    latent: LatentEdits,
-    digits: HeldDigits,
-    concept_images: tuple[np.ndarray, np.ndarray],
-    seed: int = 0,
-) -> tuple[LatentEdits, dict[str, float]]:
+    cm: ConceptModel, latent: LatentEdits, digits: HeldDigits,
+    concept_images: tuple[np.ndarray, np.ndarray], seed: int = 0,
+) -> tuple[LatentEdits, dict[str, float]]:  # fmt: skip
     """The strongest latent baseline: of ``latent.variants()`` (kinds x steps,
     :mod:`~conceptlib.operators.latent`), the one whose removals (out of the top
     :data:`TOP`, the rest kept) and additions (of ``concept_images``, into the top
@@ -223,54 +190,38 @@ def choose_latent(
 
 
 def choice_digits(val: HeldDigits, num: int, seed: int) -> HeldDigits:
-    """The ``num`` validation digits the operators' choices read (stream
-    ``[seed, 9]``)."""
+    """The ``num`` validation digits the choices read (stream ``[seed, 9]``)."""
     rng = np.random.default_rng([seed, 9])
     return val.take(rng.choice(len(val), min(num, len(val)), replace=False))
 
 
-def strongest_latent(
-    cm: ConceptModel,
-    train: HeldDigits,
-    val: HeldDigits,
-    val_concepts: tuple[np.ndarray, np.ndarray] | None,
-    seed: int,
-) -> tuple[LatentEdits, dict[str, float] | None]:
-    """The latent baseline of ``cm``: directions from the ``train`` digits (and
-    the ``val_concepts`` images), the strongest by :func:`choose_latent` on
-    ``val``; without ``val_concepts``, the class direction (no scores)."""
+def strongest_latent(cm: ConceptModel, pipe) -> tuple[LatentEdits, dict[str, float]]:
+    """The latent baseline of ``cm`` and each variant's score: directions from (a
+    subsample of) the training digits of a :class:`~conceptlib.experiment.pipeline.
+    Pipeline` of ``cm``'s profile and the concept images cut from its validation
+    digits, the strongest by :func:`choose_latent` on its :func:`choice_digits`."""
+    train = pipe.train_digits.take(pipe.subsample(len(pipe.train_digits)))
+    vc = pipe.val_concepts
+    val_concepts = (vc.x, vc.y - cm.catalogue.labels[0])
     latent = latent_directions(cm, train.x, train.y, train.variants, val_concepts)
-    if val_concepts is None:
-        return latent, None
-    return choose_latent(cm, latent, val, val_concepts, seed)
+    val = choice_digits(pipe.val_digits, pipe.cfg.eval.num_edits, pipe.cfg.seed)
+    return choose_latent(cm, latent, val, val_concepts, pipe.cfg.seed)
 
 
 def draw_additions(
-    cm: ConceptModel,
-    shares: np.ndarray,
-    labels: np.ndarray,
-    concept_of: np.ndarray,
-    rng: np.random.Generator,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
+    cm: ConceptModel, shares: np.ndarray, labels: np.ndarray, concept_of: np.ndarray,
+    rng: np.random.Generator, seed: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The additions of :func:`edit_measures`: ``(added, pick)``, the concept each
     digit gets and the held-out concept image (index into ``concept_of``, their
-    concepts) it is added from.
-
-    Each digit (``shares``: its concept shares; ``labels``: its class) gets a
-    concept of another class absent from its :data:`TOP`, drawn from ``rng``; the
-    image is drawn among that concept's from a stream of its own, ``[seed, 11]``.
-    """
-    k = len(cm.catalogue)
-    digit_of = np.asarray(cm.catalogue.digit)
-    added = np.array(
-        [
-            rng.choice(
-                [c for c in range(k) if digit_of[c] != labels[i] and c not in top]
-            )
-            for i, top in enumerate(top_concepts(shares))
-        ]
-    )
+    concepts) it is added from. Each digit (``shares``: its concept shares;
+    ``labels``: its class) gets a concept of another class absent from its
+    :data:`TOP`, drawn from ``rng``; the image is drawn among that concept's from a
+    stream of its own, ``[seed, 11]``."""
+    k, digit_of = len(cm.catalogue), np.asarray(cm.catalogue.digit)
+    others = [[c for c in range(k) if digit_of[c] != labels[i] and c not in top]
+              for i, top in enumerate(top_k(shares, TOP))]  # fmt: skip
+    added = np.array([rng.choice(o) for o in others])
     concept_of = np.asarray(concept_of)
     missing = sorted(set(added.tolist()) - set(concept_of.tolist()))
     if missing:
@@ -281,19 +232,15 @@ def draw_additions(
 
 
 def composition_parts(
-    catalogue: Catalogue,
-    concept_of: np.ndarray,
-    per_digit: int,
+    catalogue: Catalogue, concept_of: np.ndarray, per_digit: int,
     rng: np.random.Generator,
-) -> Iterator[tuple[int, list[int], list[np.ndarray]]]:
+) -> Iterator[tuple[int, list[int], list[np.ndarray]]]:  # fmt: skip
     """The parts of composed digits: for each digit class with variant-0 concepts,
     ``(digit, parts, picks)``, its variant-0 concepts and, per part, ``per_digit``
     indices into the held-out concept images (``concept_of``: their concepts)."""
-    k = len(catalogue)
     for d in range(NUM_CLASSES):
-        parts = [
-            c for c in range(k) if catalogue.digit[c] == d and catalogue.variant[c] == 0
-        ]
+        parts = [c for c in range(len(catalogue))
+                 if catalogue.digit[c] == d and catalogue.variant[c] == 0]  # fmt: skip
         if parts:
             yield d, parts, [rng.choice(np.flatnonzero(concept_of == c), per_digit)
                              for c in parts]  # fmt: skip
@@ -340,62 +287,47 @@ def _additions(cm, latent, base, digits, concept_images, added, pick, add_from):
 def _rates(removal, entered, read, added, targets) -> dict[str, float]:
     """One row of :func:`edit_measures` from its per-edit successes (``removal``:
     ``(gone, kept)``, or None for the pixel reference)."""
-    row = {}
+    row = {"addition": entered.mean(), "composition": read.mean()}
     if removal is not None:
         gone, kept = removal
         row = {"removal": (gone & kept).mean(), "removal_gone": gone.mean(),
-               "removal_kept": kept.mean()}  # fmt: skip
-    row |= {"addition": entered.mean(), "composition": read.mean()}
-    if removal is not None:
-        row |= {
-            f"composition_{d}": read[targets == d].mean() for d in np.unique(targets)
-        }
+               "removal_kept": kept.mean()} | row  # fmt: skip
+        row |= {f"composition_{d}": read[targets == d].mean()
+                for d in np.unique(targets)}  # fmt: skip
     row |= {f"addition_{c}": entered[added == c].mean() for c in np.unique(added)}
     return {key: float(v) for key, v in row.items()}
 
 
 def edit_measures(
-    cm: ConceptModel,
-    digits: tuple[np.ndarray, np.ndarray],
-    concept_images: tuple[np.ndarray, np.ndarray],
-    latent: LatentEdits,
-    classifier: SmallCNN,
-    num_edits: int = 1000,
-    per_digit: int = 100,
-    seed: int = 0,
-    dilate: int = op.DILATE,
-    add_from: str = "image",
-) -> dict[str, dict[str, float]]:
+    cm: ConceptModel, digits: tuple[np.ndarray, np.ndarray],
+    concept_images: tuple[np.ndarray, np.ndarray], latent: LatentEdits,
+    classifier: SmallCNN, num_edits: int = 1000, per_digit: int = 100, seed: int = 0,
+    dilate: int = op.DILATE, add_from: str = "image",
+) -> dict[str, dict[str, float]]:  # fmt: skip
     """Removal, addition and composition success: concept layer, latent, pixels.
 
-    Args:
-        digits: held-out digits ``(N, 28, 28)`` uint8 and labels; the first
-            ``num_edits`` are edited by removal and by addition.
-        concept_images: held-out concept images and their concept index ``0..K-1``.
-        per_digit: composed digits per digit class.
-        seed: which concepts are added and which concept images are composed.
-        dilate: the dilation of the region that removal resets.
-        add_from: ``image`` (a held-out image of the concept, drawn at random; the
-            pixel reference lays the same image on the digit) or ``prototype``.
-
-    Returns:
-        ``{"layer": row, "latent": row, "pixel": row}``; a row holds ``removal``
-        (with ``removal_gone``, ``removal_kept``), ``addition``, ``composition``,
-        ``composition_<d>`` per digit class and ``addition_<c>`` per added concept;
-        the pixel row has no removal and no ``composition_<d>``.
+    Removal and addition edit the first ``num_edits`` held-out ``digits`` (uint8,
+    labels); ``per_digit`` digits per class are composed from the held-out
+    ``concept_images`` (and their concept index ``0..K-1``); ``seed``: which
+    concepts are added and which images composed; ``dilate``: the region that
+    removal resets; ``add_from``: ``image`` (a held-out image of the concept, drawn
+    at random; the pixel reference lays the same image on the digit) or
+    ``prototype``. Returns ``{"layer": row, "latent": row, "pixel": row}``; a row
+    holds ``removal`` (with ``removal_gone``, ``removal_kept``), ``addition``,
+    ``composition``, ``composition_<d>`` per digit class and ``addition_<c>`` per
+    added concept; the pixel row has no removal and no ``composition_<d>``.
     """
     if add_from not in ADD_FROM:
         raise ConceptlibError(f"add_from {add_from!r}: not one of {list(ADD_FROM)}")
     rng = np.random.default_rng(seed)
     x, y = digits[0][:num_edits], digits[1][:num_edits]
-    base, h = op.blank(cm), op.read(cm, x)
+    base, h, mu = op.blank(cm), op.read(cm, x), encode_mu(cm, x)
     recon = op.render(cm, h)
     shares = concept_shares(cm, recon)
     removed = shares.argmax(1)
     added, pick = draw_additions(cm, shares, y, concept_images[1], rng, seed)
-    mu = encode_mu(cm, x)
-    rm = {"layer": _removed(cm, h, base, removed, dilate)}
-    rm["latent"] = latent.decode(mu - latent.delta(removed))
+    rm = {"layer": _removed(cm, h, base, removed, dilate),
+          "latent": latent.decode(mu - latent.delta(removed))}  # fmt: skip
     digs = (x, h, mu)
     add = _additions(cm, latent, base, digs, concept_images, added, pick, add_from)
     comp, targets = _composed(cm, latent, base, concept_images, per_digit, rng)
@@ -410,68 +342,37 @@ def edit_measures(
     return out
 
 
-def operator_measures(
-    cm: ConceptModel,
-    held: tuple[HeldDigits, HeldDigits],
-    test: tuple[np.ndarray, np.ndarray],
-    concept_images: tuple[np.ndarray, np.ndarray],
-    classifier: SmallCNN,
-    e: EvalConfig,
-    seed: int,
-    val_concepts: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """:func:`edit_measures` of ``cm`` on ``e.num_edits`` ``test`` digits, with
-    latent directions from the training digits ``held[0]``; removal reaches as far
-    as :func:`choose_dilation` finds best on ``e.num_edits`` validation digits
-    ``held[1]`` drawn from stream ``[seed, 9]`` (``removal_dilate``). With
-    ``val_concepts`` (concept images cut from validation digits), the latent
-    baseline is the strongest of :func:`choose_latent` on the same validation
-    digits (``latent_kind``, ``latent_by_kind``), and the meaning-changing edits
-    of the ``test`` digits are measured too (``meaning``,
-    :func:`~conceptlib.operators.meaning.meaning_edits`); else the class
-    direction, and no meaning edits."""
-    train, val = held
-    val = choice_digits(val, e.num_edits, seed)
-    dilate, by_dilate = choose_dilation(cm, val)
-    latent, by_kind = strongest_latent(cm, train, val, val_concepts, seed)
-    out: dict[str, Any] = edit_measures(
-        cm, test, concept_images, latent, classifier, e.num_edits, e.edits_per_digit,
-        seed, dilate,
-    )  # fmt: skip
-    out["removal_dilate"] = dilate
-    out["removal_by_dilate"] = by_dilate
-    out["removal_dilate_split"] = val.split
-    if by_kind is not None:
-        out |= {"latent_kind": latent.name, "latent_by_kind": by_kind}
-        tests = HeldDigits(test[0], test[1], np.zeros(len(test[1]), int), "test")
-        out["meaning"] = meaning_edits(
-            cm, tests, concept_images, latent, classifier, seed=seed
-        )
-    out["num_edits"] = min(e.num_edits, len(test[1]))
-    out["per_digit"] = e.edits_per_digit
-    return out
-
-
 def measure_operators(cm: ConceptModel, pipe) -> dict[str, Any]:
-    """:func:`operator_measures` on the data of a
-    :class:`~conceptlib.experiment.pipeline.Pipeline` of ``cm``'s profile: its test
-    digits and held-out concept images, (a subsample of) its training digits, its
-    validation digits and digit classifier, whose accuracy on all MNIST test
-    digits is added as ``classifier_accuracy``."""
-    train = pipe.train_digits
-    sub = train.take(pipe.subsample(len(train)))
-    first = cm.catalogue.labels[0]
-    tc, vc = pipe.test_concepts, pipe.val_concepts
-    out = operator_measures(
-        cm, (sub, pipe.val_digits), pipe.digits[2:], (tc.x, tc.y - first),
-        pipe.digit_classifier, pipe.cfg.eval, pipe.cfg.seed, (vc.x, vc.y - first),
-    )  # fmt: skip
-    out["classifier_accuracy"] = pipe.classifier_accuracy
+    """:func:`edit_measures` of ``cm`` on the ``eval.num_edits`` test digits and the
+    held-out concept images of a :class:`~conceptlib.experiment.pipeline.Pipeline`
+    of ``cm``'s profile, read by its digit classifier (``classifier_accuracy``: on
+    all MNIST test digits). Removal reaches as far as :func:`choose_dilation` finds
+    best on the validation :func:`choice_digits` (``removal_dilate``); the latent
+    baseline is :func:`strongest_latent` (``latent_kind``, ``latent_by_kind``); the
+    meaning-changing edits of the test digits are measured too (``meaning``,
+    :func:`~conceptlib.operators.meaning.meaning_edits`)."""
+    e, seed, first = pipe.cfg.eval, pipe.cfg.seed, cm.catalogue.labels[0]
+    x, y = pipe.digits[2:]
+    concepts = (pipe.test_concepts.x, pipe.test_concepts.y - first)
+    val = choice_digits(pipe.val_digits, e.num_edits, seed)
+    dilate, by_dilate = choose_dilation(cm, val)
+    latent, by_kind = strongest_latent(cm, pipe)
+    clf = pipe.digit_classifier
+    out: dict[str, Any] = edit_measures(
+        cm, (x, y), concepts, latent, clf, e.num_edits, e.edits_per_digit, seed, dilate
+    )
+    out |= {"removal_dilate": dilate, "removal_by_dilate": by_dilate,
+            "removal_dilate_split": val.split, "latent_kind": latent.name,
+            "latent_by_kind": by_kind}  # fmt: skip
+    tests = HeldDigits(x, y, np.zeros(len(y), int), "test")
+    out["meaning"] = meaning_edits(cm, tests, concepts, latent, clf, seed=seed)
+    out |= {"num_edits": min(e.num_edits, len(y)), "per_digit": e.edits_per_digit,
+            "classifier_accuracy": pipe.classifier_accuracy}  # fmt: skip
     return out
 
 
 def latent_kind_of(record: dict[str, Any]) -> str:
-    """The latent baseline a :func:`operator_measures` record used (``<kind>
+    """The latent baseline a :func:`measure_operators` record used (``<kind>
     x<step>``): ``class x1`` for records made before the baseline was chosen on
     validation digits (they hold no ``latent_kind``)."""
     return record.get("latent_kind", "class x1")
@@ -483,13 +384,10 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     ``{"seeds": n, where: {key: {"mean": m, "sd": s}}}``."""
     out: dict[str, Any] = {"seeds": len(per_seed)}
     for where in ("layer", "latent", "pixel"):
-        if not all(where in m for m in per_seed):
-            continue
-        out[where] = {
-            key: mean_sd([m[where][key] for m in per_seed])
-            for key, _ in OPERATOR_ROWS
-            if all(key in m[where] for m in per_seed)
-        }
+        if all(where in m for m in per_seed):
+            out[where] = {key: mean_sd([m[where][key] for m in per_seed])
+                          for key, _ in OPERATOR_ROWS
+                          if all(key in m[where] for m in per_seed)}  # fmt: skip
     if all("meaning" in m for m in per_seed):
         out["meaning"] = summarise_meaning([m["meaning"] for m in per_seed])
     return out

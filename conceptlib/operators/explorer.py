@@ -47,9 +47,8 @@ def plot_edits(
     (re-encoded), with the reading of the digit ``classifier`` (or None)."""
     import matplotlib.pyplot as plt  # optional heavy dependency: figures only
 
-    fig, axes = plt.subplots(
-        len(rows), 3, figsize=(6.6, 2.3 * len(rows)), squeeze=False
-    )
+    n = len(rows)
+    fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.3 * n), squeeze=False)
     after_maps = concept_maps(cm, np.stack([r[2] for r in rows]))
     for i, (title, before, after) in enumerate(rows):
         panels = (
@@ -83,17 +82,6 @@ def _steps(ticked: list[bool], top: set[int], add: bool, move) -> list[op.Step]:
     return steps
 
 
-def _show(out, cm: ConceptModel, before, after, classifier) -> None:
-    """Draw :func:`plot_edits` of one edit into the ipywidgets output ``out``."""
-    import matplotlib.pyplot as plt  # optional heavy dependency: figures only
-    from IPython.display import display  # optional: Jupyter only
-
-    with out:
-        out.clear_output(wait=True)
-        display(fig := plot_edits(cm, [("edited", before, after)], classifier))
-        plt.close(fig)
-
-
 def operator_explorer(
     cm: ConceptModel, images: np.ndarray, classifier=None, protos=None
 ):
@@ -103,6 +91,8 @@ def operator_explorer(
     (:func:`conceptlib.operators.prototypes`) to add a concept the digit lacks, or
     None (concepts can then only be removed and moved)."""
     import ipywidgets as w  # optional: interactive use only
+    import matplotlib.pyplot as plt  # optional heavy dependency: figures only
+    from IPython.display import display  # optional: Jupyter only
 
     names = list(cm.catalogue.names)
     pick = w.IntSlider(0, 0, len(images) - 1, description="digit")
@@ -114,7 +104,7 @@ def operator_explorer(
         "Ticked concepts are the digit's top three; untick to remove one, tick "
         "another to add it" + (" from its prototype." if protos is not None else ".")
     )
-    state = {"top": _top3(cm, images[0])}
+    state: dict = {}  # the digit's top concepts and its unedited image, set by reset
 
     def reset(change=None) -> None:
         state["top"] = _top3(cm, images[pick.value])
@@ -128,7 +118,11 @@ def operator_explorer(
         ticked, move = [b.value for b in boxes], (moved, dx.value, dy.value)
         steps = _steps(ticked, state["top"], protos is not None, move)
         after = op.apply(cm, images[pick.value], steps, protos)[1]
-        _show(out, cm, state["before"], after, classifier)
+        with out:  # plot_edits of the one edit, into the output widget
+            out.clear_output(wait=True)
+            edit = [("edited", state["before"], after)]
+            display(fig := plot_edits(cm, edit, classifier))
+            plt.close(fig)
 
     pick.observe(reset, "value")
     for widget in (*boxes, mover, dx, dy):

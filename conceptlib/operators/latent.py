@@ -85,31 +85,25 @@ class LatentEdits:
 
 
 def latent_directions(
-    cm: ConceptModel,
-    x: np.ndarray,
-    y: np.ndarray,
-    variants: np.ndarray,
+    cm: ConceptModel, x: np.ndarray, y: np.ndarray, variants: np.ndarray,
     concept_images: tuple[np.ndarray, np.ndarray] | None = None,
-) -> LatentEdits:
+) -> LatentEdits:  # fmt: skip
     """Mean latent of training digits holding each concept (its source class and
     variant) minus the mean latent of all others; zero for a concept that no digit
     (or every digit) holds, so that its latent edits change nothing. With
     ``concept_images`` (images and their concept ``0..K-1``), also each concept's
     mean image latent minus the blank image's (zero where it has none)."""
-    mu = encode_mu(cm, x)
-    cat = cm.catalogue
-    dirs = []
+    mu, cat = encode_mu(cm, x), cm.catalogue
+    dirs = mu.new_zeros((len(cat), *mu.shape[1:]))
     for c in range(len(cat)):
         has = torch.from_numpy((y == cat.digit[c]) & (variants == cat.variant[c]))
-        if has.all() or not has.any():  # no contrast to take: the edit does nothing
-            dirs.append(torch.zeros_like(mu[0]))
-            continue
-        dirs.append(mu[has].mean(0) - mu[~has].mean(0))
+        if has.any() and not has.all():  # else no contrast: zero, the edit does nothing
+            dirs[c] = mu[has].mean(0) - mu[~has].mean(0)
     blank = encode_mu(cm, np.zeros((1, *IMAGE_SHAPE), np.uint8))
     images = None
     if concept_images is not None:
         cz, concepts = encode_mu(cm, concept_images[0]), np.asarray(concept_images[1])
-        images = torch.zeros_like(torch.stack(dirs))
+        images = torch.zeros_like(dirs)
         for c in np.unique(concepts):
             images[c] = cz[torch.from_numpy(concepts == c)].mean(0) - blank[0]
-    return LatentEdits(cm, torch.stack(dirs), blank, images)
+    return LatentEdits(cm, dirs, blank, images)

@@ -24,13 +24,8 @@ from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON
 from conceptlib.measures.vocab import energy as concept_energy
 from conceptlib.model.readout import ConceptModel, concept_maps
-from conceptlib.operators.evaluate import (
-    TOP,
-    draw_additions,
-    in_top,
-    mean_sd,
-    rate_text,
-)
+from conceptlib.operators.evaluate import TOP, draw_additions, in_top, rate_text
+from conceptlib.report.stats import mean_sd
 from conceptlib.report.tables import markdown_table
 
 #: Scores that rank the concepts of an image, from its concept maps.
@@ -79,21 +74,18 @@ def place_apart(digits: np.ndarray, images: np.ndarray, reach: int) -> np.ndarra
     return best
 
 
-def addition_limits_of(
-    cm: ConceptModel,
-    digits: tuple[np.ndarray, np.ndarray],
-    concept_images: tuple[np.ndarray, np.ndarray],
-    seed: int,
-) -> dict[str, Any]:
-    """The limits of one model's pixel reference of addition (module doc) on
-    ``digits`` and labels, adding the held-out concept images (and their concept
-    index ``0..K-1``) as ``edit_measures(seed=seed)`` does."""
-    x, y = digits
-    cx, cy = concept_images
+def addition_limits(cm: ConceptModel, pipe) -> dict[str, Any]:
+    """The limits of ``cm``'s pixel reference of addition (module doc) on the
+    ``eval.num_edits`` test digits of a :class:`~conceptlib.experiment.pipeline.
+    Pipeline` of ``cm``'s profile and seed, adding its held-out concept images as
+    :func:`~conceptlib.operators.evaluate.edit_measures` does."""
+    num, seed, tc = pipe.cfg.eval.num_edits, pipe.cfg.seed, pipe.test_concepts
+    x, y = pipe.digits[2][:num], pipe.digits[3][:num]
     shares = concept_shares(cm, op.render(cm, op.read(cm, x)))
     rng = np.random.default_rng(seed)  # edit_measures' stream
-    added, pick = draw_additions(cm, shares, y, cy, rng, seed)
-    images = cx[pick]
+    concept_of = tc.y - cm.catalogue.labels[0]
+    added, pick = draw_additions(cm, shares, y, concept_of, rng, seed)
+    images = tc.x[pick]
     scores = readout_scores(concept_maps(cm, np.maximum(x, images)))
     out: dict[str, Any] = {
         "readout": {name: float(in_top(s, added).mean()) for name, s in scores.items()},
@@ -106,16 +98,6 @@ def addition_limits_of(
     out["rank"] = (np.bincount(rank, minlength=len(cm.catalogue)) / len(rank)).tolist()
     out["edits"] = len(x)
     return out
-
-
-def addition_limits(cm: ConceptModel, pipe) -> dict[str, Any]:
-    """:func:`addition_limits_of` on the ``eval.num_edits`` test digits and the
-    held-out concept images of a :class:`~conceptlib.experiment.pipeline.Pipeline`
-    of ``cm``'s profile and seed."""
-    num, tc = pipe.cfg.eval.num_edits, pipe.test_concepts
-    x, y = pipe.digits[2][:num], pipe.digits[3][:num]
-    concepts = (tc.x, tc.y - cm.catalogue.labels[0])
-    return addition_limits_of(cm, (x, y), concepts, pipe.cfg.seed)
 
 
 def summarise_limits(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -152,16 +134,12 @@ def limit_findings(summary: dict[str, Any]) -> dict[str, Any]:
         (r["mean"], n) for n, r in summary["readout"].items() if n != "energy"
     )
     if best <= energy:
-        score = (
-            "no other score of the maps names the added concept more often than "
-            f"the energy does (at best {best:.3f}, {READOUTS[name]}, against "
-            f"{energy:.3f})"
-        )
+        score = ("no other score of the maps names the added concept more often "
+                 f"than the energy does (at best {best:.3f}, {READOUTS[name]}, "
+                 f"against {energy:.3f})")  # fmt: skip
     else:
-        score = (
-            f"another score, {READOUTS[name]}, names it more often ({best:.3f} "
-            f"against {energy:.3f} for the energy)"
-        )
+        score = (f"another score, {READOUTS[name]}, names it more often "
+                 f"({best:.3f} against {energy:.3f} for the energy)")  # fmt: skip
     far = max(summary["placement"], key=int)
     placed = summary["placement"][far]["mean"]
     word = "harder" if placed < energy else "easier"

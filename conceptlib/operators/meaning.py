@@ -34,7 +34,7 @@ from conceptlib.measures.classifier import SmallCNN, predict
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits
 from conceptlib.report.stats import Difference, Estimate, mean_sd
-from conceptlib.report.tables import markdown_table
+from conceptlib.report.tables import markdown_table, plus_minus
 
 #: Ink: a pixel at least this bright (uint8) counts in the IoU of two edits.
 INK = 128
@@ -95,43 +95,29 @@ def _edited(cm, edit: MeaningEdit, c: int, x, sources, latent) -> dict[str, np.n
     """The edit of digits ``x`` in the layer, the latent and the pixels."""
     k = len(cm.catalogue)
     base, h = op.blank(cm), op.read(cm, x)
-    sign = -1.0 if edit.kind == "remove" else 1.0
-    z = encode_mu(cm, x) + sign * latent.delta(np.full(len(x), c))
     if edit.kind == "remove":
-        layer = op.remove(h, base, c, k)
+        sign, layer = -1.0, op.remove(h, base, c, k)
         pixel = erase_box(x, cm.catalogue.box[c])
     else:
-        layer = op.add(h, op.read(cm, sources), base, c, k, masked=False)
+        sign, layer = 1.0, op.add(h, op.read(cm, sources), base, c, k, masked=False)
         pixel = np.maximum(x, sources)
-    return {
-        "before": op.render(cm, h),
-        "layer": op.render(cm, layer),
-        "latent": latent.decode(z),
-        "pixel": pixel,
-    }
+    z = encode_mu(cm, x) + sign * latent.delta(np.full(len(x), c))
+    images = (op.render(cm, h), op.render(cm, layer), latent.decode(z), pixel)
+    return dict(zip(("before", "layer", "latent", "pixel"), images))
 
 
 def meaning_edits(
-    cm: ConceptModel,
-    digits: HeldDigits,
-    concept_images: tuple[np.ndarray, np.ndarray],
-    latent: LatentEdits,
-    classifier: SmallCNN,
-    per_edit: int = PER_EDIT,
-    seed: int = 0,
-) -> dict[str, Any]:
+    cm: ConceptModel, digits: HeldDigits, concept_images: tuple[np.ndarray, np.ndarray],
+    latent: LatentEdits, classifier: SmallCNN, per_edit: int = PER_EDIT, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
     """Every edit of :data:`MEANING_EDITS` whose concept the model's catalogue
     holds, on up to ``per_edit`` ``digits`` of its class: the share read as the
-    expected digit (``before``: the unedited reconstruction; ``layer``, ``latent``,
-    ``pixel``) and the ink IoU of the layer and latent edits with the pixel edit
-    (``iou_layer``, ``iou_latent``).
-
-    Args:
-        concept_images: held-out concept images (cut from digits of the same
-            split) and their concept index ``0..K-1``; additions draw one per digit
-            from stream ``[seed, 13]``.
-        latent: a :class:`~conceptlib.operators.latent.LatentEdits` of ``cm``.
-    """
+    expected digit (``before``: the unedited reconstruction; ``layer``, ``latent``
+    (a :class:`~conceptlib.operators.latent.LatentEdits` of ``cm``), ``pixel``) and
+    the ink IoU of the layer and latent edits with the pixel edit (``iou_layer``,
+    ``iou_latent``). ``concept_images``: held-out concept images (cut from digits of
+    the same split) and their concept index ``0..K-1``; additions draw one per digit
+    from stream ``[seed, 13]``."""
     names = list(cm.catalogue.names)
     rng = np.random.default_rng([seed, 13])
     out: dict[str, Any] = {"split": digits.split}
@@ -190,10 +176,7 @@ def format_meaning(summary: dict[str, Any]) -> str:
     :func:`summarise_meaning`: per edit, the share read as expected."""
 
     def cell(v) -> str:
-        if isinstance(v, dict):
-            sd = "" if v["sd"] is None else f" ± {v['sd']:.2f}"
-            return f"{v['mean']:.2f}{sd}"
-        return f"{v:.2f}"
+        return plus_minus(v["mean"], v["sd"], 2) if isinstance(v, dict) else f"{v:.2f}"
 
     head = ["edit", "unedited", "layer", "latent", "pixels", "IoU layer", "IoU latent"]
     rows = [[summary[n]["what"], *(cell(summary[n][c]) for c in MEASURES)]
