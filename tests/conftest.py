@@ -24,6 +24,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    # Tests that read the background jobs' results (JOBS) run last, so that the
+    # quick tests run while the jobs work instead of waiting for them.
+    items.sort(key=lambda item: any(f in item.fixturenames for f in JOBS))
     if config.getoption("--runslow"):
         return
     skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
@@ -131,9 +134,9 @@ JOBS: dict[str, dict[str, tuple]] = {
 
 
 class Background:
-    """Long command lines run in subprocesses beside the tests, so that a spare
-    core works while pytest runs the quick tests one by one; a fixture waits for
-    its jobs' results. Tests keep their order."""
+    """Long command lines run in subprocesses beside the tests (two at a time on
+    two cores or more), while pytest runs the quick tests one by one; the tests
+    that wait for their results run last (``pytest_collection_modifyitems``)."""
 
     def __init__(self, root: Path, cache: Path, workers: int) -> None:
         self.root, self.cache = root, cache
@@ -165,7 +168,7 @@ def background(request: pytest.FixtureRequest, tmp_path_factory, mnist_cache_dir
     jobs = Background(
         tmp_path_factory.mktemp("background"),
         mnist_cache_dir,
-        workers=max(1, min(2, (os.cpu_count() or 1) - 1)),
+        workers=max(1, min(2, os.cpu_count() or 1)),
     )
     if wanted:
         request.getfixturevalue("mnist")  # the MNIST cache, written once, first
