@@ -5,7 +5,7 @@ Static checks on the source (nothing is imported or run): every function of
 :data:`MAX_CLASS`; the modules import each other without a circle (function-level
 imports included); a function-level import names an optional heavy dependency,
 never a conceptlib module; and the library stays within :data:`MAX_LINES` lines.
-See the package map in ``conceptlib/__init__.py``.
+See the package map in ``ARCHITECTURE.md`` and each subpackage's ``__init__``.
 """
 
 from __future__ import annotations
