@@ -14,7 +14,6 @@ from statistics import NormalDist
 
 import numpy as np
 import torch
-from scipy.stats import ortho_group
 
 from conceptlib.data.catalogue import Catalogue, Composites
 from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
@@ -120,6 +119,8 @@ def _read_probe(
 
 def _rotation(k: int, seed: int) -> torch.Tensor:
     """A random ``(K, K)`` orthogonal matrix (Haar measure, seeded)."""
+    from scipy.stats import ortho_group  # scipy.stats loads in 0.7 s: only here
+
     return torch.from_numpy(ortho_group.rvs(k, random_state=seed)).float()
 
 
