@@ -36,6 +36,7 @@ from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoi
 from conceptlib.measures.classifier import SmallCNN, predict, train_classifier
 from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON, top_k
+from conceptlib.model.compose import region_of
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits, latent_directions
 from conceptlib.operators.meaning import meaning_edits, summarise_meaning
@@ -126,9 +127,8 @@ def _removal_success(
     """Per removal: whether its concept left the top :data:`TOP` of the re-encoded
     image (``gone``), and whether the image outside the concept's region was kept
     (``kept``: mean absolute change on [0, 1] at most :data:`KEEP`)."""
-    maps = h[torch.arange(len(concepts)), torch.from_numpy(concepts)][:, None]
-    grown = F.max_pool2d(maps, 2 * KEEP_DILATE + 1, 1, KEEP_DILATE)[:, 0]
-    outside = ~(grown > ON).numpy()
+    present = F.one_hot(torch.from_numpy(concepts), len(cm.catalogue)).bool()
+    outside = ~(region_of(h, present, KEEP_DILATE)[:, 0] > ON).numpy()
     diff = np.abs(removed.astype(np.float32) - recon.astype(np.float32)) / 255.0
     change = (diff * outside).sum((1, 2)) / np.maximum(outside.sum((1, 2)), 1)
     return ~in_top(concept_shares(cm, removed), concepts), change <= KEEP
