@@ -15,9 +15,8 @@ from conceptlib.config import default_profile, load_config
 from conceptlib.data.catalogue import load_catalogue
 from conceptlib.data.mnist import load_mnist
 from conceptlib.errors import ConceptlibError
-from conceptlib.report.records import load_recorded, read_metrics
+from conceptlib.report.records import load_recorded, read_metrics, recorded_runs
 from conceptlib.report.scorecard import format_markdown, format_text, judge
-from conceptlib.report.stats import plural
 from conceptlib.report.text import format_table
 
 
@@ -227,20 +226,14 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _scorecard(args: argparse.Namespace) -> int:
-    recorded = {p: load_recorded(p, args.results) for p in ("paper", "quick")}
+    runs = recorded_runs(args.results)
     # the seeded quick run's spread is what a one-seed run is judged against
-    reference = recorded["quick"]
-    columns = {}
-    for profile, metrics in recorded.items():
-        if metrics is not None:
-            n = len(metrics.get("seeds", [])) or 1
-            name = f"recorded {profile} ({plural(n, 'seed')})"
-            columns[name] = judge(metrics, reference)
-    for run in args.runs:
-        columns[run] = judge(read_metrics(run), reference)
-    if not columns:
+    reference = load_recorded("quick", args.results)
+    runs |= {run: read_metrics(run) for run in args.runs}
+    if not runs:
         what = "no recorded runs (paper/, quick/) and no --run given"
         raise ConceptlibError(f"{args.results}: {what}")
+    columns = {name: judge(metrics, reference) for name, metrics in runs.items()}
     print(format_markdown(columns) if args.markdown else format_text(columns))
     return 0
 
