@@ -40,8 +40,8 @@ from conceptlib.model.compose import region_of
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits, latent_directions
 from conceptlib.operators.meaning import meaning_edits, summarise_meaning
-from conceptlib.report.stats import Difference, Estimate, mean_sd
-from conceptlib.report.tables import markdown_table, plus_minus
+from conceptlib.report.stats import Difference, Estimate, mean_sd, rate_text
+from conceptlib.report.tables import markdown_table
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
 #: concept's region (its map above :data:`~conceptlib.measures.vocab.ON`, dilated by
@@ -391,13 +391,6 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     if all("meaning" in m for m in per_seed):
         out["meaning"] = summarise_meaning([m["meaning"] for m in per_seed])
     return out
-
-
-def rate_text(rate: float | dict[str, Any]) -> str:
-    """A rate, or a :func:`mean_sd` of one over seeds, as ``0.900 ± 0.100``."""
-    if isinstance(rate, dict):
-        return plus_minus(rate["mean"], rate["sd"])
-    return plus_minus(rate)
 
 
 def format_operators(columns: dict[str, dict[str, Any]]) -> str:

@@ -24,8 +24,8 @@ from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON
 from conceptlib.measures.vocab import energy as concept_energy
 from conceptlib.model.readout import ConceptModel, concept_maps
-from conceptlib.operators.evaluate import TOP, draw_additions, in_top, rate_text
-from conceptlib.report.stats import mean_sd
+from conceptlib.operators.evaluate import TOP, draw_additions, in_top
+from conceptlib.report.stats import mean_sd, rate_text
 from conceptlib.report.tables import markdown_table
 
 #: Scores that rank the concepts of an image, from its concept maps.
