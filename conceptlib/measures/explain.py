@@ -22,7 +22,7 @@ from conceptlib.data.mnist import IMAGE_SHAPE, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.vocab import ON, energy, map_batches, top_k
-from conceptlib.model.readout import ConceptModel, concept_maps, decode_mean
+from conceptlib.model.readout import ConceptModel, decode_mean
 from conceptlib.train.loop import run_folder
 
 SIZE = IMAGE_SHAPE[0]
@@ -133,8 +133,8 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
     """Run a ``(28, 28)`` uint8 ``image`` through the concept model (``z = mu``)
     and rank its concepts."""
     image = np.array(image, dtype=np.uint8)
-    logits, _ = decode_mean(cm, image[None])
-    k, maps = len(cm.catalogue), concept_maps(cm, image[None])[0]
+    logits, hidden = decode_mean(cm, image[None])  # one pass: image and concept layer
+    maps = hidden[0, : len(cm.catalogue)].float().cpu().numpy()
     e = energy(maps)
     total = e.sum()
     return Explanation(
@@ -143,8 +143,8 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
         names=tuple(cm.catalogue.names),
         digits=np.asarray(cm.catalogue.digit),
         energy=e,
-        share=e / total if total > 0 else np.zeros(k),
-        area=(maps > ON).reshape(k, -1).sum(1),
+        share=e / total if total > 0 else np.zeros_like(e),
+        area=(maps > ON).sum((1, 2)),
         maps=maps,
     )
 
