@@ -198,18 +198,14 @@ def _explain(args: argparse.Namespace) -> int:
     for warning in ex.image_warnings(image):
         print(f"warning: {warning}")
     print(ex.format_explanation(expl, args.top))
-    try:
-        if args.figure is not None:
-            # matplotlib and torchvision: heavy, for --figure only
-            from conceptlib.report.plots import plot_explanation, save_figure
 
-            save_figure(plot_explanation(expl, args.top, title=name), args.figure)
-        if args.json is not None:
-            meta = {"image": name, "model": str(cm.path)}
-            ex.write_explanation_json(expl, Path(args.json), meta)
-    except OSError as exc:
-        where = exc.filename or args.figure or args.json
-        raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
+    def draw():  # matplotlib and torchvision: heavy, for --figure only
+        from conceptlib.report.plots import plot_explanation
+
+        return plot_explanation(expl, args.top, title=name)
+
+    doc = {"image": name, "model": str(cm.path), **expl.to_dict()}
+    ex.write_outputs(args.figure, draw, args.json, doc, indent=1)
     return 0
 
 

@@ -215,6 +215,19 @@ def format_explanation(expl: Explanation, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def write_explanation_json(expl: Explanation, path: Path, meta: dict) -> None:
-    """Write the ranking (all concepts) and ``meta`` to ``path`` atomically."""
-    atomic_write_text(path, json.dumps({**meta, **expl.to_dict()}, indent=1) + "\n")
+def write_outputs(
+    figure: str | None, draw, out_json: str | None, doc: dict, indent: int | None = None
+) -> None:
+    """Where asked, the PNG of the figure that ``draw()`` makes to ``figure`` and
+    ``doc`` as JSON to ``out_json``, atomically; one line of error for a file that
+    cannot be written (``conceptlib explain`` and ``edit``)."""
+    try:
+        if figure is not None:
+            from conceptlib.report.plots import save_figure  # matplotlib: figures only
+
+            save_figure(draw(), figure)
+        if out_json is not None:
+            atomic_write_text(Path(out_json), json.dumps(doc, indent=indent) + "\n")
+    except OSError as exc:
+        where = exc.filename or figure or out_json
+        raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
