@@ -15,9 +15,8 @@ from conceptlib.config import default_profile, load_config
 from conceptlib.data.catalogue import load_catalogue
 from conceptlib.data.mnist import load_mnist
 from conceptlib.errors import ConceptlibError
-from conceptlib.report.records import load_recorded, read_metrics
+from conceptlib.report.records import load_recorded, read_metrics, recorded_runs
 from conceptlib.report.scorecard import format_markdown, format_text, judge
-from conceptlib.report.stats import plural
 from conceptlib.report.text import format_table
 
 
@@ -199,18 +198,14 @@ def _explain(args: argparse.Namespace) -> int:
     for warning in ex.image_warnings(image):
         print(f"warning: {warning}")
     print(ex.format_explanation(expl, args.top))
-    try:
-        if args.figure is not None:
-            # matplotlib and torchvision: heavy, for --figure only
-            from conceptlib.report.plots import plot_explanation, save_figure
 
-            save_figure(plot_explanation(expl, args.top, title=name), args.figure)
-        if args.json is not None:
-            meta = {"image": name, "model": str(cm.path)}
-            ex.write_explanation_json(expl, Path(args.json), meta)
-    except OSError as exc:
-        where = exc.filename or args.figure or args.json
-        raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
+    def draw():  # matplotlib and torchvision: heavy, for --figure only
+        from conceptlib.report.plots import plot_explanation
+
+        return plot_explanation(expl, args.top, title=name)
+
+    doc = {"image": name, "model": str(cm.path), **expl.to_dict()}
+    ex.write_outputs(args.figure, draw, args.json, doc, indent=1)
     return 0
 
 
@@ -227,20 +222,14 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _scorecard(args: argparse.Namespace) -> int:
-    recorded = {p: load_recorded(p, args.results) for p in ("paper", "quick")}
+    runs = recorded_runs(args.results)
     # the seeded quick run's spread is what a one-seed run is judged against
-    reference = recorded["quick"]
-    columns = {}
-    for profile, metrics in recorded.items():
-        if metrics is not None:
-            n = len(metrics.get("seeds", [])) or 1
-            name = f"recorded {profile} ({plural(n, 'seed')})"
-            columns[name] = judge(metrics, reference)
-    for run in args.runs:
-        columns[run] = judge(read_metrics(run), reference)
-    if not columns:
+    reference = load_recorded("quick", args.results)
+    runs |= {run: read_metrics(run) for run in args.runs}
+    if not runs:
         what = "no recorded runs (paper/, quick/) and no --run given"
         raise ConceptlibError(f"{args.results}: {what}")
+    columns = {name: judge(metrics, reference) for name, metrics in runs.items()}
     print(format_markdown(columns) if args.markdown else format_text(columns))
     return 0
 

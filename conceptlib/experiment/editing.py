@@ -7,16 +7,13 @@ before and after are read back by re-encoding. See chapter ``ch-operators``.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 
 from conceptlib.errors import ConceptlibError
 from conceptlib.experiment.pipeline import Pipeline
-from conceptlib.files import atomic_write_text
-from conceptlib.measures.explain import concept_shares, read_image
+from conceptlib.measures.explain import concept_shares, read_image, write_outputs
 from conceptlib.measures.vocab import top_k
 from conceptlib.model.readout import ConceptModel
 from conceptlib.operators.algebra import Step, apply, prototypes, read, render
@@ -77,22 +74,6 @@ def _top(cm: ConceptModel, image: np.ndarray) -> list[tuple[str, float]]:
     return [(cm.catalogue.names[i], float(shares[0, i])) for i in top_k(shares, TOP)[0]]
 
 
-def _write(figure, out_json, panels: list[np.ndarray], doc: dict) -> None:
-    """The before/after figure of ``panels`` and the JSON ``doc``, where asked."""
-    try:
-        if figure is not None:
-            from conceptlib.report.plots import plot_images, save_figure  # matplotlib
-
-            images = np.stack(panels).astype(np.float32) / 255
-            titles = ["input", "reconstruction", "edited"]
-            save_figure(plot_images(images, titles, ncols=3, vrange=(0, 1)), figure)
-        if out_json is not None:
-            atomic_write_text(Path(out_json), json.dumps(doc) + "\n")
-    except OSError as exc:
-        where = exc.filename or figure or out_json
-        raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None
-
-
 def run_edit(
     cm: ConceptModel,
     spec: str,
@@ -118,7 +99,15 @@ def run_edit(
     doc = {"image": name, "model": str(cm.path), "edits": said,
            "before": dict(before), "after": dict(after), "mean_abs_change": change,
            "edited": edited.tolist()}  # fmt: skip
-    _write(figure, out_json, [image, recon, edited], doc)
+
+    def draw():
+        from conceptlib.report.plots import plot_images  # matplotlib: figures only
+
+        images = np.stack([image, recon, edited]).astype(np.float32) / 255
+        titles = ["input", "reconstruction", "edited"]
+        return plot_images(images, titles, ncols=3, vrange=(0, 1))
+
+    write_outputs(figure, draw, out_json, doc)
     return "\n".join([
         f"image: {name}",
         f"model: {cm.path}",

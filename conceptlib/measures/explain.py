@@ -22,7 +22,7 @@ from conceptlib.data.mnist import IMAGE_SHAPE, load_mnist
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import atomic_write_text
 from conceptlib.measures.vocab import ON, energy, map_batches, top_k
-from conceptlib.model.readout import ConceptModel, concept_maps, decode_mean
+from conceptlib.model.readout import ConceptModel, decode_mean
 from conceptlib.train.loop import run_folder
 
 SIZE = IMAGE_SHAPE[0]
@@ -133,8 +133,8 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
     """Run a ``(28, 28)`` uint8 ``image`` through the concept model (``z = mu``)
     and rank its concepts."""
     image = np.array(image, dtype=np.uint8)
-    logits, _ = decode_mean(cm, image[None])
-    k, maps = len(cm.catalogue), concept_maps(cm, image[None])[0]
+    logits, hidden = decode_mean(cm, image[None])  # one pass: image and concept layer
+    maps = hidden[0, : len(cm.catalogue)].float().cpu().numpy()
     e = energy(maps)
     total = e.sum()
     return Explanation(
@@ -143,8 +143,8 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
         names=tuple(cm.catalogue.names),
         digits=np.asarray(cm.catalogue.digit),
         energy=e,
-        share=e / total if total > 0 else np.zeros(k),
-        area=(maps > ON).reshape(k, -1).sum(1),
+        share=e / total if total > 0 else np.zeros_like(e),
+        area=(maps > ON).sum((1, 2)),
         maps=maps,
     )
 
@@ -215,6 +215,19 @@ def format_explanation(expl: Explanation, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def write_explanation_json(expl: Explanation, path: Path, meta: dict) -> None:
-    """Write the ranking (all concepts) and ``meta`` to ``path`` atomically."""
-    atomic_write_text(path, json.dumps({**meta, **expl.to_dict()}, indent=1) + "\n")
+def write_outputs(
+    figure: str | None, draw, out_json: str | None, doc: dict, indent: int | None = None
+) -> None:
+    """Where asked, the PNG of the figure that ``draw()`` makes to ``figure`` and
+    ``doc`` as JSON to ``out_json``, atomically; one line of error for a file that
+    cannot be written (``conceptlib explain`` and ``edit``)."""
+    try:
+        if figure is not None:
+            from conceptlib.report.plots import save_figure  # matplotlib: figures only
+
+            save_figure(draw(), figure)
+        if out_json is not None:
+            atomic_write_text(Path(out_json), json.dumps(doc, indent=indent) + "\n")
+    except OSError as exc:
+        where = exc.filename or figure or out_json
+        raise ConceptlibError(f"{where}: cannot write ({exc.strerror})") from None

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from conceptlib.measures.probes import Probes, part_masks
-from conceptlib.measures.vocab import on_threshold
+from conceptlib.measures.vocab import flat_channels, on_threshold
 from conceptlib.model.readout import ConceptModel, as_model, layer
 from conceptlib.model.vae import ConvVAE
 
@@ -141,15 +141,10 @@ def explain_channel(
     return Explanation(channel, best[1], best[0], top, float(single[top]))
 
 
-def _flat(acts: torch.Tensor) -> torch.Tensor:
-    """``(N, C, H, W)`` -> ``(C, N*H*W)``, in the dtype of ``acts``."""
-    return acts.transpose(0, 1).reshape(acts.shape[1], -1)
-
-
 def channel_masks(acts: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` activations -> ``(C, N*H*W)`` bool: each channel above its
     top-0.5 % quantile over all the probe pixels (Network Dissection's rule)."""
-    flat = _flat(acts).float()
+    flat = flat_channels(acts).float()
     return flat > on_threshold(flat)[:, None]
 
 
@@ -161,7 +156,7 @@ def explain_layer(
     activations on probe images and ``(N, K, H, W)`` bool concept ink; with
     ``held`` (the same for other probes), each formula and single concept also
     scored there, the channels turned on at the searched probes' thresholds."""
-    concepts, flat = _flat(concept_masks), _flat(acts).float()
+    concepts, flat = flat_channels(concept_masks), flat_channels(acts).float()
     threshold = on_threshold(flat)[:, None]
     on = flat > threshold
     out = [
@@ -169,7 +164,8 @@ def explain_layer(
     ]
     if held is None:
         return out
-    held_on, held_concepts = _flat(held[0]).float() > threshold, _flat(held[1])
+    held_on = flat_channels(held[0]).float() > threshold
+    held_concepts = flat_channels(held[1])
     return [
         replace(
             e,

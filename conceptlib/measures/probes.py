@@ -18,17 +18,15 @@ from conceptlib.data.catalogue import (
     shift_images,
 )
 from conceptlib.data.splits import check_split
+from conceptlib.model.losses import part_targets
 
 
 def part_masks(s: Composites, start: int, stop: int, k: int, size: int):
     """``(B, K, H, W)`` bool: each concept's own ink (> 127) in images
-    ``start:stop``, max-pooled to the concept layer's ``size``."""
-    ink = torch.from_numpy(s.parts[start:stop]) > 127  # (B, P, 28, 28)
-    if size != ink.shape[-1]:
-        ink = torch.nn.functional.adaptive_max_pool2d(ink.float(), size) > 0
-    c = torch.from_numpy(s.concepts[start:stop])
-    onehot = torch.nn.functional.one_hot(c.clamp(min=0), k) * (c >= 0)[..., None]
-    return torch.einsum("bpk,bphw->bkhw", onehot.float(), ink.float()) > 0
+    ``start:stop``, pooled to the concept layer's ``size`` (where any pixel has ink:
+    the :func:`~conceptlib.model.losses.part_targets` of the ink, above 0)."""
+    ink = (torch.from_numpy(s.parts[start:stop]) > 127).float()  # (B, P, 28, 28)
+    return part_targets(ink, torch.from_numpy(s.concepts[start:stop]), k, size) > 0
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,11 @@ def map_batches(
         yield start, stop, torch.from_numpy(concept_maps(model, images[start:stop]))
 
 
+def flat_channels(acts: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(C, N*H*W)``, in the dtype of ``acts``."""
+    return acts.transpose(0, 1).reshape(acts.shape[1], -1)
+
+
 def on_threshold(flat: torch.Tensor) -> torch.Tensor:
     """``(C,)`` float32 :data:`DISSECTION_QUANTILE` of each row of ``(C, P)``
     activations: where Network Dissection turns a channel on."""
@@ -141,8 +146,7 @@ def dissect(
     if rotation is not None:
         maps = [torch.einsum("jk,bkhw->bjhw", rotation, m) for m in maps]
     k, size = maps[0].shape[1], maps[0].shape[-1]
-    flat = torch.cat([m.transpose(0, 1).reshape(k, -1) for m in maps], dim=1)
-    thresh = on_threshold(flat)[None, :, None, None]
+    thresh = on_threshold(flat_channels(torch.cat(maps)))[None, :, None, None]
     inter = torch.zeros(k, k, dtype=torch.float64)
     on_sum = torch.zeros(k, dtype=torch.float64)
     ink_sum = torch.zeros(k, dtype=torch.float64)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from conceptlib.data.mnist import IMAGE_SHAPE
 from conceptlib.errors import ConceptlibError
-from conceptlib.model.compose import DILATE, union_layers
+from conceptlib.model.compose import DILATE, region_of, union_layers
 from conceptlib.model.readout import (
     ConceptModel,
     as_model,
@@ -74,13 +74,16 @@ def prototypes(
     return out
 
 
+def _alone(hidden: torch.Tensor, concept: int, num_concepts: int) -> torch.Tensor:
+    """``(N, num_concepts)`` bool: ``concept`` present in each row of ``hidden``."""
+    rows = torch.full((len(hidden),), concept, device=hidden.device)
+    return F.one_hot(rows, num_concepts).bool()
+
+
 def region(hidden: torch.Tensor, concept: int, dilate: int = DILATE) -> torch.Tensor:
     """The soft region ``(N, 1, H, W)`` in [0, 1] of a concept: its map, dilated
-    by ``dilate`` pixels (a maximum filter)."""
-    m = hidden[:, concept : concept + 1].clamp(0, 1)
-    if dilate > 0:
-        m = F.max_pool2d(m, 2 * dilate + 1, stride=1, padding=dilate)
-    return m
+    by ``dilate`` pixels (:func:`~conceptlib.model.compose.region_of` of it alone)."""
+    return region_of(hidden, _alone(hidden, concept, concept + 1), dilate)
 
 
 def _check(hidden: torch.Tensor, concept: int, num_concepts: int) -> None:
@@ -119,12 +122,9 @@ def add(
     everywhere (for sources that hold the one concept only: concept images,
     prototypes)."""
     _check(hidden, concept, num_concepts)
-    present = torch.zeros((len(hidden), num_concepts), dtype=torch.bool)
-    present[:, concept] = True
-    return union_layers(
-        hidden, source.expand_as(hidden), base, present.to(hidden.device), rest,
-        dilate, masked,
-    )  # fmt: skip
+    present = _alone(hidden, concept, num_concepts)
+    source = source.expand_as(hidden)
+    return union_layers(hidden, source, base, present, rest, dilate, masked)
 
 
 def shift(

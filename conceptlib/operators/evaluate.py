@@ -36,11 +36,12 @@ from conceptlib.files import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoi
 from conceptlib.measures.classifier import SmallCNN, predict, train_classifier
 from conceptlib.measures.explain import concept_shares
 from conceptlib.measures.vocab import ON, top_k
+from conceptlib.model.compose import region_of
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits, latent_directions
 from conceptlib.operators.meaning import meaning_edits, summarise_meaning
-from conceptlib.report.stats import Difference, Estimate, mean_sd
-from conceptlib.report.tables import markdown_table, plus_minus
+from conceptlib.report.stats import Difference, Estimate, mean_sd, rate_text
+from conceptlib.report.tables import markdown_table
 
 #: Removal keeps the rest of the image: mean absolute change outside the removed
 #: concept's region (its map above :data:`~conceptlib.measures.vocab.ON`, dilated by
@@ -126,9 +127,8 @@ def _removal_success(
     """Per removal: whether its concept left the top :data:`TOP` of the re-encoded
     image (``gone``), and whether the image outside the concept's region was kept
     (``kept``: mean absolute change on [0, 1] at most :data:`KEEP`)."""
-    maps = h[torch.arange(len(concepts)), torch.from_numpy(concepts)][:, None]
-    grown = F.max_pool2d(maps, 2 * KEEP_DILATE + 1, 1, KEEP_DILATE)[:, 0]
-    outside = ~(grown > ON).numpy()
+    present = F.one_hot(torch.from_numpy(concepts), len(cm.catalogue)).bool()
+    outside = ~(region_of(h, present, KEEP_DILATE)[:, 0] > ON).numpy()
     diff = np.abs(removed.astype(np.float32) - recon.astype(np.float32)) / 255.0
     change = (diff * outside).sum((1, 2)) / np.maximum(outside.sum((1, 2)), 1)
     return ~in_top(concept_shares(cm, removed), concepts), change <= KEEP
@@ -391,13 +391,6 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     if all("meaning" in m for m in per_seed):
         out["meaning"] = summarise_meaning([m["meaning"] for m in per_seed])
     return out
-
-
-def rate_text(rate: float | dict[str, Any]) -> str:
-    """A rate, or a :func:`mean_sd` of one over seeds, as ``0.900 ± 0.100``."""
-    if isinstance(rate, dict):
-        return plus_minus(rate["mean"], rate["sd"])
-    return plus_minus(rate)
 
 
 def format_operators(columns: dict[str, dict[str, Any]]) -> str:

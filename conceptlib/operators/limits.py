@@ -21,11 +21,11 @@ from scipy import ndimage
 
 from conceptlib import operators as op
 from conceptlib.measures.explain import concept_shares
-from conceptlib.measures.vocab import ON
+from conceptlib.measures.vocab import ON, top_k
 from conceptlib.measures.vocab import energy as concept_energy
 from conceptlib.model.readout import ConceptModel, concept_maps
-from conceptlib.operators.evaluate import TOP, draw_additions, in_top, rate_text
-from conceptlib.report.stats import mean_sd
+from conceptlib.operators.evaluate import TOP, draw_additions, in_top
+from conceptlib.report.stats import mean_sd, rate_text
 from conceptlib.report.tables import markdown_table
 
 #: Scores that rank the concepts of an image, from its concept maps.
@@ -94,7 +94,7 @@ def addition_limits(cm: ConceptModel, pipe) -> dict[str, Any]:
     for r in REACH:
         placed = concept_shares(cm, np.maximum(x, place_apart(x, images, r)))
         out["placement"][str(r)] = float(in_top(placed, added).mean())
-    rank = (np.argsort(-scores["energy"], axis=1) == added[:, None]).argmax(1)
+    rank = (top_k(scores["energy"]) == added[:, None]).argmax(1)
     out["rank"] = (np.bincount(rank, minlength=len(cm.catalogue)) / len(rank)).tolist()
     out["edits"] = len(x)
     return out

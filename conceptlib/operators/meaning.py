@@ -33,8 +33,8 @@ from conceptlib.errors import ConceptlibError
 from conceptlib.measures.classifier import SmallCNN, predict
 from conceptlib.model.readout import ConceptModel, encode_mu
 from conceptlib.operators.latent import LatentEdits
-from conceptlib.report.stats import Difference, Estimate, mean_sd
-from conceptlib.report.tables import markdown_table, plus_minus
+from conceptlib.report.stats import Difference, Estimate, mean_sd, rate_text
+from conceptlib.report.tables import markdown_table
 
 #: Ink: a pixel at least this bright (uint8) counts in the IoU of two edits.
 INK = 128
@@ -174,11 +174,7 @@ def _edits(record: dict[str, Any]) -> list[str]:
 def format_meaning(summary: dict[str, Any]) -> str:
     """A Markdown table of :func:`meaning_edits` (one seed) or
     :func:`summarise_meaning`: per edit, the share read as expected."""
-
-    def cell(v) -> str:
-        return plus_minus(v["mean"], v["sd"], 2) if isinstance(v, dict) else f"{v:.2f}"
-
     head = ["edit", "unedited", "layer", "latent", "pixels", "IoU layer", "IoU latent"]
-    rows = [[summary[n]["what"], *(cell(summary[n][c]) for c in MEASURES)]
+    rows = [[summary[n]["what"], *(rate_text(summary[n][c], 2) for c in MEASURES)]
             for n in _edits(summary)]  # fmt: skip
     return markdown_table(head, rows)

@@ -95,7 +95,7 @@ def recorded_runs(
     e.g. ``recorded quick (3 seeds)``."""
     runs = {p: load_recorded(p, root) for p in profiles}
     return {
-        f"recorded {p} ({plural(len(m['seeds']), 'seed')})": m
+        f"recorded {p} ({plural(len(m.get('seeds', [])) or 1, 'seed')})": m
         for p, m in runs.items()
         if m is not None
     }

@@ -53,6 +53,13 @@ def mean_sd(values: Sequence[float]) -> dict[str, float | None]:
     return {"mean": rate.mean, "sd": rate.sd}
 
 
+def rate_text(rate: float | dict[str, Any], digits: int = 3) -> str:
+    """A rate, or a :func:`mean_sd` of one over seeds, as ``0.900 ± 0.100``."""
+    if isinstance(rate, dict):
+        return plus_minus(rate["mean"], rate["sd"], digits)
+    return plus_minus(rate, None, digits)
+
+
 def noise_se(est: Estimate, rel: float | None) -> float | None:
     """The standard error a rule uses for ``est``: its own where the seeds spread,
     else ``rel * |mean| / sqrt(n)`` (``rel``: a recorded relative spread), else None."""
