@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -149,8 +151,40 @@ def _smoke_twice(out: Path, cache: Path) -> tuple[Path, list[tuple[int, dict]]]:
     return out, results
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (None once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
+    except OSError:
+        return None
+    fields = stat.split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _killed_and_resumed(out: Path, cache: Path, straight: Future) -> tuple[Path, int]:
+    """:data:`helpers.SMALL_RUN_ARGS` into ``out``, killed (SIGKILL) three times at
+    random moments of its CPU time (fractions of the ``straight`` run's: the same
+    moment however busy the machine is), then let finish; the folder and the number
+    of kills."""
+    _, duration = straight.result()
+    argv = [sys.executable, "-m", "conceptlib", *SMALL_RUN_ARGS, "--out", str(out)]
+    env = dict(os.environ, CONCEPTLIB_CACHE=str(cache), OMP_NUM_THREADS="1")
+    rng, kills = random.Random(1234), 0
+    for _ in range(3):
+        proc = subprocess.Popen(argv, env=env)
+        moment = rng.uniform(0.3, 0.8) * duration
+        while proc.poll() is None and (_cpu_seconds(proc.pid) or 0.0) < moment:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+    subprocess.run(argv, env=env, check=True, timeout=300)
+    return out, kills
+
+
 #: Jobs of the session fixture that waits for them: name -> (function, arguments
-#: after the output folder).
+#: after the output folder; a string naming another job: that job's Future).
 JOBS: dict[str, dict[str, tuple]] = {
     "smoke_runs": {"smoke": (_smoke_twice,)},
     "small_runs": {
@@ -158,6 +192,7 @@ JOBS: dict[str, dict[str, tuple]] = {
         "b": (_small_run,),
         "c": (_small_run, "--set", "seed=1"),
     },
+    "resumed_runs": {"resumed": (_killed_and_resumed, "a")},
 }
 
 
@@ -175,7 +210,12 @@ class Background:
         for name, (fn, *extra) in JOBS[fixture].items():
             if name not in self.futures:
                 out = self.root / name / "out"
-                self.futures[name] = self.pool.submit(fn, out, self.cache, *extra)
+                # a job waits for the jobs it names, submitted before it (FIFO)
+                for other, jobs in JOBS.items():
+                    if other != fixture and set(jobs) & set(extra):
+                        self.start(other)
+                args = [self.futures.get(a, a) for a in extra]
+                self.futures[name] = self.pool.submit(fn, out, self.cache, *args)
 
     def results(self, fixture: str) -> dict:
         self.start(fixture)  # already started unless the session began without it
@@ -212,6 +252,12 @@ def smoke_runs(background: Background) -> tuple[Path, list[tuple[int, dict]]]:
     """``reproduce --profile smoke`` twice into the same folder: the output folder
     and, per run, its exit status and metrics."""
     return background.results("smoke_runs")["smoke"]
+
+
+@pytest.fixture(scope="session")
+def resumed_runs(background: Background) -> dict[str, tuple[Path, int]]:
+    """``resumed``: :func:`_killed_and_resumed` after ``small_runs``'s ``a``."""
+    return background.results("resumed_runs")
 
 
 @pytest.fixture(scope="session")
