@@ -397,6 +397,30 @@ def test_union_loss_decodes_the_operators_union() -> None:
     assert model.decoder[-1].weight.grad.abs().sum() > 0
 
 
+def test_union_loss_reuses_the_forward_pass_layers() -> None:
+    """Training hands it the concept images' layers of ``mu`` that the forward pass
+    decoded already: the same term and the same gradients as decoding them again."""
+    from conceptlib.model.losses import present_concepts, union_loss
+
+    model = _union_model()
+    x = torch.rand(8, 1, 28, 28)
+    labels = torch.tensor([3, 12, 7, 10, 17, 5, 11, 1])
+    rows = (labels >= 10).nonzero().squeeze(1)
+    present = present_concepts(labels, None, 18)
+    results = []
+    for reuse in (False, True):
+        model.zero_grad()
+        out = model(x, sample=False, mean_rows=rows)
+        same = out.mean_hidden if reuse else None
+        loss = union_loss(model, out.mu, x, labels, present, same)
+        loss.backward()
+        results.append((loss, [p.grad.clone() for p in model.parameters()]))
+    (decoded, g_decoded), (reused, g_reused) = results
+    torch.testing.assert_close(reused, decoded)
+    for a, b in zip(g_reused, g_decoded, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_union_loss_without_pairs_is_zero() -> None:
     from conceptlib.model.losses import present_concepts, union_loss
 

@@ -184,12 +184,15 @@ def union_loss(
     x: torch.Tensor,
     labels: torch.Tensor,
     present: torch.Tensor,
+    concept_hidden: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The union term: mean BCE (nats per pair) of the decoded union (unmasked, as
     the operators add an image, :func:`~conceptlib.model.compose.union_layers`) of
     the layers from ``mu`` of the batch's i-th digit and i-th concept image (the batch
     is shuffled) against the pixel maximum of the two. ``model``: the ConvVAE, not a
-    DDP wrapper; ``present``: ``(Bc, K)`` bool, each concept image's concepts."""
+    DDP wrapper; ``present``: ``(Bc, K)`` bool, each concept image's concepts;
+    ``concept_hidden``: the concept images' layers from ``mu`` in batch order, when
+    the forward pass has them already (``out.mean_hidden``), else decoded here."""
     digits = (labels < FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     concepts = (labels >= FIRST_CONCEPT_LABEL).nonzero().squeeze(1)
     m = min(len(digits), len(concepts))
@@ -197,8 +200,12 @@ def union_loss(
         return mu.new_zeros(()).float()
     d, c = digits[:m], concepts[:m]
     blank = model.encode(torch.zeros_like(x[:1]))[0]
-    hidden = model.concept_act(model.decode_to(torch.cat([mu[d], mu[c], blank])))
-    hd, hs, base = hidden[:m], hidden[m : 2 * m], hidden[2 * m :]
+    if concept_hidden is None:
+        hidden = model.concept_act(model.decode_to(torch.cat([mu[d], mu[c], blank])))
+        hd, hs, base = hidden[:m], hidden[m : 2 * m], hidden[2 * m :]
+    else:
+        hidden = model.concept_act(model.decode_to(torch.cat([mu[d], blank])))
+        hd, hs, base = hidden[:m], concept_hidden[:m], hidden[m:]
     union = union_layers(hd, hs, base, present[:m], masked=False)
     return recon_loss(model.decode_from(union), torch.maximum(x[d], x[c])).mean()
 

@@ -157,7 +157,8 @@ def train_step(
             if present is None:
                 present = present_concepts(yb, None, num_concepts)
             model = net.module if hasattr(net, "module") else net
-            union = union_loss(model, out.mu, xb, yb, present)
+            same = out.mean_hidden if decode == "mu" else None  # layers of mu
+            union = union_loss(model, out.mu, xb, yb, present, same)
     parts = total_loss(
         out, xb, yb, cfg.loss, num_concepts, use_concept, beta, weight, target
     )
