@@ -5,8 +5,9 @@
 #
 #   scripts/record_paper.sh            # restore the run cache, run, record
 #
-# 1. Restores the trained runs kept in results/paper-rerun/ into runs/, so that a
-#    run interrupted in an earlier session resumes instead of training again.
+# 1. Restores the trained runs kept in results/paper-rerun/ into runs/ (and the
+#    classifiers cached there, `*.pt`), so that a run interrupted in an earlier
+#    session resumes instead of training again.
 # 2. Runs `conceptlib reproduce --profile paper` under /usr/bin/time (its log in
 #    logs/paper.log); nothing else should run on the machine meanwhile.
 # 3. Copies metrics.json, the figures and a log without progress bars to
@@ -17,6 +18,9 @@ cd "$(dirname "$0")/.."
 mkdir -p runs logs
 if compgen -G "results/paper-rerun/*-*/" > /dev/null; then
   cp -rn results/paper-rerun/*-*/ runs/
+fi
+if compgen -G "results/paper-rerun/*.pt" > /dev/null; then  # trained classifiers
+  cp -n results/paper-rerun/*.pt runs/
 fi
 /usr/bin/time -v .venv/bin/python -m conceptlib reproduce --profile paper \
   --out out/paper --cache runs > logs/paper.log 2>&1

@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from helpers import SMALL_RUN_ARGS
@@ -85,15 +86,22 @@ def _one_thread_per_pool():
 # ------------------------------------------------------------ background command lines
 
 
+def _cli_command(argv: list[str], cache: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of ``python -m conceptlib *argv`` on one
+    thread, MNIST read from ``cache``."""
+    env = dict(os.environ, CONCEPTLIB_CACHE=str(cache), OMP_NUM_THREADS="1")
+    return [sys.executable, "-m", "conceptlib", *argv], env
+
+
 def run_cli(argv: list[str], cache: Path) -> tuple[int, float, str]:
     """``python -m conceptlib *argv`` on one thread, MNIST read from ``cache``.
 
     Returns the exit status, the child's CPU seconds (user + system: unlike wall
     time, hardly changed by other work on the machine) and its stderr.
     """
-    env = dict(os.environ, CONCEPTLIB_CACHE=str(cache), OMP_NUM_THREADS="1")
+    command, env = _cli_command(argv, cache)
     with subprocess.Popen(
-        [sys.executable, "-m", "conceptlib", *argv],
+        command,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -167,8 +175,7 @@ def _killed_and_resumed(out: Path, cache: Path, straight: Future) -> tuple[Path,
     moment however busy the machine is), then let finish; the folder and the number
     of kills."""
     _, duration = straight.result()
-    argv = [sys.executable, "-m", "conceptlib", *SMALL_RUN_ARGS, "--out", str(out)]
-    env = dict(os.environ, CONCEPTLIB_CACHE=str(cache), OMP_NUM_THREADS="1")
+    argv, env = _cli_command([*SMALL_RUN_ARGS, "--out", str(out)], cache)
     rng, kills = random.Random(1234), 0
     for _ in range(3):
         proc = subprocess.Popen(argv, env=env)
@@ -183,8 +190,14 @@ def _killed_and_resumed(out: Path, cache: Path, straight: Future) -> tuple[Path,
     return out, kills
 
 
+class After(NamedTuple):
+    """An argument of a job: the Future of the job named ``job``, which runs first."""
+
+    job: str
+
+
 #: Jobs of the session fixture that waits for them: name -> (function, arguments
-#: after the output folder; a string naming another job: that job's Future).
+#: after the output folder; :class:`After` for another job's Future).
 JOBS: dict[str, dict[str, tuple]] = {
     "smoke_runs": {"smoke": (_smoke_twice,)},
     "small_runs": {
@@ -192,7 +205,7 @@ JOBS: dict[str, dict[str, tuple]] = {
         "b": (_small_run,),
         "c": (_small_run, "--set", "seed=1"),
     },
-    "resumed_runs": {"resumed": (_killed_and_resumed, "a")},
+    "resumed_runs": {"resumed": (_killed_and_resumed, After("a"))},
 }
 
 
@@ -211,10 +224,13 @@ class Background:
             if name not in self.futures:
                 out = self.root / name / "out"
                 # a job waits for the jobs it names, submitted before it (FIFO)
+                needs = {a.job for a in extra if isinstance(a, After)}
                 for other, jobs in JOBS.items():
-                    if other != fixture and set(jobs) & set(extra):
+                    if other != fixture and needs & set(jobs):
                         self.start(other)
-                args = [self.futures.get(a, a) for a in extra]
+                args = [
+                    self.futures[a.job] if isinstance(a, After) else a for a in extra
+                ]
                 self.futures[name] = self.pool.submit(fn, out, self.cache, *args)
 
     def results(self, fixture: str) -> dict:
