@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conceptlib.config import VARIANTS
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 CHAPTERS = sorted(BOOK.glob("*.ipynb"))
@@ -217,7 +219,7 @@ def test_a_chapter_runs_in_a_kernel_from_an_empty_run_cache(tmp_path: Path) -> N
     runs = sorted(
         p.name.split("-")[0] for p in (tmp_path / "runs").iterdir() if p.is_dir()
     )
-    assert runs == sorted(["augmented", "baseline", "concept", "concept_paper"])
+    assert runs == sorted(VARIANTS)
     errors = [
         o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"
     ]
