@@ -9,7 +9,8 @@
 #    classifiers cached there, `*.pt`), so that a run interrupted in an earlier
 #    session resumes instead of training again.
 # 2. Runs `conceptlib reproduce --profile paper` under /usr/bin/time (its log in
-#    logs/paper.log); nothing else should run on the machine meanwhile.
+#    logs/paper.log); nothing else should run on the machine meanwhile, and
+#    this file must not be edited while it runs (bash reads it as it goes).
 # 3. Copies metrics.json, the figures and a log without progress bars to
 #    results/paper/, each variant's model.pt to results/paper/checkpoints/, and
 #    measures the operators on them (results/paper/operators.json).
