@@ -122,6 +122,29 @@ def test_reproduce_smoke_writes_figures(smoke_runs) -> None:
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
+def test_reproduce_keeps_the_clusterings_for_the_chapters(
+    smoke_runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conceptlib.config import load_config
+    from conceptlib.experiment.pipeline import Pipeline
+    from conceptlib.measures.cluster import load_clusterings
+
+    out, [(_, metrics), _] = smoke_runs
+    pipe = Pipeline(load_config("smoke"), "cpu", out / "runs", progress=False)
+    monkeypatch.setattr(pipe, "run", lambda v: pytest.fail("clustered again"))
+    found = pipe.clusterings  # read from the run cache
+    assert list(found) == list(CLUSTERINGS)
+    scores = {n: c.scores for n, c in found.items()}
+    assert scores == {n: metrics["clustering"][n] for n in CLUSTERINGS}
+    for c in found.values():
+        assert len(c.index) == len(c.assignment) == len(c.labels) > 0
+        assert set(c.matching) <= set(range(len(c.centres)))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(pipe.cache_file("clusterings", "npz").read_bytes()[:200])
+    assert load_clusterings(cut) is None
+    assert load_clusterings(tmp_path / "missing.npz") is None
+
+
 def test_reproduce_twice_uses_the_cache(smoke_runs) -> None:
     out, [(_, first), (status, second)] = smoke_runs
     assert status == 0

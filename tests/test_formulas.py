@@ -6,11 +6,19 @@ import torch
 
 from conceptlib.measures.formulas import (
     Formula,
-    channel_masks,
     explain_channel,
     explain_layer,
     summary,
 )
+from conceptlib.measures.vocab import flat_channels, on_threshold
+
+
+def channel_masks(acts: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(C, N*H*W)`` bool: each channel above its top-0.5 %
+    quantile over all the probe pixels (Network Dissection's rule), as
+    :func:`explain_layer` thresholds them."""
+    flat = flat_channels(acts).float()
+    return flat > on_threshold(flat)[:, None]
 
 
 def _concepts(k: int = 6, p: int = 4000, seed: int = 0) -> torch.Tensor:

@@ -13,8 +13,7 @@ import numpy as np
 
 from conceptlib.errors import ConceptlibError
 from conceptlib.experiment.pipeline import Pipeline
-from conceptlib.measures.explain import concept_shares, read_image, write_outputs
-from conceptlib.measures.vocab import top_k
+from conceptlib.measures.explain import read_image, top_concepts, write_outputs
 from conceptlib.model.readout import ConceptModel
 from conceptlib.operators.algebra import Step, apply, prototypes, read, render
 from conceptlib.operators.evaluate import TOP
@@ -60,20 +59,6 @@ def parse_steps(ops: list[tuple[str, str]], cm: ConceptModel) -> list[Step]:
     return steps
 
 
-def concept_prototypes(cm: ConceptModel, cache: str):
-    """Prototypes of every concept from the held-out concept images of the model's
-    own profile (cut from the test digits; nothing is trained)."""
-    pipe = Pipeline(cm.cfg, device="cpu", cache_dir=cache, progress=False)
-    tc = pipe.test_concepts
-    return prototypes(cm, tc.x, tc.y - cm.catalogue.labels[0], len(cm.catalogue))
-
-
-def _top(cm: ConceptModel, image: np.ndarray) -> list[tuple[str, float]]:
-    """The image's three strongest concepts and their shares."""
-    shares = concept_shares(cm, image[None])
-    return [(cm.catalogue.names[i], float(shares[0, i])) for i in top_k(shares, TOP)[0]]
-
-
 def run_edit(
     cm: ConceptModel,
     spec: str,
@@ -85,11 +70,16 @@ def run_edit(
     """Edit the image ``spec`` (as for ``explain``) and return the report; write
     the before/after figure and the JSON (atomically) when asked."""
     image, name = read_image(spec, cm.cfg.data.source)
-    needs_protos = any(s.kind == "add" and s.source is None for s in steps)
-    protos = concept_prototypes(cm, cache) if needs_protos else None
+    protos = None
+    if any(s.kind == "add" and s.source is None for s in steps):  # a prototype's
+        tc = Pipeline(cm.cfg, "cpu", cache, progress=False).test_concepts
+        protos = prototypes(cm, tc.x, tc.y - cm.catalogue.labels[0], len(cm.catalogue))
     _, edited = apply(cm, image, steps, protos)
     recon = render(cm, read(cm, image[None]))[0]
-    before, after = _top(cm, recon), _top(cm, edited)
+    before, after = (
+        [(cm.catalogue.names[i], s) for i, s in top_concepts(cm, im, TOP)]
+        for im in (recon, edited)
+    )
     said = [
         f"{s.kind} {cm.catalogue.names[s.concept]}"
         + (f" by ({s.dx:g}, {s.dy:g}) x{s.scale:g}" if s.kind == "move" else "")

@@ -63,6 +63,12 @@ class PipelineMeasures(PipelineData):
         which must be of this very config, seed and code."""
         self._recorded = measures
 
+    def cache_file(self, prefix: str, suffix: str, **extra: Any) -> Path:
+        """``<run cache>/<prefix>-<key>.<suffix>``, keyed by the config (but for
+        its ``eval`` section, and with the seed) and ``extra``."""
+        payload = {k: v for k, v in to_dict(self.cfg).items() if k != "eval"}
+        return self.cache_dir / f"{prefix}-{config_hash({**payload, **extra})}.{suffix}"
+
     def _known(self, *path: str) -> Any:
         """A copy of the recorded measure at ``path``, or None."""
         return copy.deepcopy(at(self._recorded, path))
@@ -153,9 +159,8 @@ class PipelineMeasures(PipelineData):
         def val_score(model) -> float:
             return float(np.mean(list(accuracies(model, self.val_probes).values())))
 
-        payload = {k: v for k, v in to_dict(self.cfg).items() if k != "eval"}
-        key = config_hash({**payload, "rule": [MAX_EPOCHS, PATIENCE, MIN_DELTA, SHIFT]})
-        cache = self.cache_dir / f"concept_ceiling-{key}.pt"
+        rule = [MAX_EPOCHS, PATIENCE, MIN_DELTA, SHIFT]
+        cache = self.cache_file("concept_ceiling", "pt", rule=rule)
         if cache.is_file():  # trained for this config and seed before
             clf = SmallCNN(len(self.catalogue))
             clf.load_state_dict(load_checkpoint(cache)["model"])

@@ -27,6 +27,8 @@ from conceptlib.measures.cluster import (
     decode_centres,
     encode_features,
     fit_kmeans,
+    load_clusterings,
+    save_clusterings,
 )
 from conceptlib.model import variants
 from conceptlib.model.readout import ConceptModel, load_concept_model
@@ -112,7 +114,11 @@ class Pipeline(PipelineMeasures):
     @cached_property
     def clusterings(self) -> dict[str, Clustering]:
         """The four clusterings of section 4, on seeded subsamples of the training
-        images of ``augmented`` (isolated concepts, as in the paper)."""
+        images of ``augmented`` (isolated concepts, as in the paper); kept in the
+        run cache by config and seed (the chapters read what ``reproduce`` made)."""
+        cache = self.cache_file("clusterings", "npz")
+        if (found := load_clusterings(cache)) is not None:
+            return found
         c, k = self.cfg.cluster, len(self.catalogue)
         train = self.dataset(WITHOUT_LOSS, "train")
         y = train.y.numpy()
@@ -129,6 +135,7 @@ class Pipeline(PipelineMeasures):
         for name, (variant, idx, what, num) in jobs.items():
             feats = encode_features(self.run(variant).model, train.x[idx], what)
             out[name] = fit_kmeans(feats, y[idx], num, seed=c.seed, n_init=c.n_init)
+        save_clusterings(out, cache)
         return out
 
     def decoded_centres(self, name: str) -> tuple[np.ndarray, list[int]]:

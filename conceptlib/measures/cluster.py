@@ -5,13 +5,17 @@ See: paper sections 3.5 (step 1) and 4; chapters ``ch-augmentation``, ``ch-clust
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
 from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
+from conceptlib.files import atomic_write
 from conceptlib.measures.likelihood import cluster_scores, match_clusters
 from conceptlib.model.readout import encode_mu, layer
 from conceptlib.model.vae import ConvVAE
@@ -56,6 +60,32 @@ class Clustering:
             range(len(self.centres)), key=lambda c: self.matching.get(c, 1e9)
         )
         return self.centres[order], [self.matching.get(c, -1) for c in order]
+
+
+def save_clusterings(clusterings: dict[str, Clustering], path: Path) -> None:
+    """Named clusterings as one ``.npz`` of arrays and JSON text (no pickles)."""
+    arrays = {}
+    for name, c in clusterings.items():
+        for key, value in vars(c).items():  # a dict as the JSON text of its items
+            text = isinstance(value, dict) and json.dumps(list(value.items()))
+            arrays[f"{name}.{key}"] = np.array(text) if text else value
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def load_clusterings(path: Path) -> dict[str, Clustering] | None:
+    """What :func:`save_clusterings` wrote to ``path``; None if missing or cut."""
+
+    def value(a: np.ndarray):  # an array as saved, or a dict saved as JSON text
+        return dict(json.loads(str(a))) if a.dtype.kind == "U" else a
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            read = {k: value(npz[k]) for k in npz.files}
+        names = dict.fromkeys(k.split(".")[0] for k in read)  # in the order written
+        keys = [f.name for f in fields(Clustering)]
+        return {n: Clustering(*(read[f"{n}.{k}"] for k in keys)) for n in names} or None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def fit_kmeans(

@@ -141,13 +141,6 @@ def explain_channel(
     return Explanation(channel, best[1], best[0], top, float(single[top]))
 
 
-def channel_masks(acts: torch.Tensor) -> torch.Tensor:
-    """``(N, C, H, W)`` activations -> ``(C, N*H*W)`` bool: each channel above its
-    top-0.5 % quantile over all the probe pixels (Network Dissection's rule)."""
-    flat = flat_channels(acts).float()
-    return flat > on_threshold(flat)[:, None]
-
-
 def explain_layer(
     acts: torch.Tensor, concept_masks: torch.Tensor, max_length: int = MAX_LENGTH,
     held: tuple[torch.Tensor, torch.Tensor] | None = None,

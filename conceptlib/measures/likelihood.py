@@ -19,7 +19,7 @@ from conceptlib.data.catalogue import Composites
 from conceptlib.data.mnist import to_input
 from conceptlib.measures.vocab import recognition
 from conceptlib.model.losses import FIRST_CONCEPT_LABEL, kl_loss, recon_loss
-from conceptlib.model.vae import ConvVAE
+from conceptlib.model.vae import ConvVAE, ready
 
 MEASURES = ("recon_bce", "recon_sse", "mse", "kl", "neg_elbo")
 
@@ -60,7 +60,7 @@ def evaluate(
     the concept images (labels >= 10), if any, ``concept_accuracy`` and
     ``concept_iou`` of :func:`~conceptlib.measures.vocab.recognition`."""
     device = device or next(model.parameters()).device
-    model.eval()
+    ready(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     bce = sse = kl = 0.0
     for start in range(0, len(x), batch_size):
@@ -122,7 +122,7 @@ def importance_nll(
     same k samples, both in nats per image.
     """
     device = device or next(model.parameters()).device
-    model.eval()
+    ready(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     per_pass = max(1, chunk // samples)  # images per pass
     nll, neg_elbo = [], []

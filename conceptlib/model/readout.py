@@ -25,7 +25,7 @@ from conceptlib.data.catalogue import Catalogue, load_catalogue
 from conceptlib.data.mnist import IMAGE_SHAPE, to_input
 from conceptlib.errors import ConceptlibError
 from conceptlib.files import load_checkpoint
-from conceptlib.model.vae import ConvVAE, load_weights
+from conceptlib.model.vae import ConvVAE, load_weights, ready
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,12 @@ def load_model(
     catalogue = load_catalogue(cfg.concepts.catalogue)
     model = ConvVAE(cfg.model, len(catalogue))
     load_weights(model, state["model"], str(path))
-    return ConceptModel(model.to(device).eval(), cfg, catalogue, path)
+    return ConceptModel(ready(model.to(device)), cfg, catalogue, path)
 
 
 def as_model(model: ConceptModel | ConvVAE) -> ConvVAE:
-    """The network of a loaded model, or the network itself."""
-    return model.model if isinstance(model, ConceptModel) else model
+    """The network of a loaded model, or the network itself, :func:`ready` to read."""
+    return ready(model.model if isinstance(model, ConceptModel) else model)
 
 
 @torch.no_grad()
@@ -115,7 +115,7 @@ def check_images(images: np.ndarray | torch.Tensor, where: str) -> np.ndarray:
 def _per_batch(model, images, batch_size: int, read) -> list[torch.Tensor]:
     """``read(net, mu)`` of the uint8 ``images``, ``batch_size`` at a time: float32
     on the CPU, one tensor a batch (``mu``: the batch's posterior means)."""
-    net = as_model(model).eval()
+    net = as_model(model)
     device = next(net.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):

@@ -47,7 +47,7 @@ def read(model: Model, images: np.ndarray, batch_size: int = 500) -> torch.Tenso
 @torch.inference_mode()
 def render(model: Model, hidden: torch.Tensor, batch_size: int = 500) -> np.ndarray:
     """Decode concept layers ``(N, C, H, W)`` to ``(N, 28, 28)`` uint8 images."""
-    net = as_model(model).eval()
+    net = as_model(model)
     device = next(net.parameters()).device
     out = [to_pixels(net.decode_from(hidden[i : i + batch_size].to(device)))
            for i in range(0, len(hidden), batch_size)]  # fmt: skip

@@ -17,7 +17,7 @@ import numpy as np
 
 from conceptlib import operators as op
 from conceptlib.measures.classifier import predict
-from conceptlib.measures.vocab import energy, top_k
+from conceptlib.measures.explain import top_concepts
 from conceptlib.model.readout import ConceptModel, concept_maps
 
 
@@ -64,12 +64,6 @@ def plot_edits(
     return fig
 
 
-def _top3(cm: ConceptModel, image: np.ndarray) -> set[int]:
-    """The image's three strongest concepts (energy of its concept maps)."""
-    maps = concept_maps(cm, image[None])[0]
-    return set(top_k(energy(maps), 3))
-
-
 def _steps(ticked: list[bool], top: set[int], add: bool, move) -> list[op.Step]:
     """The edits the widgets ask for: unticked top concepts removed, ticked others
     added (when ``add``), and ``move``, ``(concept or None, dx, dy)``."""
@@ -107,7 +101,7 @@ def operator_explorer(
     state: dict = {}  # the digit's top concepts and its unedited image, set by reset
 
     def reset(change=None) -> None:
-        state["top"] = _top3(cm, images[pick.value])
+        state["top"] = {i for i, _ in top_concepts(cm, images[pick.value])}
         state["before"] = op.apply(cm, images[pick.value], [])[1]  # once per digit
         for i, box in enumerate(boxes):
             box.value = i in state["top"]

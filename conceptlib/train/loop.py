@@ -47,7 +47,7 @@ from conceptlib.model.losses import (
     total_loss,
     union_loss,
 )
-from conceptlib.model.vae import ConvVAE, load_weights
+from conceptlib.model.vae import ConvVAE, load_weights, ready
 from conceptlib.train.runtime import is_main, resolve_device, resolve_precision
 
 #: Per-epoch means in the history; runs with a union term add ``union``.
@@ -69,7 +69,7 @@ def build_model(cfg: ExperimentConfig, num_concepts: int) -> ConvVAE:
 
 @dataclass
 class Run:
-    """A trained variant: ``model`` (eval mode, on the training device), per-epoch
+    """A trained variant: ``model`` (:func:`ready`, on the training device), per-epoch
     ``history``, folder ``path``, hash ``key``, ``loaded`` from the cache or not."""
 
     model: ConvVAE
@@ -377,7 +377,7 @@ def get_or_train(
         history = json.loads(state["history"])
         if progress and is_main():
             print(f"loaded run {variant}-{key} from {run_dir}", file=sys.stderr)
-        return Run(model.to(device).eval(), history, run_dir, key, variant, True)
+        return Run(ready(model.to(device)), history, run_dir, key, variant, True)
     if is_main():
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -395,4 +395,4 @@ def get_or_train(
         atomic_torch_save(run_state(model, history, cfg, variant), final)
     if dist.is_initialized():
         dist.barrier()  # no rank moves on before model.pt is in place
-    return Run(model, history, run_dir, key, variant, False)
+    return Run(ready(model), history, run_dir, key, variant, False)
