@@ -182,6 +182,22 @@ def test_recipe_overrides_only_concept_paper(mnist, tmp_path: Path) -> None:
         Pipeline(cfg, device="cpu", recipe=["loss.nothing=1"])
 
 
+def test_clusterings_are_kept_apart_for_each_recipe(
+    mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conceptlib.experiment.pipeline as pipeline
+
+    asked = []
+    monkeypatch.setattr(pipeline, "load_clusterings", lambda path: asked.append(path))
+    monkeypatch.setattr(Pipeline, "run", lambda self, v: pytest.fail("stop here"))
+    for recipe in ([], ["loss.concept_loss=mse"], []):
+        pipe = Pipeline(load_config("smoke"), "cpu", tmp_path, False, mnist, recipe)
+        with pytest.raises(pytest.fail.Exception, match="stop here"):
+            pipe.clusterings  # noqa: B018  (looks in the cache, then clusters)
+    assert asked[0] == asked[2] != asked[1]  # another recipe: another concept_paper
+    assert all(p.parent == tmp_path and p.suffix == ".npz" for p in asked)
+
+
 # -- the chooser ---------------------------------------------------------------------
 
 

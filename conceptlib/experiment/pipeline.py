@@ -115,8 +115,8 @@ class Pipeline(PipelineMeasures):
     def clusterings(self) -> dict[str, Clustering]:
         """The four clusterings of section 4, on seeded subsamples of the training
         images of ``augmented`` (isolated concepts, as in the paper); kept in the
-        run cache by config and seed (the chapters read what ``reproduce`` made)."""
-        cache = self.cache_file("clusterings", "npz")
+        run cache by config, seed and recipe (chapters read what ``reproduce`` made)."""
+        cache = self.cache_file("clusterings", "npz", recipe=self.recipe)
         if (found := load_clusterings(cache)) is not None:
             return found
         c, k = self.cfg.cluster, len(self.catalogue)
