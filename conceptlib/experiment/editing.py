@@ -71,7 +71,7 @@ def run_edit(
     the before/after figure and the JSON (atomically) when asked."""
     image, name = read_image(spec, cm.cfg.data.source)
     protos = None
-    if any(s.kind == "add" and s.source is None for s in steps):  # a prototype's
+    if any(s.kind == "add" and s.source is None for s in steps):  # add a prototype
         tc = Pipeline(cm.cfg, "cpu", cache, progress=False).test_concepts
         protos = prototypes(cm, tc.x, tc.y - cm.catalogue.labels[0], len(cm.catalogue))
     _, edited = apply(cm, image, steps, protos)

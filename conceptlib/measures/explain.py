@@ -149,7 +149,6 @@ def explain(cm: ConceptModel, image: np.ndarray) -> Explanation:
     )
 
 
-@torch.no_grad()
 def top_concepts(cm: ConceptModel, image: np.ndarray, k: int = 3) -> list:
     """The ``k`` strongest concepts of a ``(28, 28)`` uint8 ``image``, strongest
     first: ``(index, share)`` pairs (:func:`concept_shares`)."""
@@ -157,6 +156,7 @@ def top_concepts(cm: ConceptModel, image: np.ndarray, k: int = 3) -> list:
     return [(int(i), float(shares[i])) for i in top_k(shares[None], k)[0]]
 
 
+@torch.no_grad()
 def concept_shares(
     cm: ConceptModel, images: np.ndarray, batch_size: int = 1000
 ) -> np.ndarray:

@@ -171,8 +171,8 @@ class ConvVAE(nn.Module):
 
 
 def ready(model: nn.Module) -> nn.Module:
-    """``model`` in eval mode, on the CPU in channels_last: oneDNN measures 1.4-1.7x
-    faster so (the same arithmetic, summed in another order: within about 1e-7)."""
+    """``model`` in eval mode; on the CPU in channels_last, which oneDNN runs 1.4-1.7x
+    faster (the same arithmetic summed in another order: within about 1e-7)."""
     if next(model.parameters()).device.type == "cpu":
         with torch.inference_mode(False):  # weights that can still be trained
             model.to(memory_format=torch.channels_last)
