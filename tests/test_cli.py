@@ -140,7 +140,8 @@ def test_reproduce_keeps_the_clusterings_for_the_chapters(
         assert len(c.index) == len(c.assignment) == len(c.labels) > 0
         assert set(c.matching) <= set(range(len(c.centres)))
     cut = tmp_path / "cut.npz"
-    cut.write_bytes(pipe.cache_file("clusterings", "npz").read_bytes()[:200])
+    (kept,) = (out / "runs").glob("clusterings-*.npz")
+    cut.write_bytes(kept.read_bytes()[:200])
     assert load_clusterings(cut) is None
     assert load_clusterings(tmp_path / "missing.npz") is None
 
