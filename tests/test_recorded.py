@@ -5,18 +5,23 @@ code and measured on the MNIST test digits as ``conceptlib reproduce`` measured 
 (:func:`conceptlib.measures.likelihood.evaluate`, the recorded seed and batch size);
 recon BCE, KL and -ELBO must equal its seed's record in ``metrics.json``. A
 refactor that changes what the code computes fails here. The tolerance covers
-float32 sums taken by other CPU kernels, not a changed computation.
+float32 sums taken by other CPU kernels, not a changed computation. Each profile's
+``concept`` model also re-derives its vocabulary record (naming accuracy, IoU and
+Network Dissection on the probes the dissection reads).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from conceptlib.experiment.pipeline import Pipeline
 from conceptlib.measures.likelihood import evaluate
+from conceptlib.measures.vocab import vocabulary_measures
 from conceptlib.model.readout import load_model
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -57,3 +62,40 @@ def test_checkpoint_rederives_its_record(path, mnist):
             f"{path.relative_to(RESULTS)}: {key} {measured[key]:.4f} nats, "
             f"recorded {recorded[key]:.4f}"
         )
+
+
+#: The probes that the dissection reads; the vocabulary re-derives on them.
+DISSECTED = ("isolated", "pairs")
+
+
+@pytest.mark.parametrize(
+    "path",  # quick's in make test; paper's (15 s more) in make test-kernels
+    [
+        pytest.param(p, marks=() if p.parts[-3] == "quick" else pytest.mark.slow)
+        for p in CHECKPOINTS
+        if p.stem == "concept"
+    ],
+    ids=lambda p: f"{p.parent.parent.name}-{p.stem}",
+)
+def test_concept_checkpoint_rederives_its_vocabulary(path, mnist, tmp_path):
+    """The concept model's naming and dissection, measured again on the isolated
+    and pair probes (cut from the test digits with the recorded seed), equal its
+    seed's record: the book's vocabulary claims rest on them."""
+    metrics = json.loads((path.parent.parent / "metrics.json").read_text())
+    cm = load_model(path)
+    record = next(s for s in metrics["per_seed"] if s["seed"] == cm.cfg.seed)
+    recorded = record["vocabulary"]["concept"]
+    probes = Pipeline(cm.cfg, "cpu", tmp_path, progress=False, mnist=mnist).probes
+    probes = replace(probes, sets={n: probes.sets[n] for n in DISSECTED})
+    measured = vocabulary_measures(cm, probes, cm.cfg.seed)
+    where = path.relative_to(RESULTS)
+    for name in DISSECTED:  # a few of 10,000 images may flip on other kernels
+        got, want = measured["accuracy"][name], recorded["accuracy"][name]
+        assert got == pytest.approx(want, abs=5e-4), f"{where}: {name} {got:.4f}"
+        got, want = measured["iou"][name], recorded["iou"][name]
+        assert got == pytest.approx(want, rel=1e-3), f"{where}: {name} IoU {got:.4f}"
+    for key in ("dissection", "dissection_rotated"):
+        for count in ("unique", "own"):
+            got, want = measured[key][count], recorded[key][count]
+            msg = f"{where}: {key}.{count} {got}, recorded {want}"
+            assert abs(got - want) <= 1, msg

@@ -151,6 +151,20 @@ class VariantModel:
         return out
 
 
+#: k-means sums each thread's share of the points apart, so its clusters depend on
+#: the thread count: fixed at the 2 every record ran with (a 1-CPU machine: one).
+KMEANS_THREADS = 2
+
+
+def kmeans(points: np.ndarray, num_clusters: int, n_init: int, seed: int):
+    """scikit-learn's ``KMeans`` fitted on :data:`KMEANS_THREADS` threads."""
+    from sklearn.cluster import KMeans  # heavy (seconds): only the pipeline clusters
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=KMEANS_THREADS):
+        return KMeans(num_clusters, n_init=n_init, random_state=seed).fit(points)
+
+
 def fit_variants(
     x: np.ndarray, y: np.ndarray, catalogue: Catalogue, seed: int = 0
 ) -> VariantModel:
@@ -159,9 +173,8 @@ def fit_variants(
     ``x``, ``y``; cluster ``c`` becomes variant ``v`` when its mean image puts the
     largest share of its ink into the boxes of ``v``'s concepts (Hungarian matching).
     """
-    # sklearn, scipy: heavy (seconds), and only the pipeline fits variants
+    # scipy: heavy (seconds), and only the pipeline fits variants
     from scipy.optimize import linear_sum_assignment
-    from sklearn.cluster import KMeans
 
     centres = {}
     for d in np.unique(catalogue.digit):
@@ -171,7 +184,7 @@ def fit_variants(
         flat = x[y == d].reshape(-1, SIZE * SIZE).astype(np.float32)
         if len(flat) < num:
             raise ConceptlibError(f"too few training images of digit {d} for variants")
-        km = KMeans(num, n_init=4, random_state=seed).fit(flat)
+        km = kmeans(flat, num, n_init=4, seed=seed)
         imgs = km.cluster_centers_.reshape(num, SIZE, SIZE)
         share = np.zeros((num, num))  # (cluster, variant)
         for k in np.flatnonzero(catalogue.digit == d):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
+from conceptlib.data.catalogue import kmeans
 from conceptlib.data.mnist import IMAGE_SHAPE, NUM_CLASSES
 from conceptlib.files import atomic_write
 from conceptlib.measures.likelihood import cluster_scores, match_clusters
@@ -100,7 +100,7 @@ def fit_kmeans(
     if max_points is not None and len(features) > max_points:
         rng = np.random.default_rng(seed)
         index = np.sort(rng.choice(len(features), max_points, replace=False))
-    km = KMeans(num_clusters, n_init=n_init, random_state=seed).fit(features[index])
+    km = kmeans(features[index], num_clusters, n_init, seed)
     assignment, labels = km.labels_.astype(np.int64), labels[index]
     centres = km.cluster_centers_.astype(np.float32)
     scores = cluster_scores(labels, assignment)

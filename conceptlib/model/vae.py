@@ -38,11 +38,6 @@ class VAEOutput:
     mean_hidden: torch.Tensor | None = None
     mean_hidden_pre: torch.Tensor | None = None
 
-    @property
-    def x_hat(self) -> torch.Tensor:
-        """``(B, 1, 28, 28)`` reconstruction in [0, 1]."""
-        return torch.sigmoid(self.logits)
-
 
 class ConceptActivation(nn.Module):
     """Sigmoid (or ReLU) on the first ``num_concepts`` channels, ReLU on the rest."""
