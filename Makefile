@@ -68,13 +68,14 @@ $(STAMP): requirements.txt pyproject.toml
 # run of `conceptlib reproduce` (one thread, an empty run cache in a temporary
 # folder) trains the models and writes the record that the chapters (nbval, after
 # it) and pytest's end-to-end tests read (CONCEPTLIB_TEST_SMOKE, tests/conftest.py),
-# so that nothing is trained or measured twice. nbval has OpenMP's idle threads
-# sleep rather than spin (same arithmetic); its report follows pytest's.
+# so that nothing is trained or measured twice. All three have OpenMP's idle threads
+# sleep rather than spin (k-means runs two threads on the busy cores; the same
+# arithmetic); nbval's report follows pytest's.
 test: venv
 	@shopt -s nullglob; notebooks=(book/*.ipynb); side=; smoke=$$(mktemp -d); \
 	trap '[[ -z "$$side" ]] || pkill -P "$$side" 2>/dev/null || true; rm -rf "$$smoke"' EXIT; \
 	echo "$(PY) -m conceptlib reproduce --profile smoke --out $$smoke/out/smoke (beside pytest)"; \
-	( code=0; OMP_NUM_THREADS=1 $(PY) -m conceptlib reproduce --profile smoke \
+	( code=0; OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m conceptlib reproduce --profile smoke \
 	    --out "$$smoke/out/smoke" --quiet >"$$smoke/reproduce.log" 2>&1 || code=$$?; \
 	  echo "$$code" >"$$smoke/status"; \
 	  (( $${#notebooks[@]} )) || exit 0; code=0; \
@@ -84,7 +85,7 @@ test: venv
 	    >"$$smoke/nbval.log" 2>&1 || code=$$?; \
 	  echo "$$code" >"$$smoke/nbval.status" ) & side=$$!; \
 	echo "$(PY) -m pytest -q tests $(PYTEST_ARGS)"; \
-	status=0; CONCEPTLIB_TEST_SMOKE="$$smoke" $(PY) -m pytest -q tests $(PYTEST_ARGS) \
+	status=0; CONCEPTLIB_TEST_SMOKE="$$smoke" OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q tests $(PYTEST_ARGS) \
 	  || status=$$?; \
 	wait "$$side" || true; side=; \
 	if (( $${#notebooks[@]} )); then \

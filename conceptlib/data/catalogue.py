@@ -157,11 +157,11 @@ KMEANS_THREADS = 2
 
 
 def kmeans(points: np.ndarray, num_clusters: int, n_init: int, seed: int):
-    """scikit-learn's ``KMeans`` fitted on :data:`KMEANS_THREADS` threads."""
+    """scikit-learn's ``KMeans`` fitted on :data:`KMEANS_THREADS` OpenMP threads."""
     from sklearn.cluster import KMeans  # heavy (seconds): only the pipeline clusters
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=KMEANS_THREADS):
+    with threadpool_limits(limits=KMEANS_THREADS, user_api="openmp"):
         return KMeans(num_clusters, n_init=n_init, random_state=seed).fit(points)
 
 
