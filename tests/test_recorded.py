@@ -68,13 +68,10 @@ def test_checkpoint_rederives_its_record(path, mnist):
 DISSECTED = ("isolated", "pairs")
 
 
+@pytest.mark.slow  # 15-20 s each on one thread: in make test-kernels (CI runs it)
 @pytest.mark.parametrize(
-    "path",  # quick's in make test; paper's (15 s more) in make test-kernels
-    [
-        pytest.param(p, marks=() if p.parts[-3] == "quick" else pytest.mark.slow)
-        for p in CHECKPOINTS
-        if p.stem == "concept"
-    ],
+    "path",
+    [p for p in CHECKPOINTS if p.stem == "concept"],
     ids=lambda p: f"{p.parent.parent.name}-{p.stem}",
 )
 def test_concept_checkpoint_rederives_its_vocabulary(path, mnist, tmp_path):
